@@ -1,0 +1,38 @@
+# Minqing — the two commands: `make run` and `make test`. Everything they need is installed here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-unit test-interface test-e2e bench deps debian-deps clean
+
+run: deps debian-rabbitmq
+	@$(VENV)/bin/minqing run
+
+test: deps debian-deps
+	$(PY) -m pytest -q tests
+
+test-unit: deps
+	$(PY) -m pytest -q tests/unit
+
+bench: deps debian-deps
+	$(PY) -m bench.run
+
+deps: $(STAMP)
+
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock -r requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+debian-deps:
+	@bash deploy/local/install-debian-deps.sh
+
+debian-rabbitmq:
+	@if [ -z "$$MINQING_AMQP_URI" ]; then bash deploy/local/install-debian-deps.sh; fi
+
+clean:
+	rm -rf $(VENV) .run

@@ -1,0 +1,94 @@
+"""A case's current state, folded from its stream (DESIGN principle 1: decisions load the stream).
+
+Pure: no database, no clock. Routing decides on it, intake shows it; both fold the same events.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+from minqing.ledger import RecordedEvent
+
+OPEN_STATUSES = ("reported", "assigned", "accepted", "reopened")
+
+# What each event does to the status; events not listed leave it as it is.
+_STATUS_AFTER = {
+    "case.reported": "reported",
+    "case.assigned": "assigned",
+    "case.transferred": "assigned",
+    "case.escalated": "assigned",
+    "case.accepted": "accepted",
+    "case.resolved": "resolved",
+    "case.delivered": "delivered",
+    "case.followed_up": "followed_up",
+    "case.reopened": "reopened",
+    "case.closed": "closed",
+    "case.withdrawn": "withdrawn",
+    "case.merged": "merged",
+}
+
+
+@dataclass(frozen=True)
+class CaseFile:
+    case_id: str
+    version: int = 0
+    status: str = "none"
+    county: str | None = None
+    tracking_no: str | None = None
+    category: str | None = None
+    channel: str | None = None
+    kind: str | None = None
+    urgency: str | None = None
+    summary: str | None = None
+    location: dict | None = None
+    reported_at: str | None = None
+    registered_at: str | None = None
+    tier: str | None = None
+    unit: str | None = None
+    cadre: str | None = None
+    response_due: str | None = None
+    resolution_due: str | None = None
+    policy_version: int | None = None
+    resolved_by: str | None = None
+    rating: str | None = None
+    history: tuple[dict, ...] = field(default_factory=tuple)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def apply(self, event: RecordedEvent) -> "CaseFile":
+        d = event.data
+        changes: dict = {"version": event.version, "status": _STATUS_AFTER.get(event.type, self.status)}
+        if event.type == "case.reported":
+            changes.update(county=d["county"], tracking_no=d["tracking_no"], category=d["category"],
+                           channel=d["channel"], kind=d["kind"], urgency=d["urgency"], summary=d["summary"],
+                           location=d["location"], reported_at=d["reported_at"], registered_at=event.recorded_at)
+        elif event.type == "case.assigned":
+            changes.update(tier=d["tier"], unit=d["unit"], cadre=d["cadre"], response_due=d["response_due"],
+                           resolution_due=d["resolution_due"], policy_version=d["policy_version"])
+        elif event.type in ("case.transferred", "case.escalated"):
+            changes.update(unit=d["to_unit"], cadre=d["to_cadre"], resolution_due=d["resolution_due"],
+                           policy_version=d["policy_version"])
+            if event.type == "case.escalated":
+                changes["tier"] = d["to_tier"]
+        elif event.type == "case.resolved":
+            changes["resolved_by"] = d["cadre"]
+        elif event.type == "case.followed_up":
+            changes["rating"] = d["rating"]
+        elif event.type not in _STATUS_AFTER:
+            changes["status"] = self.status
+        entry = {"position": event.position, "version": event.version, "type": event.type, "at": event.recorded_at}
+        changes["history"] = self.history + (entry,)
+        return replace(self, **changes)
+
+
+def fold(case_id: str, events: Iterable[RecordedEvent]) -> CaseFile:
+    state = CaseFile(case_id)
+    for event in events:
+        state = state.apply(event)
+    return state
+
+
+def stream_of(case_id: str) -> str:
+    return f"case-{case_id}"

@@ -1,0 +1,251 @@
+"""`minqing` — the command line for operators and auditors.
+
+  minqing run                      the whole stack (private RabbitMQ unless MINQING_AMQP_URI is set)
+  minqing relay                    the ledger → broker relay alone
+  minqing service NAME             one service alone (intake, routing, notify, assessment)
+  minqing county load FILE         validate a county policy and publish it (policy.published)
+  minqing county check FILE        validate only
+  minqing events tail              print ledger events as CloudEvents (--after N, --follow, --broker)
+  minqing audit verify             walk the hash chain; non-zero exit naming the first bad position
+  minqing audit head               print the head position and hash (publish it as an anchor)
+  minqing consumer parked          list events a consumer parked after repeated failures
+  minqing db init                  create every table (services also do this when they start)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from minqing import config as config_mod
+
+log = logging.getLogger("minqing.cli")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"minqing: {message}", file=sys.stderr)
+    return code
+
+
+def _engine_and_ledger(settings):
+    from minqing.db import make_engine
+    from minqing.ledger import Ledger
+    from minqing.service_kit import create_tables
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    create_tables(engine)
+    return engine, Ledger(engine)
+
+
+def all_metadata():
+    from services.assessment.tables import metadata_obj as assessment
+    from services.intake.tables import metadata_obj as intake
+    from services.notify.tables import metadata_obj as notify
+    from services.routing.tables import metadata_obj as routing
+    from minqing.vault import metadata_obj as vault
+    return [intake, routing, notify, assessment, vault]
+
+
+# ---- county ---------------------------------------------------------------------------------------
+
+def cmd_county(args, settings) -> int:
+    from minqing.county import PolicyError, publish, read_policy_file
+    try:
+        policy = read_policy_file(Path(args.file))
+    except PolicyError as exc:
+        return _fail(f"{args.file}: {exc}")
+    if args.action == "check":
+        print(f"{args.file}: valid policy for county {policy['county']} ({policy['name']})")
+        return 0
+    _, ledger = _engine_and_ledger(settings)
+    version, published = publish(ledger, policy, actor=f"admin:{os.environ.get('USER', 'cli')}")
+    if published:
+        print(f"published policy version {version} for county {policy['county']} ({policy['name']})")
+    else:
+        print(f"county {policy['county']} already at policy version {version} with identical content")
+    return 0
+
+
+# ---- events / audit / consumers -------------------------------------------------------------------
+
+def cmd_events_tail(args, settings) -> int:
+    from minqing import cloudevents
+    if args.broker:
+        return _tail_broker(args, settings)
+    _, ledger = _engine_and_ledger(settings)
+    after = args.after
+    try:
+        while True:
+            events = ledger.read_all(after, 500)
+            for event in events:
+                if args.type and event.type != args.type:
+                    continue
+                print(json.dumps(cloudevents.to_cloudevent(event), ensure_ascii=False), flush=True)
+            if events:
+                after = events[-1].position
+                continue
+            if not args.follow:
+                return 0
+            time.sleep(0.2)
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0
+
+
+def _tail_broker(args, settings) -> int:
+    import kombu
+    from minqing.service_kit import EVENTS_EXCHANGE
+    queue = kombu.Queue("", exchange=EVENTS_EXCHANGE, routing_key=args.routing_key, exclusive=True, auto_delete=True)
+
+    def show(body, message):
+        print(json.dumps(body, ensure_ascii=False) if not isinstance(body, (bytes, str)) else body, flush=True)
+        message.ack()
+
+    with kombu.Connection(settings.effective_amqp_uri(), connect_timeout=5) as conn:
+        with conn.Consumer(queue, callbacks=[show], accept=["json", "cloudevents"]):
+            try:
+                while True:
+                    try:
+                        conn.drain_events(timeout=1)
+                    except TimeoutError:
+                        continue
+            except KeyboardInterrupt:
+                return 0
+
+
+def cmd_audit(args, settings) -> int:
+    from minqing import audit
+    engine, ledger = _engine_and_ledger(settings)
+    if args.action == "head":
+        position, digest = ledger.head()
+        print(json.dumps({"position": position, "hash": digest}))
+        return 0
+    verdict = audit.verify(engine)
+    if args.expect_head:
+        pos_text, _, want_hash = args.expect_head.partition(":")
+        stored = _hash_at(engine, int(pos_text))
+        if verdict.ok and stored != want_hash:
+            print(f"FAILED: position {pos_text} does not carry the published hash {want_hash}", file=sys.stderr)
+            return 3
+    if verdict.ok:
+        print(f"OK: {verdict.checked} events verified; head position {verdict.head_position}, hash {verdict.head_hash}")
+        return 0
+    print(f"FAILED at position {verdict.bad_position}: {verdict.problem} "
+          f"({verdict.checked} events verified before it)", file=sys.stderr)
+    return 3
+
+
+def _hash_at(engine, position: int) -> str | None:
+    from sqlalchemy import select
+    from minqing.ledger import events_table
+    with engine.connect() as conn:
+        return conn.execute(select(events_table.c.hash).where(events_table.c.position == position)).scalar()
+
+
+def cmd_consumer(args, settings) -> int:
+    from minqing.consumer import list_parked
+    _, ledger = _engine_and_ledger(settings)
+    rows = list_parked(ledger, args.consumer)
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+    if not rows:
+        print("no parked events", file=sys.stderr)
+    return 0
+
+
+def cmd_db_init(args, settings) -> int:
+    engine, _ = _engine_and_ledger(settings)
+    for md in all_metadata():
+        md.create_all(engine)
+    print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+# ---- processes ------------------------------------------------------------------------------------
+
+def cmd_relay(args, settings) -> int:
+    from minqing.logs import setup_logging
+    from minqing.relay import Relay
+    setup_logging(settings.log_level, "relay")
+    _, ledger = _engine_and_ledger(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Relay(ledger, settings.effective_amqp_uri()).run(stop)
+    return 0
+
+
+def cmd_service(args, settings) -> int:
+    os.execv(sys.executable, [sys.executable, "-m", "minqing.service_main", args.name])
+    return 0
+
+
+def cmd_run(args, settings) -> int:
+    from minqing.runner import run_stack
+    return run_stack(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minqing", description="Minqing (民情) casework")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", help="run the whole stack").set_defaults(func=cmd_run)
+    sub.add_parser("relay", help="run the ledger → broker relay").set_defaults(func=cmd_relay)
+    p = sub.add_parser("service", help="run one service")
+    p.add_argument("name", choices=["intake", "routing", "notify", "assessment"])
+    p.set_defaults(func=cmd_service)
+
+    county = sub.add_parser("county", help="county policy").add_subparsers(dest="action", required=True)
+    for action in ("load", "check"):
+        p = county.add_parser(action)
+        p.add_argument("file")
+        p.set_defaults(func=cmd_county, action=action)
+
+    events = sub.add_parser("events", help="the event log").add_subparsers(dest="action", required=True)
+    p = events.add_parser("tail", help="print events as CloudEvents JSON lines")
+    p.add_argument("--after", type=int, default=0, help="start after this ledger position")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--type", help="only this event type, e.g. case.reported")
+    p.add_argument("--broker", action="store_true", help="show what is published on minqing.events instead")
+    p.add_argument("--routing-key", default="#", help="with --broker: binding key (default '#')")
+    p.set_defaults(func=cmd_events_tail)
+
+    audit = sub.add_parser("audit", help="verify recorded history").add_subparsers(dest="action", required=True)
+    p = audit.add_parser("verify")
+    p.add_argument("--expect-head", metavar="POSITION:HASH", help="also check a previously published head")
+    p.set_defaults(func=cmd_audit, action="verify")
+    audit.add_parser("head").set_defaults(func=cmd_audit, action="head")
+
+    consumer = sub.add_parser("consumer", help="event consumers").add_subparsers(dest="action", required=True)
+    p = consumer.add_parser("parked")
+    p.add_argument("--consumer")
+    p.set_defaults(func=cmd_consumer)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
+    db.add_parser("init").set_defaults(func=cmd_db_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = config_mod.load()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:   # a clear message, never a stack trace, for operators
+        from sqlalchemy.exc import SQLAlchemyError
+        if isinstance(exc, SQLAlchemyError):
+            return _fail(f"database error ({type(exc).__name__}); check MINQING_DATABASE_URL and that the database is up")
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

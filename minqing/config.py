@@ -1,0 +1,58 @@
+"""Runtime configuration, read from environment variables in one place.
+
+Every setting has a default that works for the embedded stack (`make run`): a SQLite ledger under
+`.run/` and a private RabbitMQ node. Documented in the README's "Configuration" section.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name} must be a whole number, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    run_dir: Path
+    database_url: str
+    amqp_uri: str | None          # None: `minqing run` starts a private node
+    amqp_port: int
+    http_port: int
+    counties_dir: Path
+    log_level: str
+
+    @property
+    def service_ports(self) -> dict[str, int]:
+        """Each service's own HTTP port, behind the gateway on `http_port`."""
+        names = ("intake", "routing", "notify", "assessment")
+        return {name: self.http_port + 1 + i for i, name in enumerate(names)}
+
+    def effective_amqp_uri(self) -> str:
+        return self.amqp_uri or f"pyamqp://guest:guest@127.0.0.1:{self.amqp_port}//"
+
+
+def load() -> Settings:
+    run_dir = Path(os.environ.get("MINQING_RUN_DIR") or ROOT / ".run").resolve()
+    database_url = os.environ.get("MINQING_DATABASE_URL") or f"sqlite:///{run_dir / 'minqing.db'}"
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+    return Settings(
+        run_dir=run_dir,
+        database_url=database_url,
+        amqp_uri=os.environ.get("MINQING_AMQP_URI") or None,
+        amqp_port=_int("MINQING_AMQP_PORT", 5672),
+        http_port=_int("MINQING_HTTP_PORT", 8000),
+        counties_dir=Path(os.environ.get("MINQING_COUNTIES_DIR") or ROOT / "deploy" / "counties"),
+        log_level=os.environ.get("MINQING_LOG_LEVEL", "INFO").upper(),
+    )

@@ -1,0 +1,112 @@
+"""The public HTTP entry on 127.0.0.1:MINQING_HTTP_PORT: forwards each path to the service that owns
+it, and answers GET /health for the whole stack (every service, the ledger, the broker, the relay).
+
+Each service also serves its own /health on its own port; nameko gives every service container its
+own web server, so one port for all of them needs this small front.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import re
+import threading
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from minqing import relay as relay_mod
+from minqing.config import Settings
+from minqing.ledger import Ledger
+
+log = logging.getLogger("minqing.gateway")
+
+# (method, path pattern) → service; the first match wins.
+ROUTES: list[tuple[str, re.Pattern, str]] = [
+    ("POST", re.compile(r"^/api/v1/cases/[^/]+/resolve$"), "routing"),
+    ("POST", re.compile(r"^/api/v1/cases$"), "intake"),
+    ("GET", re.compile(r"^/api/v1/cases/[^/]+$"), "intake"),
+    ("GET", re.compile(r"^/api/v1/counties/[^/]+$"), "intake"),
+    ("GET", re.compile(r"^/api/v1/assessment/"), "assessment"),
+    ("GET", re.compile(r"^/api/v1/notifications$"), "notify"),
+]
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
+              "proxy-authenticate", "host", "content-length"}
+
+
+def _json(status: int, body: dict) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
+
+
+def route(method: str, path: str) -> str | None:
+    for m, pattern, service in ROUTES:
+        if (m == method or (m == "GET" and method == "HEAD")) and pattern.match(path):
+            return service
+    return None
+
+
+class Gateway:
+    def __init__(self, settings: Settings, ledger: Ledger):
+        self.settings = settings
+        self.ledger = ledger
+
+    def _forward(self, service: str, request: Request) -> Response:
+        port = self.settings.service_ports[service]
+        body = request.get_data()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            target = request.full_path if request.query_string else request.path
+            conn.request(request.method, target, body=body or None, headers=headers)
+            upstream = conn.getresponse()
+            payload = upstream.read()
+            out_headers = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP]
+            return Response(payload, status=upstream.status, headers=out_headers)
+        except OSError as exc:
+            log.warning("%s is unreachable: %s", service, exc)
+            return _json(503, {"error": {"code": "service_unavailable",
+                                         "message": f"the {service} service is not answering; try again shortly"}})
+        finally:
+            conn.close()
+
+    def _service_health(self, service: str) -> dict:
+        conn = http.client.HTTPConnection("127.0.0.1", self.settings.service_ports[service], timeout=5)
+        try:
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            return json.loads(resp.read())
+        except (OSError, ValueError) as exc:
+            return {"service": service, "status": "down", "error": type(exc).__name__}
+        finally:
+            conn.close()
+
+    def health(self) -> Response:
+        services = {name: self._service_health(name) for name in self.settings.service_ports}
+        try:
+            relay = {"status": "ok", **relay_mod.lag(self.ledger)}
+        except Exception as exc:
+            relay = {"status": "down", "error": type(exc).__name__}
+        ok = relay["status"] == "ok" and all(s.get("status") == "ok" for s in services.values())
+        return _json(200 if ok else 503, {"status": "ok" if ok else "degraded", "services": services, "relay": relay})
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        if request.path == "/health" and request.method in ("GET", "HEAD"):
+            response = self.health()
+        else:
+            service = route(request.method, request.path)
+            if service is None:
+                response = _json(404, {"error": {"code": "not_found",
+                                                 "message": f"no endpoint {request.method} {request.path}"}})
+            else:
+                response = self._forward(service, request)
+        return response(environ, start_response)
+
+
+def serve(settings: Settings, ledger: Ledger, stop: threading.Event) -> None:
+    server = make_server("127.0.0.1", settings.http_port, Gateway(settings, ledger), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    log.info("gateway listening on http://127.0.0.1:%d", settings.http_port)
+    stop.wait()
+    server.shutdown()

@@ -1,0 +1,296 @@
+"""The ledger: an append-only, globally ordered, hash-chained log of every event (DESIGN §2).
+
+Streams (`case-<id>`, `county-<id>`, `cadre-<id>`) carry versions 1, 2, 3 …; the whole ledger carries
+positions 1, 2, 3 … without gaps. Appends are serialised by a row lock on the one-row `ledger_head`
+table (SQLite: BEGIN IMMEDIATE), so a position is assigned only while every lower position is
+committed — a reader that has seen position N never later finds an event below N (principle 3).
+The head row also holds the hash of the last event, so each append chains its events to their
+predecessor without scanning, and truncating the tail is detectable.
+
+Idempotent append: an event id already recorded with the same content is not appended again; the
+recorded copy is returned. Optimistic concurrency: each write names the stream version it expects.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from sqlalchemy import (BigInteger, Column, Connection, Engine, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint, func, select, update)
+from sqlalchemy.exc import IntegrityError
+
+from minqing import contract
+from minqing.clock import SYSTEM_CLOCK, Clock, isoformat
+from minqing.db import is_postgres, read_transaction, write_transaction
+
+GENESIS_HASH = "0" * 64
+
+
+class _Any:
+    def __repr__(self):
+        return "ANY"
+
+
+ANY = _Any()          # expected_version that skips the concurrency check
+NO_STREAM = 0         # expected_version for a stream that must not exist yet
+
+metadata_obj = MetaData()
+
+events_table = Table(
+    "ledger_events", metadata_obj,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("stream", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("recorded_at", String(32), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("stream", "version", name="ledger_events_stream_version"),
+)
+
+head_table = Table(
+    "ledger_head", metadata_obj,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
+class LedgerError(Exception):
+    pass
+
+
+class ConcurrencyError(LedgerError):
+    """The stream moved since the caller read it: reload, re-decide, retry."""
+
+    def __init__(self, stream: str, expected: int, actual: int):
+        self.stream, self.expected, self.actual = stream, expected, actual
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
+
+
+class DuplicateEventIdError(LedgerError):
+    """An event id is already recorded with different content (a caller bug, never a retry)."""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    actor: str                          # who caused it: "operator:<id>", "cadre:<id>", "service:routing"
+    county: str
+    correlation_id: str | None = None   # the request or case flow this belongs to
+    causation_id: str | None = None     # the event id that caused this one
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor, "county": self.county,
+                "correlation_id": self.correlation_id, "causation_id": self.causation_id}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Metadata":
+        return cls(actor=raw["actor"], county=raw["county"],
+                   correlation_id=raw.get("correlation_id"), causation_id=raw.get("causation_id"))
+
+    def caused_by(self, event: "RecordedEvent", actor: str) -> "Metadata":
+        """Metadata for an event decided in reaction to `event`."""
+        return Metadata(actor=actor, county=event.metadata.county,
+                        correlation_id=event.metadata.correlation_id or event.event_id,
+                        causation_id=event.event_id)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    data: Mapping[str, Any]
+    metadata: Metadata
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class StreamWrite:
+    stream: str
+    events: Sequence[NewEvent]
+    expected_version: Any = ANY
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    position: int
+    event_id: str
+    stream: str
+    version: int
+    type: str
+    schema_version: int
+    data: dict
+    metadata: Metadata
+    recorded_at: str
+    hash: str
+
+    @property
+    def county(self) -> str:
+        return self.metadata.county
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, position: int, event_id: str, stream: str, version: int, type_: str,
+               schema_version: int, data_text: str, metadata_text: str, recorded_at: str) -> str:
+    """The hash that links an event to its predecessor; audit recomputes it from the stored row."""
+    body = canonical_json([position, event_id, stream, version, type_, schema_version,
+                           data_text, metadata_text, recorded_at])
+    return hashlib.sha256(f"{prev_hash}|{body}".encode("utf-8")).hexdigest()
+
+
+def create_schema(engine: Engine) -> None:
+    metadata_obj.create_all(engine)
+    with write_transaction(engine) as conn:
+        if conn.execute(select(head_table.c.id)).first() is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(head_table.insert().values(id=1, position=0, hash=GENESIS_HASH))
+            except IntegrityError:
+                pass   # another process created it first
+
+
+class Ledger:
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK):
+        self.engine = engine
+        self.clock = clock
+        self._postgres = is_postgres(engine)
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[NewEvent], expected_version: Any = ANY, *,
+               conn: Connection | None = None) -> list[RecordedEvent]:
+        return self.append_many([StreamWrite(stream, events, expected_version)], conn=conn)
+
+    def append_many(self, writes: Sequence[StreamWrite], *, conn: Connection | None = None) -> list[RecordedEvent]:
+        """Append to one or more streams atomically; every event is validated against the contract.
+
+        With `conn`, the append joins the caller's write transaction (so a service can commit its own
+        rows and its events together); otherwise it runs in its own.
+        """
+        for write in writes:
+            for event in write.events:
+                contract.validate_event(event.type, event.data)
+        if conn is not None:
+            return self._append(conn, writes)
+        with write_transaction(self.engine) as own:
+            return self._append(own, writes)
+
+    def _append(self, conn: Connection, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+        head_query = select(head_table.c.position, head_table.c.hash).where(head_table.c.id == 1)
+        if self._postgres:
+            head_query = head_query.with_for_update()
+        head = conn.execute(head_query).one()
+        position, prev_hash = head.position, head.hash
+
+        all_events = [e for w in writes for e in w.events]
+        if not all_events:
+            return []
+        existing = self._already_recorded(conn, writes, all_events)
+        if existing is not None:
+            return existing
+
+        recorded_at = isoformat(self.clock.now())
+        rows: list[dict] = []
+        for write in writes:
+            current = self._stream_version(conn, write.stream)
+            if write.expected_version is not ANY and write.expected_version != current:
+                raise ConcurrencyError(write.stream, write.expected_version, current)
+            for event in write.events:
+                position += 1
+                current += 1
+                etype = contract.event_type(event.type)
+                data_text = canonical_json(dict(event.data))
+                meta_text = canonical_json(event.metadata.to_dict())
+                prev_hash = chain_hash(prev_hash, position, event.event_id, write.stream, current,
+                                       event.type, etype.version, data_text, meta_text, recorded_at)
+                rows.append(dict(position=position, event_id=event.event_id, stream=write.stream,
+                                 version=current, type=event.type, schema_version=etype.version,
+                                 data=data_text, metadata=meta_text, recorded_at=recorded_at, hash=prev_hash))
+        conn.execute(events_table.insert(), rows)
+        conn.execute(update(head_table).where(head_table.c.id == 1).values(position=position, hash=prev_hash))
+        return [_to_event(r) for r in rows]
+
+    def _already_recorded(self, conn: Connection, writes: Sequence[StreamWrite],
+                          events: list[NewEvent]) -> list[RecordedEvent] | None:
+        ids = [e.event_id for e in events]
+        found = {r.event_id: r for r in conn.execute(
+            select(events_table).where(events_table.c.event_id.in_(ids))).mappings()}
+        if not found:
+            return None
+        if len(found) != len(ids):
+            raise DuplicateEventIdError(f"some of the events {ids} are recorded already, some not")
+        out = []
+        for write in writes:
+            for event in write.events:
+                row = found[event.event_id]
+                if (row["stream"], row["type"], row["data"]) != (write.stream, event.type, canonical_json(dict(event.data))):
+                    raise DuplicateEventIdError(f"event {event.event_id} is recorded with other content")
+                out.append(_to_event(row))
+        return out
+
+    @staticmethod
+    def _stream_version(conn: Connection, stream: str) -> int:
+        return conn.execute(select(func.coalesce(func.max(events_table.c.version), 0))
+                            .where(events_table.c.stream == stream)).scalar_one()
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def stream_version(self, stream: str, *, conn: Connection | None = None) -> int:
+        if conn is not None:
+            return self._stream_version(conn, stream)
+        with read_transaction(self.engine) as own:
+            return self._stream_version(own, stream)
+
+    def read_stream(self, stream: str, after_version: int = 0, *, conn: Connection | None = None) -> list[RecordedEvent]:
+        query = (select(events_table).where(events_table.c.stream == stream, events_table.c.version > after_version)
+                 .order_by(events_table.c.version))
+        return self._read(query, conn)
+
+    def read_all(self, after: int = 0, limit: int = 1000, *, types: Iterable[str] | None = None,
+                 conn: Connection | None = None) -> list[RecordedEvent]:
+        """Events with position > `after`, in order, at most `limit` of them."""
+        query = select(events_table).where(events_table.c.position > after)
+        if types is not None:
+            query = query.where(events_table.c.type.in_(list(types)))
+        return self._read(query.order_by(events_table.c.position).limit(limit), conn)
+
+    def iter_all(self, after: int = 0, batch: int = 1000) -> Iterator[RecordedEvent]:
+        while True:
+            events = self.read_all(after, batch)
+            if not events:
+                return
+            yield from events
+            after = events[-1].position
+
+    def head(self, *, conn: Connection | None = None) -> tuple[int, str]:
+        """(position, hash) of the last recorded event; (0, GENESIS_HASH) when empty."""
+        query = select(head_table.c.position, head_table.c.hash).where(head_table.c.id == 1)
+        if conn is not None:
+            row = conn.execute(query).one()
+        else:
+            with read_transaction(self.engine) as own:
+                row = own.execute(query).one()
+        return row.position, row.hash
+
+    def _read(self, query, conn: Connection | None) -> list[RecordedEvent]:
+        if conn is not None:
+            return [_to_event(r) for r in conn.execute(query).mappings()]
+        with read_transaction(self.engine) as own:
+            return [_to_event(r) for r in own.execute(query).mappings()]
+
+
+def _to_event(row: Mapping[str, Any]) -> RecordedEvent:
+    schema_version, data = contract.upcast(row["type"], row["schema_version"], json.loads(row["data"]))
+    return RecordedEvent(
+        position=row["position"], event_id=row["event_id"], stream=row["stream"], version=row["version"],
+        type=row["type"], schema_version=schema_version, data=data,
+        metadata=Metadata.from_dict(json.loads(row["metadata"])), recorded_at=row["recorded_at"],
+        hash=row["hash"])

@@ -1,0 +1,52 @@
+"""Recognising and masking personal data (DESIGN principle 8).
+
+One place defines what a raw phone number or identity number looks like; intake masks free text
+with it, and the event contract refuses any event that still carries one.
+"""
+from __future__ import annotations
+
+import re
+
+# Mainland mobile numbers (11 digits starting 13-19), optionally written with +86/86 and separators.
+_MOBILE = re.compile(r"(?<!\d)(?:\+?86[\s-]?)?(1[3-9]\d)[\s-]?(\d{4})[\s-]?(\d{4})(?!\d)")
+# Landlines with an area code, e.g. 0452-5612345.
+_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[\s-](\d{7,8})(?!\d)")
+# 18-character resident identity numbers.
+_ID_NUMBER = re.compile(r"(?<![\dXx])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dXx])")
+
+
+def mask_phone(phone: str) -> str:
+    """`13812345678` → `138****5678`; anything else keeps at most its last four digits."""
+    digits = re.sub(r"\D", "", phone)
+    if digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    if len(digits) == 11:
+        return f"{digits[:3]}****{digits[-4:]}"
+    return "****" + digits[-4:] if len(digits) >= 4 else "****"
+
+
+def mask_name(name: str) -> str:
+    """`张三丰` → `张**`: the family name only, as Chinese public notices do."""
+    name = name.strip()
+    if not name:
+        return ""
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+def mask_free_text(text: str) -> str:
+    """Mask phone and identity numbers a resident typed into a summary or a note."""
+    text = _ID_NUMBER.sub(lambda m: m.group(1)[:2] + "*" * 14 + m.group(3)[-2:], text)
+    text = _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    text = _LANDLINE.sub(lambda m: f"{m.group(1)}-****{m.group(2)[-2:]}", text)
+    return text
+
+
+def find_raw_personal_data(text: str) -> str | None:
+    """The kind of raw personal data found in `text`, or None."""
+    if _MOBILE.search(text):
+        return "a raw mobile phone number"
+    if _ID_NUMBER.search(text):
+        return "a raw identity number"
+    if _LANDLINE.search(text):
+        return "a raw landline number"
+    return None

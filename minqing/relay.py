@@ -1,0 +1,154 @@
+"""The relay: the ledger is the outbox (DESIGN principle 4).
+
+It tails the ledger in position order and publishes each committed event to the topic exchange
+`minqing.events` as a persistent CloudEvent, `mandatory`, with publisher confirms. Its checkpoint
+moves only after the broker confirmed every event up to it, so a crash (even SIGKILL) can re-publish
+the last unsaved batch (consumers absorb duplicates) but never skip an event.
+
+An event the broker returns as unroutable (no queue bound for its routing key) was still confirmed:
+no subscriber existed to lose it. It is counted (`minqing_relay_unroutable_total`) and logged. Minqing's
+own services never depend on a message arriving — they read the ledger from their checkpoints.
+
+Only one relay publishes at a time (a PostgreSQL advisory lock, or a lock file beside the SQLite
+ledger); a second one waits as a standby.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import kombu
+from prometheus_client import Counter, Gauge
+from sqlalchemy import text
+
+from minqing import checkpoints, cloudevents
+from minqing.db import is_postgres, write_transaction
+from minqing.ledger import Ledger
+
+log = logging.getLogger("minqing.relay")
+
+PUBLISHED = Counter("minqing_relay_published_total", "Events published and confirmed by the broker")
+UNROUTABLE = Counter("minqing_relay_unroutable_total", "Confirmed events no queue was bound for")
+POSITION = Gauge("minqing_relay_position", "Last ledger position confirmed by the broker")
+
+CHECKPOINT = "relay"
+_ADVISORY_KEY = 0x6D696E71   # "minq"
+
+
+def declare_topology(channel) -> kombu.Exchange:
+    """The public exchange and the dead-letter exchange and queue, declared idempotently."""
+    exchange = kombu.Exchange(cloudevents.EXCHANGE, type="topic", durable=True)
+    exchange(channel).declare()
+    dlx = kombu.Exchange(cloudevents.DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+    dlx(channel).declare()
+    kombu.Queue(cloudevents.DEAD_LETTER_QUEUE, exchange=dlx, durable=True)(channel).declare()
+    return exchange
+
+
+class Relay:
+    def __init__(self, ledger: Ledger, amqp_uri: str, *, batch: int = 200, idle_sleep: float = 0.02):
+        self.ledger = ledger
+        self.amqp_uri = amqp_uri
+        self.batch = batch
+        self.idle_sleep = idle_sleep
+        self._returned: list[str] = []
+
+    def _on_return(self, exception, exchange, routing_key, message):
+        self._returned.append(routing_key)
+
+    def publish_pending(self, producer, exchange) -> int:
+        """Publish everything after the checkpoint; return how many events were confirmed."""
+        total = 0
+        while True:
+            with write_transaction(self.ledger.engine) as conn:
+                position = checkpoints.load(conn, CHECKPOINT)
+            events = self.ledger.read_all(position, self.batch)
+            if not events:
+                return total
+            for event in events:
+                self._returned.clear()
+                producer.publish(
+                    cloudevents.to_cloudevent(event), exchange=exchange, routing_key=cloudevents.routing_key(event),
+                    serializer="cloudevents", delivery_mode=2, mandatory=True, message_id=event.event_id,
+                    retry=False)
+                if self._returned:
+                    UNROUTABLE.inc()
+                    log.info("event at position %d (%s) had no subscriber queue", event.position,
+                             cloudevents.routing_key(event))
+                PUBLISHED.inc()
+            with write_transaction(self.ledger.engine) as conn:
+                checkpoints.save(conn, CHECKPOINT, events[-1].position)
+            POSITION.set(events[-1].position)
+            total += len(events)
+
+    def run(self, stop: threading.Event) -> None:
+        with self._leadership(stop) as leader:
+            if not leader:
+                return
+            log.info("relay active, publishing to %s", cloudevents.EXCHANGE)
+            backoff = 0.5
+            while not stop.is_set():
+                try:
+                    with kombu.Connection(self.amqp_uri, transport_options={"confirm_publish": True},
+                                          heartbeat=30, connect_timeout=5) as connection:
+                        channel = connection.channel()
+                        exchange = declare_topology(channel)
+                        producer = kombu.Producer(channel, on_return=self._on_return)
+                        log.info("relay connected to the broker")
+                        backoff = 0.5
+                        while not stop.is_set():
+                            if self.publish_pending(producer, exchange) == 0:
+                                stop.wait(self.idle_sleep)
+                                connection.heartbeat_check()
+                except Exception as exc:   # broker or database away: nothing is advanced, so retry
+                    log.warning("relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+
+    @contextlib.contextmanager
+    def _leadership(self, stop: threading.Event) -> Iterator[bool]:
+        engine = self.ledger.engine
+        if is_postgres(engine):
+            with engine.connect() as conn:
+                while not stop.is_set():
+                    if conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _ADVISORY_KEY}).scalar():
+                        conn.commit()
+                        try:
+                            yield True
+                        finally:
+                            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
+                            conn.commit()
+                        return
+                    conn.commit()
+                    log.info("another relay is active; standing by")
+                    stop.wait(2.0)
+                yield False
+            return
+        lock_path = Path(engine.url.database or "minqing.db").with_suffix(".relay.lock")
+        with open(lock_path, "a+") as handle:
+            while not stop.is_set():
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("another relay is active; standing by")
+                    stop.wait(2.0)
+                    continue
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                return
+            yield False
+
+
+def lag(ledger: Ledger) -> dict:
+    with write_transaction(ledger.engine) as conn:
+        published = checkpoints.load(conn, CHECKPOINT)
+        head, _ = ledger.head(conn=conn)
+    return {"published_position": published, "head_position": head, "lag": head - published}

@@ -1,0 +1,168 @@
+"""What every nameko service of Minqing is built from: the ledger as a dependency, a follower that
+keeps the service's projections up to date, the broker wake-up, the dead-letter queue and /health.
+
+A service's queue `minqing.<service>` is durable and bound to `minqing.events` with the routing keys
+of the event types it follows. A message only wakes the follower (see minqing.consumer); a message
+that is not a Minqing CloudEvent is copied to the dead-letter queue with the reason and acked.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Callable, Iterable
+
+import kombu
+from kombu import Exchange, Queue, binding
+from nameko.extensions import DependencyProvider
+from sqlalchemy import MetaData
+
+from minqing import checkpoints, cloudevents, consumer, ledger as ledger_mod, vault as vault_mod
+from minqing.clock import SYSTEM_CLOCK
+from minqing.db import make_engine
+from minqing.ledger import Ledger, RecordedEvent
+
+log = logging.getLogger("minqing.service")
+
+EVENTS_EXCHANGE = Exchange(cloudevents.EXCHANGE, type="topic", durable=True)
+DLX = Exchange(cloudevents.DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+
+
+def service_queue(service: str, event_types: Iterable[str] | None) -> Queue:
+    keys = ["#"] if event_types is None else [f"*.{t}" for t in sorted(event_types)]
+    return Queue(f"minqing.{service}", bindings=[binding(EVENTS_EXCHANGE, routing_key=k) for k in keys],
+                 durable=True, queue_arguments={"x-dead-letter-exchange": cloudevents.DEAD_LETTER_EXCHANGE})
+
+
+def create_tables(engine, *metadatas: MetaData) -> None:
+    ledger_mod.create_schema(engine)
+    for md in (checkpoints.metadata_obj, consumer.metadata_obj, *metadatas):
+        md.create_all(engine)
+
+
+class LedgerProvider(DependencyProvider):
+    """The ledger (and its engine) for one service container; creates the service's tables."""
+
+    def __init__(self, *metadatas: MetaData):
+        self.metadatas = metadatas
+
+    def setup(self):
+        config = self.container.config
+        self.engine = make_engine(config["DATABASE_URL"])
+        create_tables(self.engine, *self.metadatas)
+        self.ledger = Ledger(self.engine, SYSTEM_CLOCK)
+
+    def stop(self):
+        self.engine.dispose()
+
+    def get_dependency(self, worker_ctx):
+        return self.ledger
+
+
+class VaultProvider(DependencyProvider):
+    def setup(self):
+        from pathlib import Path
+        self.vault = vault_mod.Vault(vault_mod.load_master_key(Path(self.container.config["VAULT_KEY_FILE"])))
+
+    def get_dependency(self, worker_ctx):
+        return self.vault
+
+
+class DeadLetters(DependencyProvider):
+    """Copies rejected messages and parked events to `minqing.dead-letter`, with the reason."""
+
+    def setup(self):
+        self.amqp_uri = self.container.config["AMQP_URI"]
+
+    def send(self, body: bytes | str | dict, reason: str, consumer_name: str) -> None:
+        if isinstance(body, dict):
+            body = json.dumps(body, ensure_ascii=False)
+        with kombu.Connection(self.amqp_uri, transport_options={"confirm_publish": True}, connect_timeout=5) as conn:
+            producer = conn.Producer()
+            producer.publish(body, exchange=DLX, routing_key="dead", declare=[DLX], delivery_mode=2,
+                             content_type="application/octet-stream" if isinstance(body, bytes) else "application/json",
+                             content_encoding="binary" if isinstance(body, bytes) else "utf-8",
+                             headers={"x-minqing-consumer": consumer_name, "x-minqing-reason": reason[:1000]})
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+class Following(DependencyProvider):
+    """Keeps one projection up to date: catches up at start, on every wake-up, and every
+    `poll_interval` seconds (so even a lost message delays an event by at most that much)."""
+
+    def __init__(self, projection_factory: Callable, poll_interval: float = 2.0):
+        self.projection_factory = projection_factory
+        self.poll_interval = poll_interval
+
+    def setup(self):
+        provider = next(d for d in self.container.dependencies if isinstance(d, LedgerProvider))
+        dead = next((d for d in self.container.dependencies if isinstance(d, DeadLetters)), None)
+        self.ledger = provider.ledger
+        self.projection = self.projection_factory(self.ledger, self.container.config)
+
+        def on_parked(event: RecordedEvent, error: str) -> None:
+            if dead is not None:
+                dead.send(cloudevents.to_cloudevent(event), f"parked: {error}", self.projection.name)
+
+        self.follower = consumer.Follower(self.ledger, self.projection, on_parked=on_parked)
+        self._running = False
+
+    def start(self):
+        self._running = True
+        self.container.spawn_managed_thread(self._poll, identifier=f"{self.projection.name}-poll")
+
+    def stop(self):
+        self._running = False
+
+    def kill(self):
+        self._running = False
+
+    def _poll(self):
+        while self._running:
+            try:
+                self.follower.wake()
+            except Exception:
+                log.exception("%s: catch-up failed; retrying", self.projection.name)
+            time.sleep(self.poll_interval)
+
+    def on_message(self, body, dead_letters: DeadLetters | None) -> None:
+        """Handle one broker message: wake the follower, or dead-letter a malformed message."""
+        try:
+            position, _ = cloudevents.parse(body)
+        except cloudevents.MalformedMessage as exc:
+            log.warning("%s: malformed message sent to the dead-letter queue: %s", self.projection.name, exc)
+            if dead_letters is not None:
+                raw = body if isinstance(body, (bytes, str)) else json.dumps(body, ensure_ascii=False, default=str)
+                dead_letters.send(raw, f"malformed: {exc}", self.projection.name)
+            return
+        if position <= self.follower.position:
+            return    # already applied: a redelivery or a duplicate from a relay restart
+        self.follower.wake()
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+def health(service: str, ledger: Ledger, amqp_uri: str, follower: consumer.Follower | None = None) -> tuple[int, dict]:
+    """The service's health: itself, the ledger, the broker and how far behind its projection is."""
+    checks: dict[str, dict] = {}
+    try:
+        position, _ = ledger.head()
+        checks["ledger"] = {"status": "ok", "backend": ledger.engine.dialect.name, "head_position": position}
+    except Exception as exc:
+        checks["ledger"] = {"status": "down", "error": type(exc).__name__}
+        position = None
+    try:
+        with kombu.Connection(amqp_uri, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = {"status": "ok"}
+    except Exception as exc:
+        checks["broker"] = {"status": "down", "error": type(exc).__name__}
+    if follower is not None:
+        checks["projection"] = {"status": "ok", "name": follower.projection.name, "position": follower.position,
+                                "lag": (position - follower.position) if position is not None else None}
+    ok = all(c["status"] == "ok" for c in checks.values())
+    return (200 if ok else 503), {"service": service, "status": "ok" if ok else "degraded", "checks": checks}
+

@@ -1,0 +1,50 @@
+"""Notify: tells residents and cadres what happened, through its delivery outbox."""
+from __future__ import annotations
+
+import logging
+
+from nameko.messaging import consume
+from nameko.timer import timer
+from nameko.web.handlers import http
+
+from minqing.clock import SYSTEM_CLOCK
+from minqing.db import read_transaction
+from minqing.http import api, json_response
+from minqing.service_kit import DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue
+from services.notify.channels import LogChannel
+from services.notify.outbox import NotificationRules, deliver_due, list_outbox
+from services.notify.tables import metadata_obj
+
+log = logging.getLogger("minqing.notify")
+
+
+class NotifyService:
+    name = "notify"
+    ledger = LedgerProvider(metadata_obj)
+    vault = VaultProvider()
+    dead_letters = DeadLetters()
+    rules = Following(NotificationRules)
+    channels = {"log": LogChannel()}
+
+    @consume(service_queue("notify", NotificationRules.event_types))
+    def on_event(self, body):
+        self.rules.on_message(body, self.dead_letters)
+
+    @timer(interval=0.5)
+    def deliver(self):
+        deliver_due(self.ledger, self.vault, self.channels, SYSTEM_CLOCK)
+
+    @http("GET", "/health")
+    def health(self, request):
+        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.rules.follower)
+        return json_response(status, body)
+
+    @http("GET", "/api/v1/notifications")
+    @api
+    def notifications(self, request):
+        status = request.args.get("status")
+        with read_transaction(self.ledger.engine) as conn:
+            rows = list_outbox(conn, status)
+        for row in rows:
+            row.pop("recipient_ref", None)
+        return json_response(200, {"notifications": rows})
