@@ -52,9 +52,9 @@ RabbitMQ details
   `rabbitmq-env.conf`), an enabled-plugins file with *no* plugins (so no management listener on
   15672), private Mnesia/log directories, and a private `$HOME` holding the `.erlang.cookie`
   that both the server and the `rabbitmqctl` calls made by `RabbitMQ.ctl()` use.
-* The node counts as started when its AMQP listener answers the AMQP protocol header with
-  `connection.start` (listeners are opened at the very end of the boot sequence).
-  guest/guest works, since we only connect over loopback.
+* The node counts as started when a real AMQP connection to it (guest/guest, vhost "/")
+  opens; listeners are opened at the very end of the boot sequence.  guest/guest works
+  because clients connect over loopback.
 * `restart()` is a graceful stop + start on the same directory and ports (durable queues and
   persistent messages survive); `restart(abrupt=True)` SIGKILLs the node first, like a crash.
 
@@ -126,8 +126,8 @@ def free_port(host: str = LOOPBACK) -> int:
     """Return a TCP port on `host` (127.0.0.1) that nothing listens on right now.
 
     The kernel picks it (bind to port 0).  There is an unavoidable window between this call and
-    the server binding the port; ports already returned by this process are never returned
-    twice, so starting several instances from one process cannot collide.
+    the server binding the port; this function never returns the same port twice in one
+    process, so instances started from one process (even concurrently) cannot collide.
     """
     with _port_lock:
         for _ in range(50):
@@ -327,7 +327,7 @@ def install_command(packages: Iterable[str] = APT_PACKAGES) -> str:
     sudo = "" if os.geteuid() == 0 else "sudo "
     pkgs = " ".join(dict.fromkeys(packages))
     return (f"{sudo}apt-get update && {sudo}env DEBIAN_FRONTEND=noninteractive "
-            f"apt-get install -y {pkgs}")
+            f"apt-get install -y --no-install-recommends {pkgs}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,19 +591,66 @@ class _Service:
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
+def _shortstr(text: str) -> bytes:
+    raw = text.encode()
+    return bytes([len(raw)]) + raw
+
+
 def _amqp_handshake(port: int, timeout: float = 2.0) -> bool:
-    """True if 127.0.0.1:port answers the AMQP 0-9-1 header with a connection.start frame."""
+    """True if 127.0.0.1:port completes an AMQP 0-9-1 session as guest/guest on vhost "/".
+
+    Open and close a real connection (the connection.* methods only, no library needed), so
+    the broker is really usable and logs a normal open/close instead of a warning about a
+    client that hung up in the middle of the handshake."""
+
+    def read_method(sock: socket.socket, buf: bytearray) -> tuple[int, int, bytes]:
+        while True:
+            while len(buf) < 7 or len(buf) < 8 + int.from_bytes(buf[3:7], "big"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError("closed by broker")
+                buf += chunk
+            ftype, size = buf[0], int.from_bytes(buf[3:7], "big")
+            payload = bytes(buf[7:7 + size])
+            del buf[:8 + size]
+            if ftype == 1:  # method frame; skip heartbeats etc.
+                return (int.from_bytes(payload[0:2], "big"), int.from_bytes(payload[2:4], "big"),
+                        payload[4:])
+
+    def send_method(sock: socket.socket, class_id: int, method_id: int, args: bytes) -> None:
+        payload = class_id.to_bytes(2, "big") + method_id.to_bytes(2, "big") + args
+        sock.sendall(b"\x01\x00\x00" + len(payload).to_bytes(4, "big") + payload + b"\xce")
+
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            buf = bytearray()
+            sock.sendall(_AMQP_HEADER)
+            if read_method(sock, buf)[:2] != (10, 10):  # connection.start
+                return False
+            response = b"\x00guest\x00guest"
+            send_method(sock, 10, 11, b"\x00\x00\x00\x00" + _shortstr("PLAIN")  # start-ok
+                        + len(response).to_bytes(4, "big") + response + _shortstr("en_US"))
+            class_id, method_id, args = read_method(sock, buf)
+            if (class_id, method_id) != (10, 30):  # connection.tune
+                return False
+            send_method(sock, 10, 31, args[:6] + b"\x00\x00")  # tune-ok, no heartbeats
+            send_method(sock, 10, 40, _shortstr("/") + _shortstr("") + b"\x00")  # open
+            if read_method(sock, buf)[:2] != (10, 41):  # open-ok
+                return False
+            send_method(sock, 10, 50, b"\x00\xc8" + _shortstr("") + b"\x00\x00\x00\x00")  # close
+            read_method(sock, buf)  # close-ok
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _epmd_answers(port: int, timeout: float = 1.0) -> bool:
+    """True if an epmd on 127.0.0.1:port answers a NAMES request (a bare connect would make
+    it log "got partial packet")."""
     try:
         with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
-            s.sendall(_AMQP_HEADER)
-            data = b""
-            while len(data) < 11:
-                chunk = s.recv(64)
-                if not chunk:
-                    return False
-                data += chunk
-            # frame type 1 (method), channel 0, then class 10 (connection) method 10 (start)
-            return data[0] == 1 and data[7:11] == b"\x00\x0a\x00\x0a"
+            s.sendall(b"\x00\x01n")  # length 1, NAMES_REQ
+            return len(s.recv(4)) > 0
     except OSError:
         return False
 
@@ -794,7 +841,7 @@ class RabbitMQ(_Service):
         self._epmd = self._spawn([epmd, "-port", str(self.epmd_port), "-address", LOOPBACK],
                                  self._env(), self.log_dir / "epmd.log", cwd=self.home)
         deadline = time.monotonic() + 10
-        while not _can_connect(self.epmd_port):
+        while not _epmd_answers(self.epmd_port):
             if self._epmd.poll() is not None or time.monotonic() > deadline:
                 raise DevStackError(f"private epmd on 127.0.0.1:{self.epmd_port} did not start"
                                     f"\n{_tail([self.log_dir / 'epmd.log'])}")
@@ -1004,7 +1051,7 @@ class PostgreSQL(_Service):
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail([self.log_file, self.log_dir / "initdb.log"], lines)
+        return _tail([self.log_file], lines)
 
     # -- internals ---------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -1153,6 +1200,7 @@ def _serve(service: _Service, announce: str) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # do not get interrupted while stopping
         service.stop()
+        print(f"{type(service).__name__} stopped", file=sys.stderr, flush=True)
 
 
 def _check() -> int:

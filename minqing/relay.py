@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -104,12 +105,19 @@ class Relay:
                         backoff = 0.5
                         while not stop.is_set():
                             if self.publish_pending(producer, exchange) == 0:
-                                stop.wait(self.idle_sleep)
-                                connection.heartbeat_check()
+                                self._idle(connection)
                 except Exception as exc:   # broker or database away: nothing is advanced, so retry
                     log.warning("relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
+
+    def _idle(self, connection) -> None:
+        """Wait a moment while reading the socket, so the broker's heartbeats are seen and ours sent."""
+        try:
+            connection.drain_events(timeout=self.idle_sleep)
+        except socket.timeout:
+            pass
+        connection.heartbeat_check()
 
     @contextlib.contextmanager
     def _leadership(self, stop: threading.Event) -> Iterator[bool]:

@@ -45,7 +45,10 @@ class Supervisor:
 
     def start(self, name: str) -> None:
         out = open(self.log_dir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(CHILDREN[name], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(CHILDREN[name], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        (self.log_dir.parent / "pids").mkdir(exist_ok=True)
+        (self.log_dir.parent / "pids" / f"{name}.pid").write_text(str(proc.pid))
 
     def watch(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):

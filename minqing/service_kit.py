@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Callable, Iterable
 
@@ -45,15 +46,25 @@ class LedgerProvider(DependencyProvider):
 
     def __init__(self, *metadatas: MetaData):
         self.metadatas = metadatas
+        self._ledger: Ledger | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ledger(self) -> Ledger:
+        """Built by whichever extension needs it first: nameko sets extensions up concurrently."""
+        with self._lock:
+            if self._ledger is None:
+                engine = make_engine(self.container.config["DATABASE_URL"])
+                create_tables(engine, *self.metadatas)
+                self._ledger = Ledger(engine, SYSTEM_CLOCK)
+            return self._ledger
 
     def setup(self):
-        config = self.container.config
-        self.engine = make_engine(config["DATABASE_URL"])
-        create_tables(self.engine, *self.metadatas)
-        self.ledger = Ledger(self.engine, SYSTEM_CLOCK)
+        self.ledger
 
     def stop(self):
-        self.engine.dispose()
+        if self._ledger is not None:
+            self._ledger.engine.dispose()
 
     def get_dependency(self, worker_ctx):
         return self.ledger

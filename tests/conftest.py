@@ -1,0 +1,68 @@
+"""Shared fixtures. Interface, end-to-end and fault tests run on a real RabbitMQ node and a real
+PostgreSQL server that the session starts privately (loopback, free ports, data under a temp dir)."""
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+
+from minqing import devstack
+from minqing.db import make_engine
+from minqing.ledger import Ledger, Metadata, NewEvent
+from minqing.service_kit import create_tables
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    server = devstack.PostgreSQL(tmp_path_factory.mktemp("pg"), durable=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbit(tmp_path_factory):
+    node = devstack.RabbitMQ(tmp_path_factory.mktemp("mq")).start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """A fresh, empty PostgreSQL database for one test."""
+    return postgres.create_database(f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request, tmp_path):
+    """Each test using this runs once on SQLite and once on PostgreSQL (the ledger contract)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(backend_url):
+    eng = make_engine(backend_url)
+    create_tables(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def ledger(engine):
+    return Ledger(engine)
+
+
+META = Metadata(actor="test:suite", county="longjiang")
+
+
+def note(case_id: str = "c1", text: str = "已联系村民") -> NewEvent:
+    return NewEvent("case.progress_noted", {"case_id": case_id, "cadre": "lj-c001", "note": text}, META)

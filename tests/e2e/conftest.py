@@ -1,0 +1,95 @@
+"""The whole stack (`minqing run`) as a subprocess, on the session's PostgreSQL and RabbitMQ."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from minqing import devstack
+
+
+def free_port_block(size: int = 5) -> int:
+    for _ in range(100):
+        base = devstack.free_port()
+        if base + size < 65000 and all(_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Stack:
+    def __init__(self, run_dir: Path, env: dict, http_port: int):
+        self.run_dir, self.env, self.http_port = run_dir, env, http_port
+        self.base = f"http://127.0.0.1:{http_port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Stack":
+        self.out = open(self.run_dir / "run.out", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=self.env,
+                                     stdout=self.out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"minqing run exited: {(self.run_dir / 'run.out').read_text()[-3000:]}")
+            if b"Minqing is running" in (self.run_dir / "run.out").read_bytes():
+                return self
+            time.sleep(0.3)
+        raise RuntimeError("the stack did not start in time")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+    def pid(self, name: str) -> int:
+        return int((self.run_dir / "pids" / f"{name}.pid").read_text())
+
+    def request(self, method: str, path: str, body=None, raw: bytes | None = None, headers=None):
+        data = raw if raw is not None else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            payload = err.read()
+            try:
+                return err.code, json.loads(payload)
+            except ValueError:
+                return err.code, payload.decode(errors="replace")
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in (self.run_dir / "logs").glob("*.log"))
+
+
+@pytest.fixture(scope="session")
+def stack_db(postgres):
+    return postgres.create_database("e2e_stack")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, stack_db, rabbit):
+    run_dir = tmp_path_factory.mktemp("stack")
+    port = free_port_block()
+    env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": stack_db,
+           "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port)}
+    s = Stack(run_dir, env, port).start()
+    yield s
+    s.stop()

@@ -1,0 +1,42 @@
+"""Helpers for tests that watch the real broker."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import kombu
+
+from minqing import cloudevents  # noqa: F401  (registers the cloudevents serializer)
+from minqing.relay import declare_topology
+
+
+class Watcher:
+    """A durable queue bound to minqing.events before anything is published, read synchronously."""
+
+    def __init__(self, amqp_uri: str, keys=("#",), name: str | None = None):
+        self.conn = kombu.Connection(amqp_uri, connect_timeout=10)
+        self.channel = self.conn.channel()
+        exchange = declare_topology(self.channel)
+        self.queue = kombu.Queue(name or f"test.watch.{uuid.uuid4().hex[:8]}", durable=True,
+                                 bindings=[kombu.binding(exchange, routing_key=k) for k in keys])
+        self.queue(self.channel).declare()
+
+    def collect(self, count: int, timeout: float = 30.0) -> list[tuple[str, dict, kombu.Message]]:
+        """Up to `count` messages as (routing key, body, message), waiting at most `timeout` seconds."""
+        out = []
+        deadline = time.monotonic() + timeout
+        bound = self.queue(self.channel)
+        while len(out) < count and time.monotonic() < deadline:
+            message = bound.get(no_ack=True, accept=["cloudevents", "json"])
+            if message is None:
+                time.sleep(0.02)
+                continue
+            out.append((message.delivery_info["routing_key"], json.loads(message.body), message))
+        return out
+
+    def close(self) -> None:
+        try:
+            self.queue(self.channel).delete()
+        finally:
+            self.conn.release()
