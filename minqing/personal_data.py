@@ -20,7 +20,7 @@ def mask_phone(phone: str) -> str:
     digits = re.sub(r"\D", "", phone)
     if digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
-    if len(digits) == 11:
+    if len(digits) == 11 and digits[0] == "1":
         return f"{digits[:3]}****{digits[-4:]}"
     return "****" + digits[-4:] if len(digits) >= 4 else "****"
 

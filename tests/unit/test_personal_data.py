@@ -1,0 +1,26 @@
+"""Masking and recognising personal data (DESIGN principle 8)."""
+from minqing.personal_data import find_raw_personal_data, mask_free_text, mask_name, mask_phone
+
+
+def test_phone_is_masked_like_public_notices():
+    assert mask_phone("13812345678") == "138****5678"
+    assert mask_phone("+86 138-1234-5678") == "138****5678"
+    assert mask_phone("0452-5612345") == "****2345"
+
+
+def test_name_keeps_only_the_family_name():
+    assert mask_name("张三丰") == "张**"
+    assert mask_name("李四") == "李*"
+
+
+def test_free_text_loses_phone_and_id_numbers_but_keeps_the_matter():
+    text = "房盖破损，请联系13812345678或0452-5612345，身份证230221199001011234"
+    masked = mask_free_text(text)
+    assert "房盖破损" in masked and "138****5678" in masked
+    assert find_raw_personal_data(masked) is None
+    assert find_raw_personal_data(text) == "a raw mobile phone number"
+
+
+def test_ordinary_numbers_are_not_mistaken_for_personal_data():
+    for text in ("黄牛场通往11屯的道路", "节省费用241万元", "办理事项384件", "LJ-20261122-0042"):
+        assert find_raw_personal_data(text) is None, text
