@@ -1,4 +1,4 @@
-"""Where a single durable append on PostgreSQL spends its time: `python -m bench.profile`.
+"""Where a single durable append on PostgreSQL spends its time: `python -m bench.profile_append`.
 
 Starts a private durable PostgreSQL (as bench.run does), then
 1. times the pieces of an append in isolation (contract validation, hash chain, a bare round trip,
