@@ -3,10 +3,10 @@
 Starts a private durable PostgreSQL (as bench.run does), then
 1. times the pieces of an append in isolation (contract validation, hash chain, a bare round trip,
    a bare durable commit), per call;
-2. counts the SQL round trips of one append (SQLAlchemy statements, plus pool pre-ping, BEGIN and
-   COMMIT, which psycopg sends as separate queries);
-3. runs N single-event appends (one writer) under cProfile and prints the cumulative time of the
-   interesting functions per append, and the top functions by own time.
+2. lists the round trips of one append, from a libpq protocol trace;
+3. runs single-event appends (one writer), 100-event appends and a replay under cProfile and
+   prints the cumulative time of the interesting functions per event, and the top functions by
+   own time.
 Prints only; changes nothing outside its temporary directory.
 """
 from __future__ import annotations
@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import event, text
+from psycopg import pq
+from sqlalchemy import text
 
-from bench.run import METADATA, ROOT, EVENT_TYPE, MinqingTarget, event_data, new_case_id
+from bench.run import BATCH, EVENT_TYPE, METADATA, ROOT, MinqingTarget, event_data, new_case_id
 from minqing import contract
 from minqing.devstack import PostgreSQL
 from minqing.ledger import NewEvent, canonical_json, chain_hash
@@ -78,40 +79,51 @@ def _engine_select(engine) -> None:
         conn.commit()
 
 
-def round_trips(target: MinqingTarget) -> None:
-    statements: list[str] = []
-    listener = lambda conn, cursor, sql, params, context, many: statements.append(sql.split()[0])  # noqa: E731
-    event.listen(target.engine, "before_cursor_execute", listener)
-    try:
+def round_trips(url: str) -> None:
+    """Trace the wire protocol (libpq trace) of one append; a one-connection pool, warmed up so
+    that psycopg has prepared its statements, makes sure the traced connection is the one used."""
+    target = MinqingTarget("traced", url, pool_size=1)
+    for _ in range(10):
         target.single_writer()()
-    finally:
-        event.remove(target.engine, "before_cursor_execute", listener)
-    print(f"\nSQL statements of one append via SQLAlchemy: {len(statements)} {statements}; plus the pool's "
-          "pre-ping (SELECT 1), BEGIN and COMMIT: {} round trips in all".format(len(statements) + 3))
+    with target.engine.connect() as conn:
+        pgconn = conn.connection.driver_connection.pgconn
+    trace = Path(tempfile.mkstemp(prefix="pqtrace-", dir=ROOT / ".run" / "bench")[1])
+    with open(trace, "w") as f:
+        pgconn.trace(f.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            target.single_writer()()
+        finally:
+            pgconn.untrace()
+            target.close()
+    sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F")]
+    trace.unlink()
+    trips = [(m[3].strip() if m[2] == "Query" else "prepared statement") for m in sent if m[2] in ("Query", "Sync")]
+    print(f"\nround trips of one single-event append (libpq trace): {len(trips)}: {trips}")
 
 
-def profile(target: MinqingTarget) -> None:
-    step = target.single_writer()
+def profile(label: str, step, n: int, events_per_step: int) -> None:
     prof = cProfile.Profile()
     t = time.perf_counter()
     prof.enable()
-    for _ in range(N):
+    for _ in range(n):
         step()
     prof.disable()
-    wall = (time.perf_counter() - t) / N * 1e6
+    per_event = 1e6 / (n * events_per_step)
     stats = pstats.Stats(prof)
     cumulative: dict[str, float] = {}
     for (filename, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():
-        for label, (file_part, name) in WATCH.items():
-            if file_part in filename and func == name:
-                cumulative[label] = cumulative.get(label, 0.0) + ct
-    print(f"\ncProfile of {N} appends, 1 writer: {wall:.0f} us per append wall time (profiler overhead included)")
-    print("cumulative time per append (us), overlapping:")
-    for label in WATCH:
-        print(f"  {cumulative.get(label, 0.0) / N * 1e6:9.1f}  {label}")
+        for name, (file_part, func_name) in WATCH.items():
+            if file_part in filename and func == func_name:
+                cumulative[name] = cumulative.get(name, 0.0) + ct
+    print(f"\ncProfile, {label}: {(time.perf_counter() - t) * per_event:.1f} us per event wall time "
+          "(profiler overhead included); cumulative us per event (overlapping):")
+    for name in WATCH:
+        if cumulative.get(name):
+            print(f"  {cumulative[name] * per_event:9.1f}  {name}")
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(20)
-    print("\ntop functions by own time:\n" + "\n".join(out.getvalue().splitlines()[6:]))
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+    print("  top functions by own time:\n" + "\n".join(out.getvalue().splitlines()[6:]).rstrip())
 
 
 WATCH = {   # label: (part of the file name, function name)
@@ -125,7 +137,11 @@ WATCH = {   # label: (part of the file name, function name)
     "SQLAlchemy Connection.execute": ("sqlalchemy/engine/base.py", "execute"),
     "  psycopg Cursor.execute (driver + network + server)": ("psycopg/cursor.py", "execute"),
     "transaction commit (round trip + WAL flush)": ("psycopg/connection.py", "commit"),
-    "_to_event (building the returned RecordedEvent)": ("minqing/ledger.py", "_to_event"),
+    "Ledger._already_recorded (idempotency SELECT)": ("minqing/ledger.py", "_already_recorded"),
+    "Ledger._stream_version (SELECT max(version))": ("minqing/ledger.py", "_stream_version"),
+    "_to_event (RecordedEvent from a row)": ("minqing/ledger.py", "_to_event"),
+    "  json.loads": ("json/decoder.py", "decode"),
+    "Ledger.read_all": ("minqing/ledger.py", "read_all"),
 }
 
 
@@ -141,8 +157,11 @@ def main() -> int:
             for _ in range(200):                     # warm-up
                 target.single_writer()()
             pieces(target)
-            round_trips(target)
-            profile(target)
+            round_trips(pg.url)
+            profile("single-event appends, 1 writer", target.single_writer(), N, 1)
+            profile("appends of 100 events (10 streams x 10)", target.batch_writer(), N // 40, BATCH)
+            replay = lambda: sum(1 for _ in target.ledger.iter_all(batch=1000))  # noqa: E731
+            profile(f"replay of {target.count()} events (iter_all)", replay, 1, target.count())
         finally:
             target.close()
         return 0

@@ -97,9 +97,9 @@ def streams():
 # ---- the targets ---------------------------------------------------------------------------------
 
 class MinqingTarget:
-    def __init__(self, name: str, url: str):
+    def __init__(self, name: str, url: str, pool_size: int = 5):
         self.name = name
-        self.engine = make_engine(url, pool_size=5)
+        self.engine = make_engine(url, pool_size=pool_size)
         create_schema(self.engine)
         self.ledger = Ledger(self.engine)
 

@@ -174,6 +174,11 @@ def cmd_relay(args, settings) -> int:
     from minqing.relay import Relay
     setup_logging(settings.log_level, "relay")
     _, ledger = _engine_and_ledger(settings)
+    try:
+        from prometheus_client import start_http_server
+        start_http_server(settings.http_port + 5, addr="127.0.0.1")
+    except OSError as exc:
+        log.warning("relay metrics not served on port %d: %s", settings.http_port + 5, exc)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

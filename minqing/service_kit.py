@@ -177,3 +177,10 @@ def health(service: str, ledger: Ledger, amqp_uri: str, follower: consumer.Follo
     ok = all(c["status"] == "ok" for c in checks.values())
     return (200 if ok else 503), {"service": service, "status": "ok" if ok else "degraded", "checks": checks}
 
+
+
+def metrics_response():
+    """Prometheus text exposition of this process's metrics."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from werkzeug.wrappers import Response
+    return Response(generate_latest(), status=200, content_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,7 @@ from nameko.web.handlers import http
 
 from minqing.db import read_transaction
 from minqing.http import ApiError, api, json_response
-from minqing.service_kit import DeadLetters, Following, LedgerProvider, health, service_queue
+from minqing.service_kit import DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
 from services.assessment.projection import CadreCounts, scorecards
 from services.assessment.tables import metadata_obj
 
@@ -20,6 +20,10 @@ class AssessmentService:
     @consume(service_queue("assessment", CadreCounts.event_types))
     def on_event(self, body):
         self.counts.on_message(body, self.dead_letters)
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        return metrics_response()
 
     @http("GET", "/health")
     def health(self, request):

@@ -9,7 +9,7 @@ from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.http import ApiError, api, json_response, read_json
 from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, health,
-                                 service_queue)
+                                 service_queue, metrics_response)
 from services.intake.projection import CountyCatalogue, load_county
 from services.intake.registration import register
 from services.intake.schemas import ReportIn
@@ -52,6 +52,10 @@ class IntakeService:
     @consume(service_queue("intake", CountyCatalogue.event_types))
     def on_event(self, body):
         self.catalogue.on_message(body, self.dead_letters)
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        return metrics_response()
 
     @http("GET", "/health")
     def health(self, request):

@@ -10,7 +10,7 @@ from nameko.web.handlers import http
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction
 from minqing.http import api, json_response
-from minqing.service_kit import DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue
+from minqing.service_kit import DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue, metrics_response
 from services.notify.channels import LogChannel
 from services.notify.outbox import NotificationRules, deliver_due, list_outbox
 from services.notify.tables import metadata_obj
@@ -33,6 +33,10 @@ class NotifyService:
     @timer(interval=0.5)
     def deliver(self):
         deliver_due(self.ledger, self.vault, self.channels, SYSTEM_CLOCK)
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        return metrics_response()
 
     @http("GET", "/health")
     def health(self, request):

@@ -5,7 +5,7 @@ from nameko.messaging import consume
 from nameko.web.handlers import http
 
 from minqing.http import api, json_response, read_json
-from minqing.service_kit import DeadLetters, Following, LedgerProvider, health, service_queue
+from minqing.service_kit import DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
 from services.routing.actions import ResolveIn, resolve
 from services.routing.projection import RoutingProjection
 from services.routing.tables import metadata_obj
@@ -20,6 +20,10 @@ class RoutingService:
     @consume(service_queue("routing", RoutingProjection.event_types))
     def on_event(self, body):
         self.assignments.on_message(body, self.dead_letters)
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        return metrics_response()
 
     @http("GET", "/health")
     def health(self, request):
