@@ -289,8 +289,11 @@ def payload_sizes() -> dict:
 NOTES = [
     "Both ledgers serialise appends for a gap-free global order held until commit: Minqing with a "
     "row lock on ledger_head (SELECT ... FOR UPDATE), eventsourcing with LOCK TABLE ... IN EXCLUSIVE "
-    "MODE. So with a durable server every append waits for the previous one's WAL flush; more writers "
-    "cannot overlap commits, only the client-side work. machine.disk.fdatasync_per_s is the ceiling.",
+    "MODE. So every append waits until the previous one has committed (WAL flushed), and more writers "
+    "overlap only what happens outside the lock. Throughput is bounded by 1 / (time the lock is held): "
+    "a WAL flush (machine.disk.fdatasync_per_s) plus the round trips and client work done between "
+    "taking the lock and COMMIT - 4 statements + COMMIT for Minqing, one pipelined LOCK/NOTIFY/INSERT "
+    "+ COMMIT for eventsourcing (python -m bench.profile_append shows Minqing's).",
     "Minqing validates every event against its marshmallow schema and scans every string for raw "
     "personal data, computes a SHA-256 hash chain, stores event id/type/schema version/timestamp/hash "
     "columns, checks idempotency (SELECT by event id) and reads each stream's version (SELECT max) "
@@ -301,7 +304,9 @@ NOTES = [
     "Real eventsourcing applications also pay for their mapper (domain event -> JSON -> StoredEvent "
     "and back); here the recorder gets ready-made bytes, so its figures are an upper bound for it.",
     "Replay: Minqing's iter_all parses two JSON documents per event, upcasts, and builds RecordedEvent "
-    "objects; select_notifications returns Notification objects with the state as raw bytes.",
+    "objects; select_notifications returns Notification objects with the state as raw bytes. Each "
+    "store is read whole, so the stores differ in size (results.*.replay.events): the faster writer "
+    "has more events by then; per-event read cost barely depends on the size at this scale.",
     "Payload: eventsourcing's state is the canonical JSON of {data, metadata}, the same bytes Minqing "
     "stores in its data and metadata columns (see payload).",
     "SQLite: writers are threads of one process. Python's sqlite3 releases the GIL while SQLite runs, "
@@ -310,7 +315,8 @@ NOTES = [
     "much as separate processes would see; there is no eventsourcing SQLite figure to compare with.",
     "The three targets run one after another on one 2-core machine, the PostgreSQL server sharing "
     "the cores with the client; a checkpoint or autovacuum may fall into any workload. Single runs, "
-    "no repetitions: treat differences under ~10-15% as noise.",
+    "no repetitions: successive runs of the same code here differed by up to ~20-25% (batch, replay), so "
+    "treat smaller differences as noise.",
 ]
 
 

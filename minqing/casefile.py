@@ -50,12 +50,16 @@ class CaseFile:
     resolution_due: str | None = None
     policy_version: int | None = None
     resolved_by: str | None = None
+    units_seen: tuple[str, ...] = ()        # every unit that has held the case, in order
     rating: str | None = None
     history: tuple[dict, ...] = field(default_factory=tuple)
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    def _seen(self, unit: str) -> tuple[str, ...]:
+        return self.units_seen if unit in self.units_seen else self.units_seen + (unit,)
 
     def apply(self, event: RecordedEvent) -> "CaseFile":
         d = event.data
@@ -66,10 +70,11 @@ class CaseFile:
                            location=d["location"], reported_at=d["reported_at"], registered_at=event.recorded_at)
         elif event.type == "case.assigned":
             changes.update(tier=d["tier"], unit=d["unit"], cadre=d["cadre"], response_due=d["response_due"],
-                           resolution_due=d["resolution_due"], policy_version=d["policy_version"])
+                           resolution_due=d["resolution_due"], policy_version=d["policy_version"],
+                           units_seen=self._seen(d["unit"]))
         elif event.type in ("case.transferred", "case.escalated"):
             changes.update(unit=d["to_unit"], cadre=d["to_cadre"], resolution_due=d["resolution_due"],
-                           policy_version=d["policy_version"])
+                           policy_version=d["policy_version"], units_seen=self._seen(d["to_unit"]))
             if event.type == "case.escalated":
                 changes["tier"] = d["to_tier"]
         elif event.type == "case.resolved":

@@ -9,6 +9,8 @@
   minqing audit verify             walk the hash chain; non-zero exit naming the first bad position
   minqing audit head               print the head position and hash (publish it as an anchor)
   minqing consumer parked          list events a consumer parked after repeated failures
+  minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
+  minqing access log               who read which case's details
   minqing db init                  create every table (services also do this when they start)
 """
 from __future__ import annotations
@@ -70,6 +72,62 @@ def cmd_county(args, settings) -> int:
         print(f"published policy version {version} for county {policy['county']} ({policy['name']})")
     else:
         print(f"county {policy['county']} already at policy version {version} with identical content")
+    return 0
+
+
+# ---- tokens and access ------------------------------------------------------------------------------
+
+def _published_policy(ledger, county: str):
+    from minqing.county import CountyPolicy
+    published = [e for e in ledger.read_stream(f"county-{county}") if e.type == "policy.published"]
+    if not published:
+        return None
+    return CountyPolicy(published[-1].data["policy"], published[-1].data["version"])
+
+
+def cmd_token(args, settings) -> int:
+    from minqing import access
+    from minqing.db import read_transaction
+    engine, ledger = _engine_and_ledger(settings)
+    if args.action == "revoke":
+        if access.revoke_token(engine, args.token_id):
+            print(f"token {args.token_id} revoked")
+            return 0
+        return _fail(f"no active token with id {args.token_id!r}")
+    if args.action == "list":
+        with read_transaction(engine) as conn:
+            for row in access.list_tokens(conn, args.county):
+                print(json.dumps(row, ensure_ascii=False))
+        return 0
+    policy = _published_policy(ledger, args.county)
+    if policy is None:
+        return _fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
+    if args.unit and policy.unit(args.unit) is None:
+        return _fail(f"--unit: {args.unit!r} is not a unit of {args.county}")
+    if args.cadre:
+        cadre = next((c for c in policy.doc["cadres"] if c["id"] == args.cadre), None)
+        if cadre is None:
+            return _fail(f"--cadre: {args.cadre!r} is not a cadre of {args.county}")
+        if args.unit and cadre["unit"] != args.unit:
+            return _fail(f"--cadre: {args.cadre} belongs to unit {cadre['unit']}, not {args.unit}")
+        args.unit = args.unit or cadre["unit"]
+    try:
+        token_id, token = access.issue_token(engine, args.role, args.county, unit=args.unit, cadre=args.cadre,
+                                             label=args.label, days=args.days)
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(f"token id {token_id} ({args.role}, {args.county}{', ' + args.unit if args.unit else ''}); "
+          f"shown once, keep it safe:\n{token}")
+    return 0
+
+
+def cmd_access_log(args, settings) -> int:
+    from minqing import access
+    from minqing.db import read_transaction
+    engine, _ = _engine_and_ledger(settings)
+    with read_transaction(engine) as conn:
+        for row in access.list_access(conn, args.county, args.case_id):
+            print(json.dumps(row, ensure_ascii=False))
     return 0
 
 
@@ -231,6 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = consumer.add_parser("parked")
     p.add_argument("--consumer")
     p.set_defaults(func=cmd_consumer)
+
+    token = sub.add_parser("token", help="access tokens").add_subparsers(dest="action", required=True)
+    p = token.add_parser("issue", help="issue a token (shown once)")
+    p.add_argument("--role", required=True, choices=["operator", "cadre", "supervisor", "auditor", "integrator", "admin"])
+    p.add_argument("--county", required=True)
+    p.add_argument("--unit", help="the unit of a cadre, or a supervisor's township unit")
+    p.add_argument("--cadre", help="the cadre id (cadre tokens)")
+    p.add_argument("--days", type=int, default=90, help="validity in days (default 90)")
+    p.add_argument("--label", help="a note on who holds it")
+    p.set_defaults(func=cmd_token, action="issue")
+    p = token.add_parser("revoke")
+    p.add_argument("token_id")
+    p.set_defaults(func=cmd_token, action="revoke")
+    p = token.add_parser("list")
+    p.add_argument("--county")
+    p.set_defaults(func=cmd_token, action="list")
+
+    acc = sub.add_parser("access", help="the access record").add_subparsers(dest="action", required=True)
+    p = acc.add_parser("log", help="who read which case's details")
+    p.add_argument("--county", required=True)
+    p.add_argument("--case-id")
+    p.set_defaults(func=cmd_access_log)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)

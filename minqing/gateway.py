@@ -17,19 +17,24 @@ from werkzeug.wrappers import Request, Response
 
 from minqing import relay as relay_mod
 from minqing.config import Settings
+from minqing.endpoints import SERVICES, openapi_document, routes_of, service_class
 from minqing.ledger import Ledger
 
 log = logging.getLogger("minqing.gateway")
+MAX_BODY = 1024 * 1024
 
-# (method, path pattern) → service; the first match wins.
-ROUTES: list[tuple[str, re.Pattern, str]] = [
-    ("POST", re.compile(r"^/api/v1/cases/[^/]+/resolve$"), "routing"),
-    ("POST", re.compile(r"^/api/v1/cases$"), "intake"),
-    ("GET", re.compile(r"^/api/v1/cases/[^/]+$"), "intake"),
-    ("GET", re.compile(r"^/api/v1/counties/[^/]+$"), "intake"),
-    ("GET", re.compile(r"^/api/v1/assessment/"), "assessment"),
-    ("GET", re.compile(r"^/api/v1/notifications$"), "notify"),
-]
+def _build_routes() -> list[tuple[str, re.Pattern, str]]:
+    """(method, path pattern, service) from the services' declared routes — one source of truth."""
+    out = []
+    for name in SERVICES:
+        for r in routes_of(service_class(name)):
+            if r.path in ("/health", "/metrics"):
+                continue
+            pattern = "^" + re.sub(r"<(?:[a-z]+:)?[a-z_]+>", "[^/]+", r.path) + "$"
+            out.append((r.method, re.compile(pattern), name))
+    return out
+
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
               "proxy-authenticate", "host", "content-length"}
 
@@ -38,8 +43,8 @@ def _json(status: int, body: dict) -> Response:
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
 
 
-def route(method: str, path: str) -> str | None:
-    for m, pattern, service in ROUTES:
+def route(method: str, path: str, routes) -> str | None:
+    for m, pattern, service in routes:
         if (m == method or (m == "GET" and method == "HEAD")) and pattern.match(path):
             return service
     return None
@@ -49,11 +54,17 @@ class Gateway:
     def __init__(self, settings: Settings, ledger: Ledger):
         self.settings = settings
         self.ledger = ledger
+        self.routes = _build_routes()
+        self.openapi = openapi_document(service_class(n) for n in SERVICES)
 
     def _forward(self, service: str, request: Request) -> Response:
         port = self.settings.service_ports[service]
+        if request.content_length and request.content_length > MAX_BODY:
+            return _json(413, {"error": {"code": "body_too_large", "message": f"the request body exceeds {MAX_BODY} bytes"}})
         body = request.get_data()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in HOP_BY_HOP and k.lower() != "x-forwarded-for"}
+        headers["X-Forwarded-For"] = request.remote_addr or "unknown"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
             target = request.full_path if request.query_string else request.path
@@ -93,8 +104,10 @@ class Gateway:
         request = Request(environ)
         if request.path == "/health" and request.method in ("GET", "HEAD"):
             response = self.health()
+        elif request.path == "/api/v1/openapi.json" and request.method in ("GET", "HEAD"):
+            response = _json(200, self.openapi)
         else:
-            service = route(request.method, request.path)
+            service = route(request.method, request.path, self.routes)
             if service is None:
                 response = _json(404, {"error": {"code": "not_found",
                                                  "message": f"no endpoint {request.method} {request.path}"}})

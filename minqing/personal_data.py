@@ -41,8 +41,14 @@ def mask_free_text(text: str) -> str:
     return text
 
 
+# Identifiers are not personal data, but a UUID's hex groups can look like a phone number
+# ("…-b198-0221-6623…"); they are blanked out before looking.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def find_raw_personal_data(text: str) -> str | None:
     """The kind of raw personal data found in `text`, or None."""
+    text = _UUID.sub(" ", text)
     if _MOBILE.search(text):
         return "a raw mobile phone number"
     if _ID_NUMBER.search(text):

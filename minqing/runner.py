@@ -148,7 +148,7 @@ def run_stack(settings: Settings) -> int:
                   f"{json.dumps(health, ensure_ascii=False, indent=2)}", file=sys.stderr)
             return 1
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
-        _print_welcome(settings, log_dir)
+        _print_welcome(settings, log_dir, demo_tokens(engine, settings.run_dir))
         stop.wait()
         print("\nstopping …", flush=True)
         return 0
@@ -159,27 +159,72 @@ def run_stack(settings: Settings) -> int:
         print("stopped.", flush=True)
 
 
-def _print_welcome(settings: Settings, log_dir: Path) -> None:
+DEMO_TOKENS = [   # (role, unit, cadre) in the demo county
+    ("operator", None, None),
+    ("cadre", "heigang.kaoshan-station", "lj-c002"),
+    ("supervisor", "heigang-centre", None),
+    ("auditor", None, None),
+    ("integrator", None, None),
+    ("admin", None, None),
+]
+
+
+def demo_tokens(engine, run_dir: Path, county: str = "longjiang") -> dict[str, str]:
+    """One token per role for the demo county, kept in `.run/demo-tokens.json` (mode 0600) so they
+    stay the same between runs; reissued when the database no longer accepts them."""
+    import os
+
+    from minqing import access
+    from minqing.db import read_transaction
+    from minqing.http import ApiError
+    path = run_dir / "demo-tokens.json"
+    try:
+        tokens = json.loads(path.read_text())
+        with read_transaction(engine) as conn:
+            for token in tokens.values():
+                access.authenticate(conn, f"Bearer {token}")
+        if set(tokens) == {role for role, _, _ in DEMO_TOKENS}:
+            return tokens
+    except (OSError, ValueError, ApiError):
+        pass
+    tokens = {}
+    for role, unit, cadre in DEMO_TOKENS:
+        _, tokens[role] = access.issue_token(engine, role, county, unit=unit, cadre=cadre,
+                                             label="demo (minqing run)", days=30)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(tokens, handle, indent=2)
+    return tokens
+
+
+def _print_welcome(settings: Settings, log_dir: Path, tokens: dict[str, str]) -> None:
     base = f"http://127.0.0.1:{settings.http_port}"
     example = json.dumps({
         "county": "longjiang", "channel": "hotline", "category": "202",
         "summary": "黄牛场通往11屯的道路水毁严重，车辆无法通行",
         "location": {"township": "黑岗乡", "village": "靠山村", "hamlet": "靠山村11屯"},
         "reporter": {"name": "张三", "phone": "13800138000"}}, ensure_ascii=False)
+    token_lines = "\n".join(f"  {role:<11} {token}" for role, token in tokens.items())
     print(f"""
 Minqing is running.
   health        {base}/health
+  API document  {base}/api/v1/openapi.json
   county        {base}/api/v1/counties/longjiang
   report        POST {base}/api/v1/cases
   case          {base}/api/v1/cases/<case_id>
+  track         {base}/api/v1/track/<tracking_no>?pin=<pin>
   scorecards    {base}/api/v1/assessment/longjiang/cadres
   broker        {settings.effective_amqp_uri()}  (exchange minqing.events)
   ledger        {settings.database_url}
   logs          {log_dir}
 
+Demo tokens for 龙江县 (kept in {settings.run_dir / 'demo-tokens.json'}; cadre = lj-c002 of
+靠山村代理代办服务站, supervisor = 黑岗乡):
+{token_lines}
+
 Try it:
-  curl -s -X POST {base}/api/v1/cases -H 'Content-Type: application/json' \\
-    -d '{example}'
+  curl -s -X POST {base}/api/v1/cases -H "Authorization: Bearer {tokens['operator']}" \\
+    -H 'Content-Type: application/json' -d '{example}'
   .venv/bin/minqing events tail
 
 Ctrl-C stops everything.

@@ -18,7 +18,7 @@ from kombu import Exchange, Queue, binding
 from nameko.extensions import DependencyProvider
 from sqlalchemy import MetaData
 
-from minqing import checkpoints, cloudevents, consumer, ledger as ledger_mod, vault as vault_mod
+from minqing import access, checkpoints, cloudevents, consumer, ledger as ledger_mod, vault as vault_mod
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import make_engine
 from minqing.ledger import Ledger, RecordedEvent
@@ -37,7 +37,7 @@ def service_queue(service: str, event_types: Iterable[str] | None) -> Queue:
 
 def create_tables(engine, *metadatas: MetaData) -> None:
     ledger_mod.create_schema(engine)
-    for md in (checkpoints.metadata_obj, consumer.metadata_obj, *metadatas):
+    for md in (checkpoints.metadata_obj, consumer.metadata_obj, access.metadata_obj, *metadatas):
         md.create_all(engine)
 
 

@@ -7,21 +7,13 @@ import eventlet
 
 eventlet.monkey_patch()
 
-import importlib  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
 from minqing import config as config_mod  # noqa: E402
+from minqing.endpoints import SERVICES, service_class  # noqa: E402
 from minqing.logs import setup_logging  # noqa: E402
-
-SERVICES = {
-    "intake": "services.intake.service:IntakeService",
-    "routing": "services.routing.service:RoutingService",
-    "notify": "services.notify.service:NotifyService",
-    "assessment": "services.assessment.service:AssessmentService",
-}
-
 
 def nameko_config(name: str, settings: config_mod.Settings) -> dict:
     return {
@@ -34,11 +26,6 @@ def nameko_config(name: str, settings: config_mod.Settings) -> dict:
         "ACCEPT": ["json", "cloudevents"],
         "HEARTBEAT": 30,
     }
-
-
-def service_class(name: str):
-    module, _, attr = SERVICES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def main(argv=None) -> int:

@@ -1,19 +1,26 @@
-"""Intake: where residents' matters enter (POST /api/v1/cases) and where a case can be read back."""
+"""Intake: where residents' matters enter (POST /api/v1/cases), where they are read back, and where
+residents track their own case with its tracking number and PIN."""
 from __future__ import annotations
 
 from nameko.messaging import consume
-from nameko.web.handlers import http
+from sqlalchemy import select
 
+from minqing import access
 from minqing.casefile import fold, stream_of
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
-from minqing.http import ApiError, api, json_response, read_json
-from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, health,
-                                 service_queue, metrics_response)
+from minqing.endpoints import route
+from minqing.http import ApiError, json_response, read_json
+from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, health, metrics_response,
+                                 service_queue)
 from services.intake.projection import CountyCatalogue, load_county
-from services.intake.registration import register
+from services.intake.registration import hash_pin, register
 from services.intake.schemas import ReportIn
-from services.intake.tables import metadata_obj
+from services.intake.tables import case_access_table, metadata_obj
+from services.intake.tracking import present_tracking
+
+REPORT_LIMIT = access.RateLimiter(rate_per_second=2.0, burst=30)      # per token
+TRACK_LIMIT = access.RateLimiter(rate_per_second=5.0, burst=30)       # per client address
 
 
 def present_case(case, policy) -> dict:
@@ -53,48 +60,77 @@ class IntakeService:
     def on_event(self, body):
         self.catalogue.on_message(body, self.dead_letters)
 
-    @http("GET", "/metrics")
-    def metrics(self, request):
+    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
+    def metrics(self, request, principal):
         return metrics_response()
 
-    @http("GET", "/health")
-    def health(self, request):
+    @route("GET", "/health", action="public", summary="Health of the intake service")
+    def health(self, request, principal):
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.catalogue.follower)
         return json_response(status, body)
 
-    @http("POST", "/api/v1/cases")
-    @api
-    def report(self, request):
+    @route("POST", "/api/v1/cases", action="case.report", summary="Register a resident's report",
+           limiter=REPORT_LIMIT)
+    def report(self, request, principal):
         report = read_json(request, ReportIn())
-        actor = request.headers.get("X-Minqing-Actor", "operator:anonymous")
+        access.authorize(principal, "case.report", report["county"])
         with write_transaction(self.ledger.engine) as conn:
             policy = load_county(conn, report["county"])
             if policy is None:
                 raise ApiError(422, "unknown_county", "no such county is configured",
                                {"county": [f"{report['county']!r} is not a configured county"]})
-            registered = register(conn, self.ledger, self.vault, policy, report, SYSTEM_CLOCK, actor)
+            registered = register(conn, self.ledger, self.vault, policy, report, SYSTEM_CLOCK, principal.actor)
         return json_response(201, {
             "case_id": registered.case_id, "tracking_no": registered.tracking_no, "pin": registered.pin,
             "status": "reported", "position": registered.position,
-            "links": {"case": f"/api/v1/cases/{registered.case_id}"},
+            "links": {"case": f"/api/v1/cases/{registered.case_id}", "track": f"/api/v1/track/{registered.tracking_no}"},
         }, headers={"Location": f"/api/v1/cases/{registered.case_id}"})
 
-    @http("GET", "/api/v1/cases/<string:case_id>")
-    @api
-    def get_case(self, request, case_id):
+    @route("GET", "/api/v1/cases/<string:case_id>", action="case.read", summary="A case's details and history")
+    def get_case(self, request, principal, case_id):
         events = self.ledger.read_stream(stream_of(case_id))
         if not events:
-            raise ApiError(404, "not_found", "no case with this id", {"case_id": ["unknown"]})
+            raise access.not_found()
         case = fold(case_id, events)
-        with read_transaction(self.ledger.engine) as conn:
+        with write_transaction(self.ledger.engine) as conn:
             policy = load_county(conn, case.county)
+            if not access.can_read_case(principal, case, policy):
+                raise access.not_found()
+            access.record_access(conn, principal, case.county, case_id, "case.read")
         return json_response(200, present_case(case, policy))
 
-    @http("GET", "/api/v1/counties/<string:county>")
-    @api
-    def get_county(self, request, county):
+    @route("GET", "/api/v1/track/<string:tracking_no>", action="public",
+           summary="A resident tracks their case with its tracking number and PIN (?pin= or X-Minqing-Pin)",
+           limiter=TRACK_LIMIT)
+    def track(self, request, principal, tracking_no):
+        pin = request.headers.get("X-Minqing-Pin") or request.args.get("pin") or ""
+        if not pin:
+            raise ApiError(422, "invalid_fields", "the PIN is required", {"pin": ["required"]})
+        with write_transaction(self.ledger.engine) as conn:
+            row = conn.execute(select(case_access_table).where(case_access_table.c.tracking_no == tracking_no)).first()
+            pin_ok = row is not None and hash_pin(pin, row.salt) == row.pin_hash
+            refusal = access.pin_attempt(conn, tracking_no, pin_ok)
+        if refusal is not None:
+            raise refusal
+        events = self.ledger.read_stream(stream_of(row.case_id))
+        case = fold(row.case_id, events)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = load_county(conn, case.county)
+        lang = "en" if request.args.get("lang") == "en" or request.accept_languages.best == "en" else "zh"
+        return json_response(200, present_tracking(case, events, policy, lang))
+
+    @route("GET", "/api/v1/counties/<string:county>", action="public",
+           summary="The county's published catalogue: categories, places, units")
+    def get_county(self, request, principal, county):
         with read_transaction(self.ledger.engine) as conn:
             policy = load_county(conn, county)
         if policy is None:
             raise ApiError(404, "not_found", "no such county is configured", {"county": ["unknown"]})
         return json_response(200, policy.catalogue())
+
+    @route("GET", "/api/v1/access-log", action="access_log.read",
+           summary="Who read which case's details, when (?case_id=)")
+    def access_log(self, request, principal):
+        with read_transaction(self.ledger.engine) as conn:
+            rows = access.list_access(conn, principal.county, request.args.get("case_id"))
+        return json_response(200, {"county": principal.county, "reads": rows})

@@ -122,8 +122,9 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
     return delivered
 
 
-def list_outbox(conn: Connection, status: str | None = None, limit: int = 100) -> list[dict]:
-    query = select(outbox_table).order_by(outbox_table.c.next_attempt_at.desc()).limit(limit)
+def list_outbox(conn: Connection, county: str, status: str | None = None, limit: int = 100) -> list[dict]:
+    query = (select(outbox_table).where(outbox_table.c.county == county)
+             .order_by(outbox_table.c.next_attempt_at.desc()).limit(limit))
     if status:
         query = query.where(outbox_table.c.status == status)
     return [dict(r) for r in conn.execute(query).mappings()]

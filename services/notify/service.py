@@ -5,11 +5,11 @@ import logging
 
 from nameko.messaging import consume
 from nameko.timer import timer
-from nameko.web.handlers import http
 
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction
-from minqing.http import api, json_response
+from minqing.endpoints import route
+from minqing.http import json_response
 from minqing.service_kit import DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue, metrics_response
 from services.notify.channels import LogChannel
 from services.notify.outbox import NotificationRules, deliver_due, list_outbox
@@ -34,21 +34,21 @@ class NotifyService:
     def deliver(self):
         deliver_due(self.ledger, self.vault, self.channels, SYSTEM_CLOCK)
 
-    @http("GET", "/metrics")
-    def metrics(self, request):
+    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
+    def metrics(self, request, principal):
         return metrics_response()
 
-    @http("GET", "/health")
-    def health(self, request):
+    @route("GET", "/health", action="public", summary="Health of the notify service")
+    def health(self, request, principal):
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.rules.follower)
         return json_response(status, body)
 
-    @http("GET", "/api/v1/notifications")
-    @api
-    def notifications(self, request):
+    @route("GET", "/api/v1/notifications", action="notifications.read",
+           summary="The delivery outbox of the token's county (?status=pending|sent|failed)")
+    def notifications(self, request, principal):
         status = request.args.get("status")
         with read_transaction(self.ledger.engine) as conn:
-            rows = list_outbox(conn, status)
+            rows = list_outbox(conn, principal.county, status)
         for row in rows:
             row.pop("recipient_ref", None)
         return json_response(200, {"notifications": rows})

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from nameko.messaging import consume
-from nameko.web.handlers import http
-
-from minqing.http import api, json_response, read_json
+from minqing.endpoints import route
+from minqing.http import json_response, read_json
 from minqing.service_kit import DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
 from services.routing.actions import ResolveIn, resolve
 from services.routing.projection import RoutingProjection
@@ -21,20 +20,19 @@ class RoutingService:
     def on_event(self, body):
         self.assignments.on_message(body, self.dead_letters)
 
-    @http("GET", "/metrics")
-    def metrics(self, request):
+    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
+    def metrics(self, request, principal):
         return metrics_response()
 
-    @http("GET", "/health")
-    def health(self, request):
+    @route("GET", "/health", action="public", summary="Health of the routing service")
+    def health(self, request, principal):
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.assignments.follower)
         return json_response(status, body)
 
-    @http("POST", "/api/v1/cases/<string:case_id>/resolve")
-    @api
-    def resolve(self, request, case_id):
+    @route("POST", "/api/v1/cases/<string:case_id>/resolve", action="case.resolve",
+           summary="The holding cadre resolves the case (办结)")
+    def resolve(self, request, principal, case_id):
         command = read_json(request, ResolveIn())
-        actor = request.headers.get("X-Minqing-Actor", f"cadre:{command['cadre']}")
-        event = resolve(self.ledger, case_id, command, actor)
+        event = resolve(self.ledger, case_id, command, principal)
         return json_response(200, {"case_id": case_id, "status": "resolved", "version": event.version,
                                    "position": event.position})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,11 +35,24 @@ def _free(port: int) -> bool:
             return False
 
 
+OPERATOR = object()     # default: act as the demo county's operator
+
+
 class Stack:
     def __init__(self, run_dir: Path, env: dict, http_port: int):
         self.run_dir, self.env, self.http_port = run_dir, env, http_port
         self.base = f"http://127.0.0.1:{http_port}"
         self.proc: subprocess.Popen | None = None
+        self.tokens: dict[str, str] = {}
+
+    def issue(self, role: str, county: str = "longjiang", unit: str | None = None, cadre: str | None = None) -> str:
+        from minqing import access
+        from minqing.db import make_engine
+        engine = make_engine(self.env["MINQING_DATABASE_URL"])
+        try:
+            return access.issue_token(engine, role, county, unit=unit, cadre=cadre, label="test")[1]
+        finally:
+            engine.dispose()
 
     def start(self) -> "Stack":
         self.out = open(self.run_dir / "run.out", "ab")
@@ -49,6 +63,7 @@ class Stack:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"minqing run exited: {(self.run_dir / 'run.out').read_text()[-3000:]}")
             if b"Minqing is running" in (self.run_dir / "run.out").read_bytes():
+                self.tokens = json.loads((self.run_dir / "demo-tokens.json").read_text())
                 return self
             time.sleep(0.3)
         raise RuntimeError("the stack did not start in time")
@@ -61,10 +76,13 @@ class Stack:
     def pid(self, name: str) -> int:
         return int((self.run_dir / "pids" / f"{name}.pid").read_text())
 
-    def request(self, method: str, path: str, body=None, raw: bytes | None = None, headers=None):
+    def request(self, method: str, path: str, body=None, raw: bytes | None = None, headers=None, token=OPERATOR):
         data = raw if raw is not None else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
+        if token is OPERATOR:
+            token = self.tokens["operator"]
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
         req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+                                     headers={"Content-Type": "application/json", **auth, **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
@@ -87,9 +105,13 @@ def stack_db(postgres):
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, stack_db, rabbit):
     run_dir = tmp_path_factory.mktemp("stack")
+    counties = tmp_path_factory.mktemp("counties")
+    root = Path(__file__).resolve().parents[2]
+    for source in [root / "deploy" / "counties" / "longjiang.yaml", root / "tests" / "fixtures" / "counties" / "heping.yaml"]:
+        shutil.copy(source, counties / source.name)
     port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": stack_db,
-           "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port)}
+           "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties)}
     s = Stack(run_dir, env, port).start()
     yield s
     s.stop()

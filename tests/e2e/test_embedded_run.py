@@ -13,8 +13,9 @@ from minqing import devstack
 from tests.e2e.conftest import free_port_block
 
 
-def _get(url):
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def _get(url, token=None):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -35,6 +36,11 @@ def test_embedded_stack_runs_and_stops_cleanly(tmp_path):
             time.sleep(0.3)
         text = out.read_text()
         assert f"http://127.0.0.1:{http_port}/health" in text and "curl" in text
+        tokens = json.loads((tmp_path / "run" / "demo-tokens.json").read_text())
+        assert set(tokens) == {"operator", "cadre", "supervisor", "auditor", "integrator", "admin"}
+        assert all(token in text for token in tokens.values())
+        assert oct((tmp_path / "run" / "demo-tokens.json").stat().st_mode & 0o777) == "0o600"
+        operator = tokens["operator"]
         base = f"http://127.0.0.1:{http_port}"
         health = _get(base + "/health")
         assert health["status"] == "ok"
@@ -44,14 +50,14 @@ def test_embedded_stack_runs_and_stops_cleanly(tmp_path):
                            "summary": "老人在外地养老，需代办身份证", "location": {"township": "山泉镇", "village": "平安村"},
                            "reporter": {"name": "赵金枝", "phone": "13600001111"}}, ensure_ascii=False).encode()
         req = urllib.request.Request(base + "/api/v1/cases", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {operator}"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             case_id = json.loads(resp.read())["case_id"]
         deadline = time.monotonic() + 20
-        while _get(f"{base}/api/v1/cases/{case_id}")["status"] != "assigned":
+        while _get(f"{base}/api/v1/cases/{case_id}", operator)["status"] != "assigned":
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert _get(f"{base}/api/v1/cases/{case_id}")["assignment"]["unit"] == "shanquan.pingan-station"
+        assert _get(f"{base}/api/v1/cases/{case_id}", operator)["assignment"]["unit"] == "shanquan.pingan-station"
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

@@ -24,3 +24,13 @@ def test_free_text_loses_phone_and_id_numbers_but_keeps_the_matter():
 def test_ordinary_numbers_are_not_mistaken_for_personal_data():
     for text in ("黄牛场通往11屯的道路", "节省费用241万元", "办理事项384件", "LJ-20261122-0042"):
         assert find_raw_personal_data(text) is None, text
+
+
+def test_identifiers_are_never_mistaken_for_phone_numbers():
+    """A UUID such as ...-b198-0221-6623-... once looked like a mobile number and was refused."""
+    import uuid
+    assert find_raw_personal_data("8c1e2f3a-b198-0221-6623-0a1b2c3d4e5f") is None
+    for _ in range(20000):
+        value = str(uuid.uuid4())
+        assert find_raw_personal_data(value) is None, value
+        assert find_raw_personal_data(f"{value}:receipt:resident") is None, value

@@ -1,0 +1,47 @@
+"""What a resident sees when tracking a case: its status and history in plain words, nothing about
+any other person (no cadre names or ids, no other resident)."""
+from __future__ import annotations
+
+from minqing.casefile import CaseFile
+
+STATUS_TEXT = {
+    "zh": {"reported": "已受理", "assigned": "已派单办理中", "accepted": "办理中", "resolved": "已办结",
+           "delivered": "结果已送达", "followed_up": "已回访", "reopened": "重新办理中", "closed": "已结案",
+           "withdrawn": "已撤回", "merged": "已并入同类诉求办理"},
+    "en": {"reported": "registered", "assigned": "assigned and in progress", "accepted": "in progress",
+           "resolved": "resolved", "delivered": "result delivered", "followed_up": "followed up",
+           "reopened": "reopened", "closed": "closed", "withdrawn": "withdrawn", "merged": "merged with a similar case"},
+}
+EVENT_TEXT = {
+    "zh": {"case.reported": "诉求已登记受理", "case.assigned": "已派给{unit}办理", "case.accepted": "承办单位已接单",
+           "case.transferred": "已转交{unit}办理", "case.escalated": "已上报{unit}办理", "case.resolved": "已办结",
+           "case.delivered": "办理结果已送达", "case.followed_up": "已回访", "case.reopened": "已重新办理",
+           "case.closed": "已结案", "case.withdrawn": "已撤回", "case.merged": "已并入同类诉求"},
+    "en": {"case.reported": "registered", "case.assigned": "assigned to {unit}", "case.accepted": "accepted by the unit",
+           "case.transferred": "transferred to {unit}", "case.escalated": "escalated to {unit}",
+           "case.resolved": "resolved", "case.delivered": "result delivered", "case.followed_up": "followed up",
+           "case.reopened": "reopened", "case.closed": "closed", "case.withdrawn": "withdrawn",
+           "case.merged": "merged with a similar case"},
+}
+
+
+def present_tracking(case: CaseFile, events, policy, lang: str = "zh") -> dict:
+    lang = lang if lang in STATUS_TEXT else "zh"
+    history = []
+    for event in events:
+        template = EVENT_TEXT[lang].get(event.type)
+        if template is None:
+            continue
+        unit_code = event.data.get("unit") or event.data.get("to_unit")
+        unit = ((policy.unit(unit_code) or {}).get("name") if policy and unit_code else None) or unit_code or ""
+        history.append({"at": event.recorded_at, "text": template.format(unit=unit)})
+    category = policy.category(case.category) if policy and case.category else None
+    return {
+        "tracking_no": case.tracking_no,
+        "status": case.status,
+        "status_text": STATUS_TEXT[lang].get(case.status, case.status),
+        "category": category["name"] if category else case.category,
+        "reported_at": case.reported_at,
+        "resolution_due": case.resolution_due,
+        "history": history,
+    }

@@ -1,0 +1,219 @@
+"""Access control on the real stack (issue #3): the authorisation matrix over every endpoint of the
+OpenAPI document × every role × own/other county × own/other unit, plus abuse resistance and the
+access record."""
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.e2e.test_case_flow import _wait_case, report
+
+# Who asks. (role, county, unit, cadre); None = no token at all.
+PRINCIPALS = {
+    "anonymous": None,
+    "operator": ("operator", "longjiang", None, None),
+    "operator@other-county": ("operator", "heping", None, None),
+    "cadre@holding-unit": ("cadre", "longjiang", "heigang.kaoshan-station", "lj-c002"),
+    "cadre@other-unit": ("cadre", "longjiang", "shanquan.pingan-station", "lj-c003"),
+    "cadre@other-county": ("cadre", "heping", "hp-town.east-station", "hp-c001"),
+    "supervisor@township": ("supervisor", "longjiang", "heigang-centre", None),
+    "supervisor@other-township": ("supervisor", "longjiang", "shanquan-centre", None),
+    "supervisor@county": ("supervisor", "longjiang", None, None),
+    "supervisor@other-county": ("supervisor", "heping", None, None),
+    "auditor": ("auditor", "longjiang", None, None),
+    "auditor@other-county": ("auditor", "heping", None, None),
+    "integrator": ("integrator", "longjiang", None, None),
+    "admin": ("admin", "longjiang", None, None),
+    "admin@other-county": ("admin", "heping", None, None),
+    "revoked": ("operator", "longjiang", None, None),
+    "expired": ("operator", "longjiang", None, None),
+}
+EVERYONE = set(PRINCIPALS)      # public: a token, valid or not, changes nothing
+LONGJIANG_CASE_READERS = {"operator", "cadre@holding-unit", "supervisor@township", "supervisor@county", "auditor"}
+
+# operationId-independent key: (method, OpenAPI path) → who is allowed. Everyone else must be refused
+# (401, 403 or 404). A new endpoint without a row here fails test_matrix_covers_every_endpoint.
+MATRIX: dict[tuple[str, str], set[str]] = {
+    ("GET", "/health"): EVERYONE,
+    ("GET", "/api/v1/openapi.json"): EVERYONE,
+    ("GET", "/api/v1/counties/{county}"): EVERYONE,
+    ("GET", "/api/v1/track/{tracking_no}"): EVERYONE,          # the PIN is the resident's proof
+    ("POST", "/api/v1/cases"): {"operator", "cadre@holding-unit", "cadre@other-unit"},
+    ("GET", "/api/v1/cases/{case_id}"): LONGJIANG_CASE_READERS,
+    ("POST", "/api/v1/cases/{case_id}/resolve"): {"cadre@holding-unit"},
+    ("GET", "/api/v1/assessment/{county}/cadres"): {"cadre@holding-unit", "cadre@other-unit", "supervisor@township",
+                                                    "supervisor@other-township", "supervisor@county", "auditor"},
+    ("GET", "/api/v1/assessment/{county}/cadres/{cadre}"): {"cadre@holding-unit", "supervisor@township",
+                                                            "supervisor@other-township", "supervisor@county", "auditor"},
+    ("GET", "/api/v1/notifications"): {"auditor", "admin", "auditor@other-county", "admin@other-county"},
+    ("GET", "/api/v1/access-log"): {"auditor", "auditor@other-county"},
+}
+
+
+@pytest.fixture(scope="module")
+def world(stack, stack_db):
+    tokens = {}
+    for name, spec in PRINCIPALS.items():
+        if spec is not None:
+            role, county, unit, cadre = spec
+            tokens[name] = stack.issue(role, county, unit, cadre)
+    engine = create_engine(stack_db)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE access_tokens SET revoked_at = '2026-01-01T00:00:00.000000Z' WHERE token_id = :t"),
+                     {"t": tokens["revoked"][3:].split(".")[0]})
+        conn.execute(text("UPDATE access_tokens SET expires_at = '2020-01-01T00:00:00.000000Z' WHERE token_id = :t"),
+                     {"t": tokens["expired"][3:].split(".")[0]})
+    engine.dispose()
+    code, case = stack.request("POST", "/api/v1/cases", report(), token=tokens["operator"])
+    assert code == 201
+    assigned = _wait_case(stack, case["case_id"], "assigned")
+    assert assigned["assignment"]["unit"] == "heigang.kaoshan-station" and assigned["assignment"]["cadre"] == "lj-c002"
+    return {"tokens": tokens, "case": case}
+
+
+def _call(stack, world, method: str, path: str, who: str):
+    case = world["case"]
+    token = world["tokens"].get(who)
+    filled = (path.replace("{case_id}", case["case_id"]).replace("{tracking_no}", case["tracking_no"])
+              .replace("{county}", "longjiang").replace("{cadre}", "lj-c002"))
+    if path == "/api/v1/track/{tracking_no}":
+        filled += "?pin=" + case["pin"]
+    body = None
+    if (method, path) == ("POST", "/api/v1/cases"):
+        body = report(summary=f"矩阵测试：{who}")
+    elif path.endswith("/resolve"):
+        body = {"resolution": "已修复"}
+    return stack.request(method, filled, body, token=token)
+
+
+def _operations(stack) -> list[tuple[str, str]]:
+    code, doc = stack.request("GET", "/api/v1/openapi.json", token=None)
+    assert code == 200
+    return [(method.upper(), path) for path, ops in doc["paths"].items() for method in ops]
+
+
+def test_matrix_covers_every_endpoint(stack):
+    assert set(_operations(stack)) == set(MATRIX)
+
+
+def test_authorisation_matrix(stack, world):
+    ops = sorted(_operations(stack), key=lambda op: op[1].endswith("/resolve"))   # the one irreversible call last
+    failures = []
+    for method, path in ops:
+        allowed = MATRIX[(method, path)]
+        # the allowed resolver goes last: after it, the case is resolved
+        for who in sorted(PRINCIPALS, key=lambda w: w in allowed):
+            code, body = _call(stack, world, method, path, who)
+            if who in allowed:
+                if code in (401, 403, 404, 429) or code >= 500:
+                    failures.append(f"{method} {path} as {who}: expected allowed, got {code} {str(body)[:200]}")
+            elif code not in (401, 403, 404):
+                failures.append(f"{method} {path} as {who}: expected refused, got {code} {str(body)[:200]}")
+            elif method == "GET" and who.endswith("other-county") and world["case"]["case_id"] in json.dumps(body):
+                failures.append(f"{method} {path} as {who}: refusal leaked the case")
+    assert not failures, "\n".join(failures)
+
+
+def test_other_county_principals_see_nothing_of_this_county(stack, world):
+    case_id = world["case"]["case_id"]
+    for who, path in [("auditor@other-county", "/api/v1/access-log"),
+                      ("auditor@other-county", "/api/v1/notifications"),
+                      ("admin@other-county", "/api/v1/notifications")]:
+        code, body = stack.request("GET", path, token=world["tokens"][who])
+        assert code == 200 and case_id not in json.dumps(body) and "longjiang" not in json.dumps(body)
+
+
+def test_a_cadre_of_another_township_cannot_learn_a_case_exists(stack, world):
+    token = world["tokens"]["cadre@other-unit"]
+    real = stack.request("GET", f"/api/v1/cases/{world['case']['case_id']}", token=token)
+    made_up = stack.request("GET", "/api/v1/cases/00000000-0000-4000-8000-000000000000", token=token)
+    assert real == made_up and real[0] == 404
+
+
+def test_a_cadre_sees_only_their_own_scorecard(stack, world):
+    code, body = stack.request("GET", "/api/v1/assessment/longjiang/cadres", token=world["tokens"]["cadre@other-unit"])
+    assert code == 200 and {c["cadre"] for c in body["cadres"]} <= {"lj-c003"}
+
+
+def test_unauthenticated_answers_say_nothing_more(stack, world):
+    for token in (None, "garbage", "mq_abc.def", world["tokens"]["revoked"], world["tokens"]["expired"]):
+        code, body = stack.request("GET", f"/api/v1/cases/{world['case']['case_id']}", token=token)
+        assert (code, body["error"]["code"]) == (401, "unauthenticated")
+
+
+def test_every_read_of_case_details_is_recorded(stack, world):
+    case_id = world["case"]["case_id"]
+    stack.request("GET", f"/api/v1/cases/{case_id}", token=world["tokens"]["supervisor@township"])
+    code, body = stack.request("GET", f"/api/v1/access-log?case_id={case_id}", token=world["tokens"]["auditor"])
+    assert code == 200
+    readers = {(r["role"], r["action"]) for r in body["reads"]}
+    assert ("supervisor", "case.read") in readers and ("operator", "case.read") in readers
+    assert all(r["case_id"] == case_id and r["at"].endswith("Z") for r in body["reads"])
+    assert not any(r["role"] == "cadre" and r["actor"] == "cadre:lj-c003" for r in body["reads"])   # refused reads
+
+
+def _get_from(stack, source_ip: str, path: str, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", stack.http_port, timeout=30, source_address=(source_ip, 0))
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_pin_guessing_is_locked_out_while_other_residents_are_served(stack, world):
+    code, mine = stack.request("POST", "/api/v1/cases", report(summary="另一位村民的诉求"), token=stack.issue("operator"))
+    assert code == 201
+    victim = world["case"]["tracking_no"]
+    statuses = []
+    for guess in range(8):
+        statuses.append(_get_from(stack, "127.0.0.7", f"/api/v1/track/{victim}?pin={guess:06d}")[0])
+    assert statuses[:5] == [404] * 5 and set(statuses[5:]) == {429}
+    # locked even with the right PIN, and from another address
+    assert _get_from(stack, "127.0.0.8", f"/api/v1/track/{victim}?pin={world['case']['pin']}")[0] == 429
+    # the other resident still tracks their own case
+    code, body = _get_from(stack, "127.0.0.9", f"/api/v1/track/{mine['tracking_no']}",
+                           headers={"X-Minqing-Pin": mine["pin"]})
+    assert code == 200 and body["tracking_no"] == mine["tracking_no"] and body["status_text"]
+    assert "reporter" not in body and "cadre" not in json.dumps(body)
+
+
+def test_flooding_is_answered_429_while_others_are_served(stack):
+    flooder = stack.issue("operator")
+    codes = [stack.request("POST", "/api/v1/cases", report(summary=f"刷单{i}"), token=flooder)[0] for i in range(45)]
+    assert 429 in codes and codes.count(201) <= 35
+    assert stack.request("POST", "/api/v1/cases", report(summary="正常来电"), token=stack.issue("operator"))[0] == 201
+    # public tracking: one address flooding is limited, another is served
+    flood = [_get_from(stack, "127.0.0.20", "/api/v1/track/LJ-00000000-0000?pin=000000")[0] for _ in range(60)]
+    assert 429 in flood
+    assert _get_from(stack, "127.0.0.21", "/api/v1/track/LJ-00000000-0001?pin=000000")[0] == 404
+
+
+def test_request_size_is_limited(stack):
+    code, body = stack.request("POST", "/api/v1/cases", raw=b"{" + b" " * (2 * 1024 * 1024) + b"}")
+    assert code == 413 and body["error"]["code"] == "body_too_large"
+
+
+def test_a_cadre_whose_unit_no_longer_holds_a_case_can_read_but_not_act(stack, world, stack_db):
+    from minqing.db import make_engine
+    from minqing.ledger import Ledger, Metadata, NewEvent
+    code, case = stack.request("POST", "/api/v1/cases", report(summary="转办测试"), token=world["tokens"]["operator"])
+    case_id = case["case_id"]
+    held = _wait_case(stack, case_id, "assigned")
+    engine = make_engine(stack_db)
+    ledger = Ledger(engine)
+    ledger.append(f"case-{case_id}", [NewEvent("case.transferred", {
+        "case_id": case_id, "from_unit": "heigang.kaoshan-station", "to_unit": "heigang-centre", "to_cadre": "lj-c006",
+        "reason": "需乡镇协调", "resolution_due": held["assignment"]["resolution_due"], "policy_version": 1},
+        Metadata(actor="test:transfer", county="longjiang"))], held["version"])
+    engine.dispose()
+    former = world["tokens"]["cadre@holding-unit"]
+    assert stack.request("GET", f"/api/v1/cases/{case_id}", token=former)[0] == 200
+    code, body = stack.request("POST", f"/api/v1/cases/{case_id}/resolve", {"resolution": "x"}, token=former)
+    assert (code, body["error"]["code"]) == (409, "not_holder")
