@@ -223,6 +223,17 @@ class EventType:
     def cloudevents_type(self) -> str:
         return f"cn.minqing.{self.name}"
 
+    @property
+    def validator(self) -> Schema:
+        """One schema instance per type (building one costs as much as validating with it)."""
+        cached = _VALIDATORS.get((self.name, self.version))
+        if cached is None:
+            cached = _VALIDATORS[(self.name, self.version)] = self.schema()
+        return cached
+
+
+_VALIDATORS: dict[tuple[str, int], Schema] = {}
+
 
 def _catalogue(*entries: EventType) -> dict[str, EventType]:
     return {e.name: e for e in entries}
@@ -285,7 +296,7 @@ def validate_event(name: str, data: Mapping[str, Any], schema_version: int | Non
     etype = event_type(name)
     if schema_version not in (None, etype.version):
         raise ContractViolation(name, {"schema_version": [f"only version {etype.version} can be appended"]})
-    errors = etype.schema().validate(dict(data))
+    errors = etype.validator.validate(dict(data))
     errors.update(_raw_personal_data(data))
     if errors:
         raise ContractViolation(name, errors)

@@ -216,7 +216,10 @@ class Ledger:
                                  data=data_text, metadata=meta_text, recorded_at=recorded_at, hash=prev_hash))
         conn.execute(events_table.insert(), rows)
         conn.execute(update(head_table).where(head_table.c.id == 1).values(position=position, hash=prev_hash))
-        return [_to_event(r) for r in rows]
+        return [RecordedEvent(position=r["position"], event_id=r["event_id"], stream=r["stream"], version=r["version"],
+                              type=r["type"], schema_version=r["schema_version"], data=dict(e.data),
+                              metadata=e.metadata, recorded_at=recorded_at, hash=r["hash"])
+                for r, e in zip(rows, (e for w in writes for e in w.events))]
 
     def _already_recorded(self, conn: Connection, writes: Sequence[StreamWrite],
                           events: list[NewEvent]) -> list[RecordedEvent] | None:
