@@ -184,50 +184,55 @@ class Ledger:
             return self._append(own, writes)
 
     def _append(self, conn: Connection, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
-        head_query = select(head_table.c.position, head_table.c.hash).where(head_table.c.id == 1)
-        if self._postgres:
-            head_query = head_query.with_for_update()
-        head = conn.execute(head_query).one()
-        position, prev_hash = head.position, head.hash
-
-        all_events = [e for w in writes for e in w.events]
-        if not all_events:
+        pairs = [(w, e) for w in writes for e in w.events]
+        if not pairs:
             return []
-        existing = self._already_recorded(conn, writes, all_events)
-        if existing is not None:
-            return existing
+        # Everything that needs no lock is prepared first; under the lock there are then two
+        # statements (one read, the insert and the head update) before COMMIT.
+        texts = [(canonical_json(dict(e.data)), canonical_json(e.metadata.to_dict()), contract.event_type(e.type).version)
+                 for _, e in pairs]
+        streams = list(dict.fromkeys(w.stream for w in writes))
+        ids = [e.event_id for _, e in pairs]
+        columns = [head_table.c.position, head_table.c.hash,
+                   select(func.count()).select_from(events_table).where(events_table.c.event_id.in_(ids))
+                   .scalar_subquery().label("recorded")]
+        columns += [select(func.coalesce(func.max(events_table.c.version), 0)).where(events_table.c.stream == stream)
+                    .scalar_subquery().label(f"v{i}") for i, stream in enumerate(streams)]
+        query = select(*columns).where(head_table.c.id == 1)
+        if self._postgres:
+            query = query.with_for_update(of=head_table)
+        head = conn.execute(query).mappings().one()
+        if head["recorded"]:
+            return self._already_recorded(conn, writes, [e for _, e in pairs])
+        versions = {stream: head[f"v{i}"] for i, stream in enumerate(streams)}
+        for write in writes:
+            if write.expected_version is not ANY and write.expected_version != versions[write.stream]:
+                raise ConcurrencyError(write.stream, write.expected_version, versions[write.stream])
 
+        position, prev_hash = head["position"], head["hash"]
         recorded_at = isoformat(self.clock.now())
         rows: list[dict] = []
-        for write in writes:
-            current = self._stream_version(conn, write.stream)
-            if write.expected_version is not ANY and write.expected_version != current:
-                raise ConcurrencyError(write.stream, write.expected_version, current)
-            for event in write.events:
-                position += 1
-                current += 1
-                etype = contract.event_type(event.type)
-                data_text = canonical_json(dict(event.data))
-                meta_text = canonical_json(event.metadata.to_dict())
-                prev_hash = chain_hash(prev_hash, position, event.event_id, write.stream, current,
-                                       event.type, etype.version, data_text, meta_text, recorded_at)
-                rows.append(dict(position=position, event_id=event.event_id, stream=write.stream,
-                                 version=current, type=event.type, schema_version=etype.version,
-                                 data=data_text, metadata=meta_text, recorded_at=recorded_at, hash=prev_hash))
+        for (write, event), (data_text, meta_text, schema_version) in zip(pairs, texts):
+            position += 1
+            versions[write.stream] += 1
+            version = versions[write.stream]
+            prev_hash = chain_hash(prev_hash, position, event.event_id, write.stream, version,
+                                   event.type, schema_version, data_text, meta_text, recorded_at)
+            rows.append(dict(position=position, event_id=event.event_id, stream=write.stream,
+                             version=version, type=event.type, schema_version=schema_version,
+                             data=data_text, metadata=meta_text, recorded_at=recorded_at, hash=prev_hash))
         conn.execute(events_table.insert(), rows)
         conn.execute(update(head_table).where(head_table.c.id == 1).values(position=position, hash=prev_hash))
         return [RecordedEvent(position=r["position"], event_id=r["event_id"], stream=r["stream"], version=r["version"],
                               type=r["type"], schema_version=r["schema_version"], data=dict(e.data),
                               metadata=e.metadata, recorded_at=recorded_at, hash=r["hash"])
-                for r, e in zip(rows, (e for w in writes for e in w.events))]
+                for r, (_, e) in zip(rows, pairs)]
 
     def _already_recorded(self, conn: Connection, writes: Sequence[StreamWrite],
-                          events: list[NewEvent]) -> list[RecordedEvent] | None:
+                          events: list[NewEvent]) -> list[RecordedEvent]:
         ids = [e.event_id for e in events]
-        found = {r.event_id: r for r in conn.execute(
+        found = {r["event_id"]: r for r in conn.execute(
             select(events_table).where(events_table.c.event_id.in_(ids))).mappings()}
-        if not found:
-            return None
         if len(found) != len(ids):
             raise DuplicateEventIdError(f"some of the events {ids} are recorded already, some not")
         out = []
