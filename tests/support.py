@@ -15,11 +15,17 @@ class Watcher:
     """A durable queue bound to minqing.events before anything is published, read synchronously."""
 
     def __init__(self, amqp_uri: str, keys=("#",), name: str | None = None):
-        self.conn = kombu.Connection(amqp_uri, connect_timeout=10)
+        self.amqp_uri = amqp_uri
+        self.name, self.keys = name or f"test.watch.{uuid.uuid4().hex[:8]}", keys
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        """After a broker restart: the durable queue and its persistent messages are still there."""
+        self.conn = kombu.Connection(self.amqp_uri, connect_timeout=10)
         self.channel = self.conn.channel()
         exchange = declare_topology(self.channel)
-        self.queue = kombu.Queue(name or f"test.watch.{uuid.uuid4().hex[:8]}", durable=True,
-                                 bindings=[kombu.binding(exchange, routing_key=k) for k in keys])
+        self.queue = kombu.Queue(self.name, durable=True,
+                                 bindings=[kombu.binding(exchange, routing_key=k) for k in self.keys])
         self.queue(self.channel).declare()
 
     def collect(self, count: int, timeout: float = 30.0) -> list[tuple[str, dict, kombu.Message]]:
