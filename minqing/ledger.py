@@ -187,21 +187,22 @@ class Ledger:
         pairs = [(w, e) for w in writes for e in w.events]
         if not pairs:
             return []
-        # Everything that needs no lock is prepared first; under the lock there are then two
-        # statements (one read, the insert and the head update) before COMMIT.
+        # Everything that needs no lock is prepared first.
         texts = [(canonical_json(dict(e.data)), canonical_json(e.metadata.to_dict()), contract.event_type(e.type).version)
                  for _, e in pairs]
         streams = list(dict.fromkeys(w.stream for w in writes))
         ids = [e.event_id for _, e in pairs]
-        columns = [head_table.c.position, head_table.c.hash,
-                   select(func.count()).select_from(events_table).where(events_table.c.event_id.in_(ids))
+        # First the lock, alone: in READ COMMITTED a statement that waited for a row lock re-reads only
+        # that row, so anything else must be read by a later statement, with a fresh snapshot.
+        lock = select(head_table.c.position, head_table.c.hash).where(head_table.c.id == 1)
+        if self._postgres:
+            lock = lock.with_for_update()
+        locked = conn.execute(lock).one()
+        columns = [select(func.count()).select_from(events_table).where(events_table.c.event_id.in_(ids))
                    .scalar_subquery().label("recorded")]
         columns += [select(func.coalesce(func.max(events_table.c.version), 0)).where(events_table.c.stream == stream)
                     .scalar_subquery().label(f"v{i}") for i, stream in enumerate(streams)]
-        query = select(*columns).where(head_table.c.id == 1)
-        if self._postgres:
-            query = query.with_for_update(of=head_table)
-        head = conn.execute(query).mappings().one()
+        head = conn.execute(select(*columns)).mappings().one()
         if head["recorded"]:
             return self._already_recorded(conn, writes, [e for _, e in pairs])
         versions = {stream: head[f"v{i}"] for i, stream in enumerate(streams)}
@@ -209,7 +210,7 @@ class Ledger:
             if write.expected_version is not ANY and write.expected_version != versions[write.stream]:
                 raise ConcurrencyError(write.stream, write.expected_version, versions[write.stream])
 
-        position, prev_hash = head["position"], head["hash"]
+        position, prev_hash = locked.position, locked.hash
         recorded_at = isoformat(self.clock.now())
         rows: list[dict] = []
         for (write, event), (data_text, meta_text, schema_version) in zip(pairs, texts):

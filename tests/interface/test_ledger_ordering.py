@@ -61,3 +61,49 @@ def test_concurrent_writers_never_let_a_tailing_reader_skip(pg_url):
     assert not errors
     total = WRITERS * PER_WRITER * 2
     assert seen == list(range(1, total + 1)), "the tailing reader skipped or reordered positions"
+
+
+def _contend(pg_url, first, second_expected, second_event=None):
+    """A holder appends `first` and keeps its transaction open; meanwhile a contender appends to the
+    same stream and must see the holder's committed result once the lock is released."""
+    import pytest  # noqa: F401
+    from minqing.ledger import ConcurrencyError
+    engine = make_engine(pg_url, pool_size=4)
+    create_tables(engine)
+    ledger = Ledger(engine)
+    started = threading.Event()
+
+    def holder():
+        with write_transaction(engine) as conn:
+            ledger.append("case-same", [first], 0, conn=conn)
+            started.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    started.wait(5)
+    try:
+        return ledger.append("case-same", [second_event or note("same")], second_expected)
+    except ConcurrencyError as exc:
+        return exc
+    finally:
+        thread.join()
+        engine.dispose()
+
+
+def test_concurrent_append_with_the_same_expected_version_gets_a_concurrency_error(pg_url):
+    from minqing.ledger import ConcurrencyError
+    outcome = _contend(pg_url, note("same"), 0)
+    assert isinstance(outcome, ConcurrencyError) and outcome.actual == 1
+
+
+def test_concurrent_append_with_any_version_lands_after(pg_url):
+    from minqing.ledger import ANY
+    outcome = _contend(pg_url, note("same"), ANY)
+    assert outcome[0].version == 2 and outcome[0].position == 2
+
+
+def test_concurrent_retry_of_the_same_event_returns_the_recorded_copy(pg_url):
+    event = note("same")
+    outcome = _contend(pg_url, event, 0, second_event=event)
+    assert outcome[0].event_id == event.event_id and outcome[0].position == 1
