@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import (BigInteger, Column, Connection, Engine, Integer, MetaData, String, Table, select, update)
 
 from minqing.clock import SYSTEM_CLOCK, Clock, isoformat, parse_instant
-from minqing.db import write_transaction
+from minqing.db import increment, write_transaction
 from minqing.http import ApiError
 
 ROLES = ("operator", "cadre", "supervisor", "auditor", "integrator", "admin")
@@ -272,12 +272,11 @@ def pin_attempt(conn: Connection, tracking_no: str, pin_ok: bool, clock: Clock =
         if row is not None:
             conn.execute(pin_attempts_table.delete().where(pin_attempts_table.c.tracking_no == tracking_no))
         return None
-    failures = (row.failures if row is not None and not row.locked_until else 0) + 1
-    locked = isoformat(now + PIN_LOCKOUT) if failures >= PIN_MAX_FAILURES else None
-    if row is None:
-        conn.execute(pin_attempts_table.insert().values(tracking_no=tracking_no, failures=failures, locked_until=locked))
-    else:
+    if row is not None and row.locked_until:      # an expired lock: start counting again
+        conn.execute(pin_attempts_table.delete().where(pin_attempts_table.c.tracking_no == tracking_no))
+    failures = increment(conn, pin_attempts_table, {"tracking_no": tracking_no}, "failures")
+    if failures >= PIN_MAX_FAILURES:
         conn.execute(update(pin_attempts_table).where(pin_attempts_table.c.tracking_no == tracking_no)
-                     .values(failures=failures, locked_until=locked))
+                     .values(locked_until=isoformat(now + PIN_LOCKOUT)))
     return ApiError(404, "not_found", "no case matches this tracking number and PIN")
 

@@ -54,3 +54,16 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         with conn.begin():
             yield conn
+
+
+def increment(conn: Connection, table, keys: dict, column: str, **on_insert) -> int:
+    """Atomically add 1 to `column` of the row with `keys` (creating it at 1); return the new value.
+    One statement (INSERT … ON CONFLICT DO UPDATE … RETURNING), so concurrent callers never collide."""
+    if conn.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**keys, **{column: 1}, **on_insert)
+    statement = statement.on_conflict_do_update(index_elements=list(keys),
+                                                set_={column: getattr(table.c, column) + 1})
+    return conn.execute(statement.returning(getattr(table.c, column))).scalar_one()

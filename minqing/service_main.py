@@ -2,8 +2,14 @@
 
 eventlet must patch the standard library before anything else is imported, hence this module.
 """
-import minqing  # noqa: F401  (silences eventlet's deprecation notice first)
-import eventlet
+import os
+
+# psycopg's C wait function polls outside eventlet and would freeze every greenthread while it waits
+# for a lock; the select-based one cooperates with the patched `select`.
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
+import minqing  # noqa: E402,F401  (silences eventlet's deprecation notice first)
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

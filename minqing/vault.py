@@ -21,13 +21,14 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Column, Connection, LargeBinary, MetaData, String, Table, select, update
+from sqlalchemy.exc import IntegrityError
 
 metadata_obj = MetaData()
 
 subjects_table = Table(
     "vault_subjects", metadata_obj,
     Column("subject", String(36), primary_key=True),
-    Column("lookup", String(64), nullable=True, index=True),    # blind index of the phone number
+    Column("lookup", String(64), nullable=True, unique=True),   # blind index of the phone number
     Column("wrapped_key", LargeBinary, nullable=True),          # NULL once erased
     Column("ciphertext", LargeBinary, nullable=True),
     Column("erased_at", String(32), nullable=True),
@@ -75,6 +76,15 @@ class Vault:
 
     def store(self, conn: Connection, fields: dict[str, str]) -> str:
         """Keep a resident's fields; return their subject reference (reused for a known phone)."""
+        for _ in range(3):
+            try:
+                with conn.begin_nested():
+                    return self._store(conn, fields)
+            except IntegrityError:       # the same phone registered concurrently: reuse that subject
+                continue
+        raise VaultError("could not store the resident's details")
+
+    def _store(self, conn: Connection, fields: dict[str, str]) -> str:
         lookup = self.lookup_hash(fields["phone"]) if fields.get("phone") else None
         if lookup:
             row = conn.execute(select(subjects_table.c.subject, subjects_table.c.wrapped_key)

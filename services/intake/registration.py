@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection
 
 from minqing.casefile import stream_of
 from minqing.clock import Clock, isoformat
+from minqing.db import increment
 from minqing.county import CountyPolicy
 from minqing.http import ApiError
 from minqing.ledger import NO_STREAM, Ledger, Metadata, NewEvent
@@ -38,15 +39,8 @@ def hash_pin(pin: str, salt: str) -> str:
 def next_tracking_no(conn: Connection, policy: CountyPolicy, registered: datetime) -> str:
     """`LJ-20261122-0042`: county prefix, the county's local date, the day's sequence."""
     day = registered.astimezone(ZoneInfo(policy.doc["timezone"])).strftime("%Y%m%d")
-    table = tracking_counters_table
-    where = (table.c.county == policy.county) & (table.c.day == day)
-    last = conn.execute(select(table.c.last).where(where)).scalar()
-    if last is None:
-        last = 0
-        conn.execute(table.insert().values(county=policy.county, day=day, last=1))
-    else:
-        conn.execute(update(table).where(where).values(last=last + 1))
-    return f"{policy.doc['tracking_prefix']}-{day}-{last + 1:04d}"
+    sequence = increment(conn, tracking_counters_table, {"county": policy.county, "day": day}, "last")
+    return f"{policy.doc['tracking_prefix']}-{day}-{sequence:04d}"
 
 
 def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolicy, report: dict,
