@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 import kombu
 from kombu import Exchange, Queue, binding
 from nameko.extensions import DependencyProvider
+from nameko.messaging import Consumer, QueueConsumer
 from sqlalchemy import MetaData
 
 from minqing import access, checkpoints, cloudevents, consumer, ledger as ledger_mod, vault as vault_mod
@@ -27,6 +28,24 @@ log = logging.getLogger("minqing.service")
 
 EVENTS_EXCHANGE = Exchange(cloudevents.EXCHANGE, type="topic", durable=True)
 DLX = Exchange(cloudevents.DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+
+
+class _EventQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, but a body kombu cannot decode (not JSON, a content type we do not
+    accept) is rejected — so the queue's dead-letter exchange keeps it — instead of being logged in
+    full (it may hold personal data) and acked away."""
+
+    def on_decode_error(self, message, exc):
+        log.warning("undecodable message (%s, content type %r) sent to the dead-letter queue",
+                    type(exc).__name__, message.content_type)
+        message.reject(requeue=False)
+
+
+class _EventConsumer(Consumer):
+    queue_consumer = _EventQueueConsumer()
+
+
+consume_events = _EventConsumer.decorator
 
 
 def service_queue(service: str, event_types: Iterable[str] | None) -> Queue:

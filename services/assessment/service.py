@@ -1,12 +1,11 @@
 """Assessment: cadre performance derived from the recorded history."""
 from __future__ import annotations
 
-from nameko.messaging import consume
 from minqing import access
 from minqing.db import read_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response
-from minqing.service_kit import DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
+from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
 from services.assessment.projection import CadreCounts, scorecards
 from services.assessment.tables import metadata_obj
 
@@ -17,7 +16,7 @@ class AssessmentService:
     dead_letters = DeadLetters()
     counts = Following(CadreCounts)
 
-    @consume(service_queue("assessment", CadreCounts.event_types))
+    @consume_events(service_queue("assessment", CadreCounts.event_types))
     def on_event(self, body):
         self.counts.on_message(body, self.dead_letters)
 

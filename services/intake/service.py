@@ -2,7 +2,6 @@
 residents track their own case with its tracking number and PIN."""
 from __future__ import annotations
 
-from nameko.messaging import consume
 from sqlalchemy import select
 
 from minqing import access
@@ -11,7 +10,7 @@ from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, read_json
-from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, health, metrics_response,
+from minqing.service_kit import (consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, metrics_response,
                                  service_queue)
 from services.intake.projection import CountyCatalogue, load_county
 from services.intake.registration import hash_pin, register
@@ -56,7 +55,7 @@ class IntakeService:
     dead_letters = DeadLetters()
     catalogue = Following(CountyCatalogue)
 
-    @consume(service_queue("intake", CountyCatalogue.event_types))
+    @consume_events(service_queue("intake", CountyCatalogue.event_types))
     def on_event(self, body):
         self.catalogue.on_message(body, self.dead_letters)
 

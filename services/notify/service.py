@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from nameko.messaging import consume
 from nameko.timer import timer
 
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction
 from minqing.endpoints import route
 from minqing.http import json_response
-from minqing.service_kit import DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue, metrics_response
+from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue, metrics_response
 from services.notify.channels import LogChannel
 from services.notify.outbox import NotificationRules, deliver_due, list_outbox
 from services.notify.tables import metadata_obj
@@ -26,7 +25,7 @@ class NotifyService:
     rules = Following(NotificationRules)
     channels = {"log": LogChannel()}
 
-    @consume(service_queue("notify", NotificationRules.event_types))
+    @consume_events(service_queue("notify", NotificationRules.event_types))
     def on_event(self, body):
         self.rules.on_message(body, self.dead_letters)
 

@@ -1,10 +1,9 @@
 """Routing: assigns reported cases (派单) and takes cadres' actions on them."""
 from __future__ import annotations
 
-from nameko.messaging import consume
 from minqing.endpoints import route
 from minqing.http import json_response, read_json
-from minqing.service_kit import DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
+from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
 from services.routing.actions import ResolveIn, resolve
 from services.routing.projection import RoutingProjection
 from services.routing.tables import metadata_obj
@@ -16,7 +15,7 @@ class RoutingService:
     dead_letters = DeadLetters()
     assignments = Following(RoutingProjection)
 
-    @consume(service_queue("routing", RoutingProjection.event_types))
+    @consume_events(service_queue("routing", RoutingProjection.event_types))
     def on_event(self, body):
         self.assignments.on_message(body, self.dead_letters)
 
