@@ -35,7 +35,10 @@ def verify(engine: Engine, batch: int = 5000) -> Verdict:
         head = conn.execute(select(head_table.c.position, head_table.c.hash).where(head_table.c.id == 1)).first()
         after = 0
         while True:
-            rows = conn.execute(select(events_table).where(events_table.c.position > after)
+            # bounded by the head read above: appends made while verifying are not part of this check
+            bound = head.position if head is not None else 0
+            rows = conn.execute(select(events_table).where(events_table.c.position > after,
+                                                           events_table.c.position <= bound)
                                 .order_by(events_table.c.position).limit(batch)).mappings().all()
             if not rows:
                 break
@@ -61,11 +64,23 @@ def verify(engine: Engine, batch: int = 5000) -> Verdict:
             after = rows[-1]["position"]
     if head is None:
         return _bad(checked, head, 0, "the ledger head row is missing")
+    with read_transaction(engine) as conn:
+        beyond = conn.execute(select(events_table.c.position).where(events_table.c.position > head.position)
+                              .order_by(events_table.c.position).limit(1)).scalar()
     if (head.position, head.hash) != (expected_position - 1, prev_hash):
         return _bad(checked, head, expected_position,
                     f"the head says position {head.position} but the last intact event is at "
                     f"{expected_position - 1}: events at the end were deleted or the head was altered")
+    if beyond is not None and not _appended_since(engine, head.position, beyond):
+        return _bad(checked, head, beyond, f"position {beyond} lies beyond the head: an event was inserted")
     return Verdict(True, checked, head.position, head.hash)
+
+
+def _appended_since(engine: Engine, old_head: int, beyond: int) -> bool:
+    """Whether rows past the head we verified against were appended legitimately meanwhile."""
+    with read_transaction(engine) as conn:
+        now = conn.execute(select(head_table.c.position).where(head_table.c.id == 1)).scalar()
+    return now is not None and now >= beyond
 
 
 def _bad(checked: int, head, position: int, problem: str) -> Verdict:

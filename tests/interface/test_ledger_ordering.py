@@ -107,3 +107,28 @@ def test_concurrent_retry_of_the_same_event_returns_the_recorded_copy(pg_url):
     event = note("same")
     outcome = _contend(pg_url, event, 0, second_event=event)
     assert outcome[0].event_id == event.event_id and outcome[0].position == 1
+
+
+def test_audit_verify_passes_on_a_ledger_being_written(pg_url):
+    """Verifying a live ledger checks the history up to the head it started from, nothing else."""
+    from minqing import audit
+    engine = make_engine(pg_url, pool_size=4)
+    create_tables(engine)
+    ledger = Ledger(engine)
+    for i in range(200):
+        ledger.append(f"case-{i % 9}", [note(str(i % 9))])
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            ledger.append("case-live", [note("live")])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        verdicts = [audit.verify(engine, batch=50) for _ in range(5)]
+    finally:
+        stop.set()
+        thread.join()
+        engine.dispose()
+    assert all(v.ok for v in verdicts), [v.problem for v in verdicts if not v.ok]
