@@ -34,8 +34,19 @@ def load(conn: Connection, name: str, *, lock: bool = False) -> int:
 
 
 def save(conn: Connection, name: str, position: int) -> None:
-    conn.execute(update(checkpoints_table).where(checkpoints_table.c.name == name).values(position=position))
+    """Move the checkpoint forward to `position`; never backwards (see `reset`)."""
+    conn.execute(update(checkpoints_table).where(checkpoints_table.c.name == name,
+                                                 checkpoints_table.c.position < position).values(position=position))
+
+
+def advance(conn: Connection, name: str, expected: int, position: int) -> bool:
+    """Compare-and-set: move from `expected` to `position`; False when someone else moved it."""
+    result = conn.execute(update(checkpoints_table).where(checkpoints_table.c.name == name,
+                                                          checkpoints_table.c.position == expected)
+                          .values(position=position))
+    return result.rowcount == 1
 
 
 def reset(conn: Connection, name: str) -> None:
-    save(conn, name, 0)
+    """Back to 0, for rebuilding a projection from the start of the ledger."""
+    conn.execute(update(checkpoints_table).where(checkpoints_table.c.name == name).values(position=0))

@@ -26,10 +26,10 @@ from typing import Iterator
 
 import kombu
 from prometheus_client import Counter, Gauge
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from minqing import checkpoints, cloudevents
-from minqing.db import is_postgres, write_transaction
+from minqing.db import is_postgres, read_transaction, write_transaction
 from minqing.ledger import Ledger
 
 log = logging.getLogger("minqing.relay")
@@ -52,6 +52,10 @@ def declare_topology(channel) -> kombu.Exchange:
     return exchange
 
 
+class LostLeadership(RuntimeError):
+    pass
+
+
 class Relay:
     def __init__(self, ledger: Ledger, amqp_uri: str, *, batch: int = 200, idle_sleep: float = 0.02):
         self.ledger = ledger
@@ -67,8 +71,9 @@ class Relay:
         """Publish everything after the checkpoint; return how many events were confirmed."""
         total = 0
         while True:
-            with write_transaction(self.ledger.engine) as conn:
-                position = checkpoints.load(conn, CHECKPOINT)
+            with read_transaction(self.ledger.engine) as conn:
+                position = conn.execute(select(checkpoints.checkpoints_table.c.position)
+                                        .where(checkpoints.checkpoints_table.c.name == CHECKPOINT)).scalar_one()
             events = self.ledger.read_all(position, self.batch)
             if not events:
                 return total
@@ -84,32 +89,50 @@ class Relay:
                              cloudevents.routing_key(event))
                 PUBLISHED.inc()
             with write_transaction(self.ledger.engine) as conn:
-                checkpoints.save(conn, CHECKPOINT, events[-1].position)
+                if not checkpoints.advance(conn, CHECKPOINT, position, events[-1].position):
+                    raise LostLeadership("another relay moved the checkpoint")
             POSITION.set(events[-1].position)
             total += len(events)
 
     def run(self, stop: threading.Event) -> None:
-        with self._leadership(stop) as leader:
-            if not leader:
-                return
-            log.info("relay active, publishing to %s", cloudevents.EXCHANGE)
-            backoff = 0.5
-            while not stop.is_set():
+        with write_transaction(self.ledger.engine) as conn:
+            checkpoints.load(conn, CHECKPOINT)          # create the row once, so reads need no write lock
+        while not stop.is_set():
+            with self._leadership(stop) as still_leader:
+                if still_leader is None:
+                    return
                 try:
-                    with kombu.Connection(self.amqp_uri, transport_options={"confirm_publish": True},
-                                          heartbeat=30, connect_timeout=5) as connection:
-                        channel = connection.channel()
-                        exchange = declare_topology(channel)
-                        producer = kombu.Producer(channel, on_return=self._on_return)
-                        log.info("relay connected to the broker")
-                        backoff = 0.5
-                        while not stop.is_set():
-                            if self.publish_pending(producer, exchange) == 0:
-                                self._idle(connection)
-                except Exception as exc:   # broker or database away: nothing is advanced, so retry
-                    log.warning("relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    self._publish_while_leader(stop, still_leader)
+                except LostLeadership as exc:
+                    log.warning("relay stepping down: %s", exc)
+                    stop.wait(1.0)
+
+    def _publish_while_leader(self, stop: threading.Event, still_leader) -> None:
+        log.info("relay active, publishing to %s", cloudevents.EXCHANGE)
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                with kombu.Connection(self.amqp_uri, transport_options={"confirm_publish": True},
+                                      heartbeat=30, connect_timeout=5) as connection:
+                    channel = connection.channel()
+                    exchange = declare_topology(channel)
+                    producer = kombu.Producer(channel, on_return=self._on_return)
+                    log.info("relay connected to the broker")
+                    backoff = 0.5
+                    checked = time.monotonic()
+                    while not stop.is_set():
+                        if time.monotonic() - checked > 1.0:
+                            if not still_leader():
+                                raise LostLeadership("the leadership lock was lost")
+                            checked = time.monotonic()
+                        if self.publish_pending(producer, exchange) == 0:
+                            self._idle(connection)
+            except LostLeadership:
+                raise
+            except Exception as exc:   # broker or database away: nothing is advanced, so retry
+                log.warning("relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     def _idle(self, connection) -> None:
         """Wait a moment while reading the socket, so the broker's heartbeats are seen and ours sent."""
@@ -120,23 +143,37 @@ class Relay:
         connection.heartbeat_check()
 
     @contextlib.contextmanager
-    def _leadership(self, stop: threading.Event) -> Iterator[bool]:
+    def _leadership(self, stop: threading.Event) -> Iterator:
+        """Yields a function telling whether we still lead, or None when stopped before leading."""
         engine = self.ledger.engine
         if is_postgres(engine):
             with engine.connect() as conn:
                 while not stop.is_set():
                     if conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _ADVISORY_KEY}).scalar():
                         conn.commit()
+
+                        def still_leader() -> bool:
+                            try:
+                                held = conn.execute(text(
+                                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                    "AND pid = pg_backend_pid() AND objid = :k"), {"k": _ADVISORY_KEY}).scalar()
+                                conn.commit()
+                                return held > 0
+                            except Exception:
+                                return False
                         try:
-                            yield True
+                            yield still_leader
                         finally:
-                            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
-                            conn.commit()
+                            try:
+                                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
+                                conn.commit()
+                            except Exception:
+                                pass
                         return
                     conn.commit()
                     log.info("another relay is active; standing by")
                     stop.wait(2.0)
-                yield False
+                yield None
             return
         lock_path = Path(engine.url.database or "minqing.db").with_suffix(".relay.lock")
         with open(lock_path, "a+") as handle:
@@ -148,15 +185,16 @@ class Relay:
                     stop.wait(2.0)
                     continue
                 try:
-                    yield True
+                    yield lambda: True         # a flock is held until this process ends
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
                 return
-            yield False
+            yield None
 
 
 def lag(ledger: Ledger) -> dict:
-    with write_transaction(ledger.engine) as conn:
-        published = checkpoints.load(conn, CHECKPOINT)
+    with read_transaction(ledger.engine) as conn:
+        published = conn.execute(select(checkpoints.checkpoints_table.c.position)
+                                 .where(checkpoints.checkpoints_table.c.name == CHECKPOINT)).scalar() or 0
         head, _ = ledger.head(conn=conn)
     return {"published_position": published, "head_position": head, "lag": head - published}
