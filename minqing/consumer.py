@@ -12,7 +12,9 @@ Failures:
 - anything else (a poison event, a bug): the failing event is isolated and retried `max_attempts`
   times with backoff, then *parked* — recorded in `consumer_parked` (and sent to the dead-letter
   queue) in the same transaction that moves the checkpoint past it — so the service keeps going.
-  `minqing consumer parked` lists them; after a fix, `minqing consumer rebuild` replays.
+  `minqing consumer parked` lists them; after a fix, `minqing consumer rebuild NAME` replays. When
+  several events in a row fail the fault is taken to be systemic and nothing more is parked: the
+  follower keeps retrying, and its lag on /health grows, until the cause is fixed.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Callable, Protocol
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, Text, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, ProgrammingError
 
 from minqing import checkpoints
 from minqing.clock import SYSTEM_CLOCK, Clock, isoformat
@@ -58,7 +60,10 @@ class Projection(Protocol):
         """Apply one event using `conn` (the transaction that also stores the checkpoint)."""
 
 
-TRANSIENT = (OperationalError, ConcurrencyError)
+# Trouble with the database itself (away, restarting, a table missing after a bad deploy) is not the
+# event's fault: retry it for as long as it takes rather than park healthy events.
+TRANSIENT = (OperationalError, InterfaceError, InternalError, ProgrammingError, ConcurrencyError)
+SYSTEMIC_AFTER = 3     # this many events parked in a row means the fault is ours, not theirs
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -66,19 +71,27 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class Follower:
-    def __init__(self, ledger: Ledger, projection: Projection, *, batch: int = 500, max_attempts: int = 4,
+    def __init__(self, ledger: Ledger, projection: Projection, *, batch: int | None = None, max_attempts: int = 4,
                  backoff: float = 0.2, clock: Clock = SYSTEM_CLOCK,
                  on_parked: Callable[[RecordedEvent, str], None] | None = None):
         self.ledger = ledger
         self.projection = projection
-        self.batch = batch
+        # A projection that appends to the ledger holds the global append lock until it commits, so
+        # it says how many events to take per transaction (`batch` attribute); others take 500.
+        self.batch = batch or getattr(projection, "batch", 500)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.clock = clock
         self.on_parked = on_parked
         self._lock = threading.Lock()
         self._dirty = False
+        self._parked_in_a_row = 0
+        self._stopping = False
         self.position = 0
+
+    def stop(self) -> None:
+        """Make retry loops give up (the service is stopping); nothing is skipped by it."""
+        self._stopping = True
 
     def handles(self, event_type: str) -> bool:
         types = self.projection.event_types
@@ -104,7 +117,7 @@ class Follower:
 
     def _drain(self) -> None:
         transient_delay = self.backoff
-        while True:
+        while not self._stopping:
             try:
                 applied = self._apply_batch()
             except Exception as exc:
@@ -145,6 +158,8 @@ class Follower:
         for event in self.ledger.read_all(start, self.batch):
             attempt, delay = 0, self.backoff
             while True:
+                if self._stopping:
+                    return
                 attempt += 1
                 try:
                     with write_transaction(self.ledger.engine) as conn:
@@ -154,23 +169,31 @@ class Follower:
                             self.projection.apply(conn, event)
                         checkpoints.save(conn, name, event.position)
                     self._advanced(event.position, 1 if self.handles(event.type) else 0)
+                    self._parked_in_a_row = 0
                     break
                 except Exception as exc:
                     if _is_transient(exc):
                         attempt -= 1     # transient trouble does not count against the event
-                    elif attempt >= self.max_attempts:
+                    elif attempt >= self.max_attempts and self._parked_in_a_row < SYSTEMIC_AFTER:
                         self._park(event, exc)
                         return
+                    elif attempt >= self.max_attempts:
+                        log.error("%s: %d events in a row failed; refusing to park more, retrying position %d "
+                                  "until the cause is fixed", self.projection.name, self._parked_in_a_row,
+                                  event.position)
                     time.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
     def _park(self, event: RecordedEvent, exc: BaseException) -> None:
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:4000]
         with write_transaction(self.ledger.engine) as conn:
+            if checkpoints.load(conn, self.projection.name, lock=True) >= event.position:
+                return     # another instance got past it meanwhile
             conn.execute(parked_table.insert().values(
                 consumer=self.projection.name, position=event.position, event_id=event.event_id,
                 type=event.type, error=error, parked_at=isoformat(self.clock.now())))
             checkpoints.save(conn, self.projection.name, event.position)
+        self._parked_in_a_row += 1
         PARKED.labels(self.projection.name).inc()
         log.error("%s: parked event at position %d (%s) after %d attempts: %s", self.projection.name,
                   event.position, event.type, self.max_attempts, error)

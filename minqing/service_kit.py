@@ -145,9 +145,11 @@ class Following(DependencyProvider):
 
     def stop(self):
         self._running = False
+        self.follower.stop()
 
     def kill(self):
         self._running = False
+        self.follower.stop()
 
     def _poll(self):
         while self._running:

@@ -36,6 +36,7 @@ def policy_in_force(conn: Connection, county: str) -> CountyPolicy | None:
 class RoutingProjection:
     name = "routing.assignments"
     event_types = frozenset({"policy.published", "case.reported"})
+    batch = 20       # it appends, holding the ledger's append lock until each batch commits
 
     def __init__(self, ledger: Ledger, config=None):
         self.ledger = ledger

@@ -12,6 +12,8 @@ from tests.conftest import note
 
 md = MetaData()
 applied_table = Table("test_applied", md, Column("position", Integer, primary_key=True), Column("note", String(50)))
+# no key: counts every application, so a double effect shows instead of being absorbed by a constraint
+applications_table = Table("test_applications", md, Column("position", Integer), Column("by", String(10)))
 
 
 class Recorder:
@@ -19,11 +21,13 @@ class Recorder:
     name = "test.recorder"
     event_types = frozenset({"case.progress_noted"})
 
-    def __init__(self, fail_on=(), transient_failures=0):
+    def __init__(self, fail_on=(), transient_failures=0, tag="a"):
         self.fail_on = set(fail_on)
         self.transient_failures = transient_failures
+        self.tag = tag
 
     def apply(self, conn, event):
+        conn.execute(applications_table.insert().values(position=event.position, by=self.tag))
         conn.execute(applied_table.insert().values(position=event.position, note=event.data["note"]))
         if self.transient_failures:
             self.transient_failures -= 1
@@ -77,14 +81,15 @@ def test_two_instances_of_one_consumer_apply_each_event_once(ledger, engine):
     md.create_all(engine)
     for i in range(200):
         ledger.append(f"case-{i % 7}", [note(str(i % 7), f"#{i}")])
-    followers = [Follower(ledger, Recorder(), batch=10) for _ in range(2)]
+    followers = [Follower(ledger, Recorder(tag=str(i)), batch=10) for i in range(2)]
     threads = [threading.Thread(target=f.catch_up) for f in followers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(applied_table)).scalar() == 200
+        assert conn.execute(select(func.count()).select_from(applications_table)).scalar() == 200
+    assert list_parked(ledger) == []
 
 
 def test_rebuild_reproduces_the_projection(ledger, engine):
@@ -95,3 +100,21 @@ def test_rebuild_reproduces_the_projection(ledger, engine):
     before = _applied(engine)
     rebuild(ledger, Recorder(), lambda conn: conn.execute(applied_table.delete()))
     assert _applied(engine) == before
+
+
+def test_a_systemic_failure_does_not_park_the_whole_ledger(ledger, engine):
+    """When every event fails (a bug, a bad deploy), a few are parked, then the follower holds."""
+    import threading as _t
+    md.create_all(engine)
+    for i in range(10):
+        ledger.append("case-a", [note("a", f"#{i}")])
+    follower = Follower(ledger, Recorder(fail_on={f"#{i}" for i in range(10)}), backoff=0.001, max_attempts=2)
+    worker = _t.Thread(target=follower.catch_up, daemon=True)
+    worker.start()
+    worker.join(timeout=3)
+    assert worker.is_alive(), "it should still be retrying, not done"
+    follower.stop()
+    worker.join(timeout=10)
+    assert len(list_parked(ledger, "test.recorder")) == 3
+    with engine.connect() as conn:
+        assert checkpoints.load(conn, "test.recorder") == 3
