@@ -9,6 +9,7 @@
   minqing audit verify             walk the hash chain; non-zero exit naming the first bad position
   minqing audit head               print the head position and hash (publish it as an anchor)
   minqing consumer parked          list events a consumer parked after repeated failures
+  minqing consumer rebuild NAME    drop a projection and replay the ledger into it
   minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
   minqing access log               who read which case's details
   minqing db init                  create every table (services also do this when they start)
@@ -206,9 +207,30 @@ def _hash_at(engine, position: int) -> str | None:
         return conn.execute(select(events_table.c.hash).where(events_table.c.position == position)).scalar()
 
 
+REBUILDABLE = {
+    "intake.counties": "services.intake.projection:CountyCatalogue",
+    "routing.assignments": "services.routing.projection:RoutingProjection",
+    "assessment.cadre_counts": "services.assessment.projection:CadreCounts",
+}
+
+
 def cmd_consumer(args, settings) -> int:
-    from minqing.consumer import list_parked
+    from minqing.consumer import list_parked, rebuild
     _, ledger = _engine_and_ledger(settings)
+    if args.action == "rebuild":
+        if args.name == "notify.rules":
+            return _fail("notify.rules is not rebuilt: its outbox records what was sent, and a rebuild would "
+                         "send every notification again")
+        if args.name not in REBUILDABLE:
+            return _fail(f"unknown projection {args.name!r}; one of: {', '.join(REBUILDABLE)}")
+        import importlib
+        for md in all_metadata():
+            md.create_all(ledger.engine)
+        module, _, cls = REBUILDABLE[args.name].partition(":")
+        projection = getattr(importlib.import_module(module), cls)(ledger, {})
+        position = rebuild(ledger, projection, projection.drop)
+        print(f"{args.name} rebuilt from the ledger up to position {position}")
+        return 0
     rows = list_parked(ledger, args.consumer)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
@@ -288,7 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     consumer = sub.add_parser("consumer", help="event consumers").add_subparsers(dest="action", required=True)
     p = consumer.add_parser("parked")
     p.add_argument("--consumer")
-    p.set_defaults(func=cmd_consumer)
+    p.set_defaults(func=cmd_consumer, action="parked")
+    p = consumer.add_parser("rebuild", help="drop a projection and replay the ledger into it (stop its service first)")
+    p.add_argument("name", help=", ".join(REBUILDABLE))
+    p.set_defaults(func=cmd_consumer, action="rebuild")
 
     token = sub.add_parser("token", help="access tokens").add_subparsers(dest="action", required=True)
     p = token.add_parser("issue", help="issue a token (shown once)")

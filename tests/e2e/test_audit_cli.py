@@ -46,3 +46,37 @@ def test_cli_refuses_a_broken_policy_file_naming_each_error(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     for path in ("county:", "tiers:", "townships:", "units:", "cadres:", "categories:", "tracking_prefix:"):
         assert path in result.stderr
+
+
+def test_rebuilding_a_projection_reproduces_it(pg_url, tmp_path):
+    """Projections are disposable (principle 6): the CLI rebuild gives back the same scorecards."""
+    from sqlalchemy import text as sql
+    from minqing.consumer import Follower
+    from services.assessment.projection import CadreCounts
+    from services.assessment.tables import metadata_obj
+    engine = make_engine(pg_url)
+    create_tables(engine, metadata_obj)
+    ledger = Ledger(engine)
+    from minqing.ledger import Metadata, NewEvent
+    meta = Metadata(actor="test", county="longjiang")
+    for i in range(30):
+        ledger.append(f"case-{i}", [NewEvent("case.assigned", {
+            "case_id": str(i), "unit": "u1", "cadre": f"c{i % 3}", "tier": "village",
+            "response_due": "2026-01-02T00:00:00.000000Z", "resolution_due": "2099-01-01T00:00:00.000000Z",
+            "policy_version": 1, "rule": "r"}, meta)])
+        if i % 2:
+            ledger.append(f"case-{i}", [NewEvent("case.resolved", {
+                "case_id": str(i), "cadre": f"c{i % 3}", "unit": "u1", "on_site": False, "resolution": "ok"}, meta)])
+    Follower(ledger, CadreCounts()).catch_up()
+    query = "SELECT cadre, assigned, resolved, resolved_on_time FROM assessment_cadre_counts ORDER BY cadre"
+    with engine.connect() as conn:
+        before = conn.execute(sql(query)).all()
+    env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_RUN_DIR": str(tmp_path)}
+    result = _cli(env, "consumer", "rebuild", "assessment.cadre_counts")
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as conn:
+        after = conn.execute(sql(query)).all()
+    engine.dispose()
+    assert after == before and len(before) == 3
+    refused = _cli(env, "consumer", "rebuild", "notify.rules")
+    assert refused.returncode == 1 and "send every notification again" in refused.stderr
