@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from minqing.contract import TIERS
 from minqing.ledger import ANY, ConcurrencyError, Ledger, Metadata, NewEvent, canonical_json
@@ -77,6 +77,14 @@ class _Policy(Schema):
     tracking_prefix = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{2,4}$",
                                                                             error="must be 2-4 capital letters"))
     timezone = fields.String(required=True)
+
+    @validates("timezone")
+    def _timezone(self, value, **_):
+        from zoneinfo import ZoneInfo
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):
+            raise ValidationError(f"{value!r} is not an IANA time zone such as Asia/Shanghai")
     tiers = fields.List(fields.String(validate=validate.OneOf(TIERS)), required=True, validate=validate.Length(min=2))
     townships = fields.List(fields.Nested(_Township), required=True, validate=validate.Length(min=1))
     units = fields.List(fields.Nested(_Unit), required=True, validate=validate.Length(min=1))

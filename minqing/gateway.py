@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import threading
+from urllib.parse import quote
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -67,14 +68,17 @@ class Gateway:
         headers["X-Forwarded-For"] = request.remote_addr or "unknown"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
-            target = request.full_path if request.query_string else request.path
+            # the URI as the client sent it (still percent-encoded), so any path is forwarded as is
+            target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or quote(request.path)
+            if not target.startswith("/") or any(c in target for c in " \r\n"):
+                return _json(400, {"error": {"code": "bad_request", "message": "the request line is malformed"}})
             conn.request(request.method, target, body=body or None, headers=headers)
             upstream = conn.getresponse()
             payload = upstream.read()
             out_headers = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP]
             return Response(payload, status=upstream.status, headers=out_headers)
-        except OSError as exc:
-            log.warning("%s is unreachable: %s", service, exc)
+        except Exception as exc:       # unreachable, reset, or anything odd: one clean answer, no trace
+            log.warning("%s is unreachable: %s", service, type(exc).__name__)
             return _json(503, {"error": {"code": "service_unavailable",
                                          "message": f"the {service} service is not answering; try again shortly"}})
         finally:

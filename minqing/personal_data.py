@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 
+# Full-width digits and separators (what Chinese input methods often type) read as ASCII.
+_WIDE = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "\uFF0B": "+", "\uFF0D": "-",
+                       "\u3000": " ", "\uFF0E": "."})
 # Mainland mobile numbers (11 digits starting 13-19), optionally written with +86/86 and separators.
-_MOBILE = re.compile(r"(?<!\d)(?:\+?86[\s-]?)?(1[3-9]\d)[\s-]?(\d{4})[\s-]?(\d{4})(?!\d)")
-# Landlines with an area code, e.g. 0452-5612345.
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[\s-](\d{7,8})(?!\d)")
+_MOBILE = re.compile(r"(?<!\d)(?:\+?86[\s.-]?)?(1[3-9]\d)[\s.-]?(\d{4})[\s.-]?(\d{4})(?!\d)")
+# Landlines with an area code, e.g. 0452-5612345 or 04525612345.
+_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[\s.-]?(\d{7,8})(?!\d)")
 # 18-character resident identity numbers.
 _ID_NUMBER = re.compile(r"(?<![\dXx])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dXx])")
 
@@ -35,6 +38,7 @@ def mask_name(name: str) -> str:
 
 def mask_free_text(text: str) -> str:
     """Mask phone and identity numbers a resident typed into a summary or a note."""
+    text = text.translate(_WIDE)
     text = _ID_NUMBER.sub(lambda m: m.group(1)[:2] + "*" * 14 + m.group(3)[-2:], text)
     text = _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
     text = _LANDLINE.sub(lambda m: f"{m.group(1)}-****{m.group(2)[-2:]}", text)
@@ -48,7 +52,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 def find_raw_personal_data(text: str) -> str | None:
     """The kind of raw personal data found in `text`, or None."""
-    text = _UUID.sub(" ", text)
+    text = _UUID.sub(" ", text.translate(_WIDE))
     if _MOBILE.search(text):
         return "a raw mobile phone number"
     if _ID_NUMBER.search(text):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timezone
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
@@ -17,7 +18,7 @@ class LocationIn(Schema):
 
 
 class ReporterIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=50), validate.Regexp(r"\S", error="must not be blank")])
     phone = fields.String(required=True, validate=validate.Length(min=7, max=20))
 
     @validates("phone")
@@ -26,13 +27,27 @@ class ReporterIn(Schema):
             raise ValidationError("not a mainland mobile number (11 digits starting with 1) or a landline with area code")
 
 
+NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
+
+
 class ReportIn(Schema):
     county = fields.String(required=True, validate=validate.Length(min=1, max=40))
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     category = fields.String(required=True, validate=validate.Length(min=1, max=100))
     kind = fields.String(load_default="help", validate=validate.OneOf(KINDS))
     urgency = fields.String(load_default="normal", validate=validate.OneOf(("normal", "urgent")))
-    summary = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    summary = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
     location = fields.Nested(LocationIn, required=True)
     reporter = fields.Nested(ReporterIn, required=True)
     reported_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+    @validates("reported_at")
+    def _sane_time(self, value, **_):
+        if value is None:
+            return
+        try:
+            year = value.astimezone(timezone.utc).year
+        except (OverflowError, ValueError):
+            year = 0
+        if not 2000 <= year <= 2100:
+            raise ValidationError("must be a time between the years 2000 and 2100")

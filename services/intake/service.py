@@ -2,6 +2,8 @@
 residents track their own case with its tracking number and PIN."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from minqing import access
@@ -18,6 +20,7 @@ from services.intake.schemas import ReportIn
 from services.intake.tables import case_access_table, metadata_obj
 from services.intake.tracking import present_tracking
 
+TRACKING_NO = re.compile(r"^[A-Z]{2,4}-\d{8}-\d{4,6}$")
 REPORT_LIMIT = access.RateLimiter(rate_per_second=2.0, burst=30)      # per token
 TRACK_LIMIT = access.RateLimiter(rate_per_second=5.0, burst=30)       # per client address
 
@@ -102,6 +105,8 @@ class IntakeService:
            summary="A resident tracks their case with its tracking number and PIN (?pin= or X-Minqing-Pin)",
            limiter=TRACK_LIMIT)
     def track(self, request, principal, tracking_no):
+        if not TRACKING_NO.match(tracking_no):
+            raise ApiError(404, "not_found", "no case matches this tracking number and PIN")
         pin = request.headers.get("X-Minqing-Pin") or request.args.get("pin") or ""
         if not pin:
             raise ApiError(422, "invalid_fields", "the PIN is required", {"pin": ["required"]})

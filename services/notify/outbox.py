@@ -18,6 +18,7 @@ from minqing.casefile import fold
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction, write_transaction
 from minqing.ledger import ANY, Ledger, Metadata, NewEvent, RecordedEvent
+from minqing.personal_data import mask_free_text
 from minqing.vault import Vault
 from services.notify.channels import Channel
 from services.notify.tables import outbox_table
@@ -100,7 +101,7 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
                 address = fields.get("phone")
             channels[row.channel].send(address, row.recipient_masked, row.body, row.key)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:1000]
+            error = mask_free_text(f"{type(exc).__name__}: {exc}")[:1000]     # a gateway may echo the address
             with write_transaction(ledger.engine) as conn:
                 if attempts >= MAX_ATTEMPTS:
                     conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)

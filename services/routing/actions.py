@@ -16,7 +16,8 @@ MAX_TRIES = 5
 
 class ResolveIn(Schema):
     cadre = fields.String(load_default=None, validate=validate.Length(min=1, max=100))   # defaults to the token's
-    resolution = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    resolution = fields.String(required=True, validate=[validate.Length(min=1, max=2000),
+                                                        validate.Regexp(r"\S", error="must not be blank")])
     on_site = fields.Boolean(load_default=False)
 
 

@@ -132,6 +132,8 @@ def test_case_view_resolve_and_scorecard(stack):
     ("county", None, 403, set()),          # a longjiang token cannot report for another county
     ("types", None, 422, {"summary", "urgency"}),
     ("long", None, 422, {"summary"}),
+    ("blank", None, 422, {"summary", "reporter.name"}),
+    ("ancient", None, 422, {"reported_at"}),
 ])
 def test_bad_input_gets_a_clear_error_and_changes_nothing(stack, stack_db, payload, raw, status, fields):
     variants = {
@@ -142,6 +144,8 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(stack, stack_db, paylo
         "county": report(county="atlantis"),
         "types": report(summary=42, urgency=["high"]),
         "long": report(summary="很" * 2001),
+        "blank": report(summary="   ", reporter={"name": " ", "phone": PHONE}),
+        "ancient": report(reported_at="0001-01-01T00:00:00+14:00"),
     }
     body = variants.get(payload, payload) if isinstance(payload, str) else payload
     count = "SELECT count(*) FROM ledger_events WHERE type = 'case.reported'"
@@ -229,3 +233,21 @@ def test_no_raw_personal_data_in_ledger_or_logs(stack, stack_db):
     assert PHONE not in dump and NAME not in dump
     logs = stack.logs() + (stack.run_dir / "run.out").read_text(errors="replace")
     assert PHONE not in logs and NAME not in logs
+
+
+@pytest.mark.parametrize("path", ["/api/v1/cases/%E6%A1%88", "/api/v1/track/a%20b?pin=1", "/api/v1/track/" + "X" * 300 + "?pin=1",
+                                  "/api/v1/cases/..%2F..%2Fetc", "/api/v1/nothing-here"])
+def test_odd_paths_get_a_json_4xx(stack, path):
+    code, body = stack.request("GET", path)
+    assert 400 <= code < 500 and isinstance(body, dict) and "error" in body
+
+
+def test_phone_numbers_typed_in_any_spelling_are_masked_before_recording(stack, stack_db):
+    code, body = stack.request("POST", "/api/v1/cases", report(summary="请回电１３７１２３４５６７０或137.1234.5670"))
+    assert code == 201
+    engine = create_engine(stack_db)
+    with engine.connect() as conn:
+        data = conn.execute(text("SELECT data FROM ledger_events WHERE stream = :s AND type = 'case.reported'"),
+                            {"s": f"case-{body['case_id']}"}).scalar()
+    engine.dispose()
+    assert "１３７１２３４５６７０" not in data and "137.1234.5670" not in data and "137****5670" in data

@@ -34,3 +34,10 @@ def test_identifiers_are_never_mistaken_for_phone_numbers():
         value = str(uuid.uuid4())
         assert find_raw_personal_data(value) is None, value
         assert find_raw_personal_data(f"{value}:receipt:resident") is None, value
+
+
+def test_phone_numbers_in_other_spellings_are_found_and_masked():
+    """Full-width digits (common from Chinese input methods), dots, landlines without a hyphen."""
+    for raw in ("１３８１２３４５６７８", "138.1234.5678", "04525612345", "＋８６ １３８－１２３４－５６７８"):
+        assert find_raw_personal_data(f"请回电{raw}谢谢") is not None, raw
+        assert find_raw_personal_data(mask_free_text(f"请回电{raw}谢谢")) is None, raw
