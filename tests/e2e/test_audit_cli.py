@@ -80,3 +80,34 @@ def test_rebuilding_a_projection_reproduces_it(pg_url, tmp_path):
     assert after == before and len(before) == 3
     refused = _cli(env, "consumer", "rebuild", "notify.rules")
     assert refused.returncode == 1 and "send every notification again" in refused.stderr
+
+
+def test_token_lifecycle_through_the_cli(pg_url, tmp_path):
+    """Issued once (printed, stored only as a hash), listed without secrets, revoked."""
+    from pathlib import Path
+    from minqing import access
+    from minqing.db import read_transaction
+    from minqing.http import ApiError
+    env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_RUN_DIR": str(tmp_path)}
+    policy = Path(__file__).resolve().parents[2] / "deploy" / "counties" / "longjiang.yaml"
+    assert _cli(env, "county", "load", str(policy)).returncode == 0
+    bad = _cli(env, "token", "issue", "--role", "cadre", "--county", "longjiang", "--cadre", "nobody")
+    assert bad.returncode == 1 and "--cadre" in bad.stderr
+    issued = _cli(env, "token", "issue", "--role", "cadre", "--county", "longjiang", "--cadre", "lj-c002")
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip().splitlines()[-1]
+    token_id = token[3:].split(".")[0]
+    listed = _cli(env, "token", "list", "--county", "longjiang")
+    assert token_id in listed.stdout and token.split(".")[1] not in listed.stdout and "heigang.kaoshan-station" in listed.stdout
+    engine = make_engine(pg_url)
+    with read_transaction(engine) as conn:
+        principal = access.authenticate(conn, f"Bearer {token}")
+    assert (principal.role, principal.unit, principal.cadre) == ("cadre", "heigang.kaoshan-station", "lj-c002")
+    assert _cli(env, "token", "revoke", token_id).returncode == 0
+    with read_transaction(engine) as conn:
+        try:
+            access.authenticate(conn, f"Bearer {token}")
+            raise AssertionError("a revoked token still works")
+        except ApiError as exc:
+            assert exc.status == 401
+    engine.dispose()
