@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import (BigInteger, Column, Connection, Engine, Integer, MetaData, String, Table, select, update)
 

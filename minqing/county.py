@@ -16,7 +16,7 @@ import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from minqing.contract import TIERS
-from minqing.ledger import ANY, ConcurrencyError, Ledger, Metadata, NewEvent, canonical_json
+from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent, canonical_json
 
 _CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", error="must be letters, digits, '.', '_' or '-'")
 _NAME = validate.Length(min=1, max=100)

@@ -46,3 +46,18 @@ class Watcher:
             self.queue(self.channel).delete()
         finally:
             self.conn.release()
+
+
+DOUBLE_ASSIGNMENTS = ("SELECT stream FROM ledger_events WHERE type = 'case.assigned' "
+                      "GROUP BY stream HAVING count(*) > 1")
+
+
+def doubly_assigned(database_url: str) -> list[str]:
+    """Case streams with more than one `case.assigned`: must always be empty."""
+    from sqlalchemy import create_engine, text
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [r[0] for r in conn.execute(text(DOUBLE_ASSIGNMENTS))]
+    finally:
+        engine.dispose()

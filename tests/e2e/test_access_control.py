@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
-import urllib.parse
 
 import pytest
 from sqlalchemy import create_engine, text

@@ -7,12 +7,10 @@ import shutil
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
 from minqing import devstack
 from tests.e2e.conftest import Stack, free_port_block
 from tests.e2e.test_case_flow import _wait_case, report
-from tests.support import Watcher
+from tests.support import Watcher, doubly_assigned
 
 
 def test_reports_survive_a_broker_restart(tmp_path, postgres):
@@ -49,12 +47,7 @@ def test_reports_survive_a_broker_restart(tmp_path, postgres):
         assert want <= seen, f"missing on the broker: {sorted(want - seen)}"
         watcher.close()
 
-        engine = create_engine(db)
-        with engine.connect() as conn:
-            doubles = conn.execute(text("SELECT stream FROM ledger_events WHERE type = 'case.assigned' "
-                                        "GROUP BY stream HAVING count(*) > 1")).all()
-        engine.dispose()
-        assert doubles == []
+        assert doubly_assigned(db) == []
         code, health = stack.request("GET", "/health", token=None)
         assert code == 200, health
     finally:

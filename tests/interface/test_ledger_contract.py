@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
 from minqing import audit
 from minqing.contract import ContractViolation

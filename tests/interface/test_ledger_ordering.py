@@ -66,7 +66,6 @@ def test_concurrent_writers_never_let_a_tailing_reader_skip(pg_url):
 def _contend(pg_url, first, second_expected, second_event=None):
     """A holder appends `first` and keeps its transaction open; meanwhile a contender appends to the
     same stream and must see the holder's committed result once the lock is released."""
-    import pytest  # noqa: F401
     from minqing.ledger import ConcurrencyError
     engine = make_engine(pg_url, pool_size=4)
     create_tables(engine)
