@@ -40,6 +40,7 @@ POLICY: dict[str, frozenset[str]] = {
     "assessment.read": frozenset({"cadre", "supervisor", "auditor"}),
     "notifications.read": frozenset({"auditor", "admin"}),
     "access_log.read": frozenset({"auditor"}),
+    "events.read": frozenset({"integrator", "auditor"}),
 }
 
 TOKEN_PREFIX = "mq_"

@@ -3,7 +3,9 @@
 Published on the topic exchange `minqing.events` with routing key `<county>.<event type>`. The
 `sequence` extension is the global ledger position written as a 20-digit zero-padded string, as the
 CloudEvents sequence extension asks for a lexicographically ordered string; `int(sequence)` gives
-the position. Subscribers never see the vault subject reference of the resident.
+the position. The `ledgerhash` extension is the event's link in the ledger's hash chain: every
+subscriber thereby holds anchors an auditor can check the ledger against (`minqing audit verify
+--expect-head POSITION:HASH`). Subscribers never see the vault subject reference of the resident.
 """
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ def to_cloudevent(event: RecordedEvent) -> dict:
         "data": public_data(event.type, event.data),
         "sequence": format_sequence(event.position),
         "county": event.county,
+        "ledgerhash": event.hash,
     }
 
 

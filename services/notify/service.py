@@ -8,13 +8,21 @@ from nameko.timer import timer
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction
 from minqing.endpoints import route
-from minqing.http import json_response
+from minqing import cloudevents
+from minqing.http import ApiError, json_response
 from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue, metrics_response
 from services.notify.channels import LogChannel
 from services.notify.outbox import NotificationRules, deliver_due, list_outbox
 from services.notify.tables import metadata_obj
 
 log = logging.getLogger("minqing.notify")
+
+
+def _whole(raw: str, name: str, low: int, high: int) -> int:
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(422, "invalid_fields", f"{name} must be a whole number from {low} to {high}",
+                       {name: [f"must be a whole number from {low} to {high}"]})
+    return int(raw)
 
 
 class NotifyService:
@@ -41,6 +49,17 @@ class NotifyService:
     def health(self, request, principal):
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.rules.follower)
         return json_response(status, body)
+
+    @route("GET", "/api/v1/events", action="events.read",
+           summary="The county's events as CloudEvents, in ledger order (?after=N&limit=M), for systems that poll")
+    def events(self, request, principal):
+        after = _whole(request.args.get("after", "0"), "after", 0, 2**62)
+        limit = _whole(request.args.get("limit", "100"), "limit", 1, 1000)
+        scanned = self.ledger.read_all(after, limit)
+        mine = [cloudevents.to_cloudevent(e) for e in scanned if e.county == principal.county]
+        head, _ = self.ledger.head()
+        return json_response(200, {"county": principal.county, "events": mine,
+                                   "next_after": scanned[-1].position if scanned else after, "head": head})
 
     @route("GET", "/api/v1/notifications", action="notifications.read",
            summary="The delivery outbox of the token's county (?status=pending|sent|failed)")

@@ -50,6 +50,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
                                                             "supervisor@other-township", "supervisor@county", "auditor"},
     ("GET", "/api/v1/notifications"): {"auditor", "admin", "auditor@other-county", "admin@other-county"},
     ("GET", "/api/v1/access-log"): {"auditor", "auditor@other-county"},
+    ("GET", "/api/v1/events"): {"integrator", "auditor", "auditor@other-county"},
 }
 
 
@@ -120,6 +121,7 @@ def test_authorisation_matrix(stack, world):
 def test_other_county_principals_see_nothing_of_this_county(stack, world):
     case_id = world["case"]["case_id"]
     for who, path in [("auditor@other-county", "/api/v1/access-log"),
+                      ("auditor@other-county", "/api/v1/events?limit=1000"),
                       ("auditor@other-county", "/api/v1/notifications"),
                       ("admin@other-county", "/api/v1/notifications")]:
         code, body = stack.request("GET", path, token=world["tokens"][who])
@@ -215,3 +217,22 @@ def test_a_cadre_whose_unit_no_longer_holds_a_case_can_read_but_not_act(stack, w
     assert stack.request("GET", f"/api/v1/cases/{case_id}", token=former)[0] == 200
     code, body = stack.request("POST", f"/api/v1/cases/{case_id}/resolve", {"resolution": "x"}, token=former)
     assert (code, body["error"]["code"]) == (409, "not_holder")
+
+
+def test_the_pull_feed_gives_the_county_its_events_in_order(stack, world):
+    token = world["tokens"]["integrator"]
+    after, seen = 0, []
+    while True:
+        code, page = stack.request("GET", f"/api/v1/events?after={after}&limit=7", token=token)
+        assert code == 200
+        seen += page["events"]
+        if page["next_after"] == after:
+            break
+        after = page["next_after"]
+    sequences = [int(e["sequence"]) for e in seen]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    assert {e["county"] for e in seen} == {"longjiang"}
+    assert any(e["subject"] == world["case"]["case_id"] and e["type"] == "cn.minqing.case.assigned" for e in seen)
+    assert all("subject" not in (e["data"].get("reporter") or {}) for e in seen)
+    code, err = stack.request("GET", "/api/v1/events?after=-1", token=token)
+    assert code == 422 and "after" in err["error"]["fields"]

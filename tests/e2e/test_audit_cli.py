@@ -1,5 +1,6 @@
 """`minqing audit verify` on a real PostgreSQL history: exit 0 when intact; non-zero naming the
 position after one row is edited in the database."""
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,9 @@ def test_audit_verify_passes_then_locates_an_edit(pg_url, tmp_path):
     assert ok.returncode == 0 and "OK: 50 events verified" in ok.stdout
     head = _cli(env, "audit", "head")
     assert '"position": 50' in head.stdout
+    anchor = json.loads(head.stdout)
+    assert _cli(env, "audit", "verify", "--expect-head", f"50:{anchor['hash']}").returncode == 0
+    assert _cli(env, "audit", "verify", "--expect-head", f"50:{'f' * 64}").returncode == 3
 
     with engine.begin() as conn:
         conn.execute(text("UPDATE ledger_events SET data = replace(data, '#37', '#73') WHERE position = 38"))

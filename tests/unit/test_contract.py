@@ -44,7 +44,7 @@ def test_cloudevent_envelope_hides_the_resident_reference():
     assert ce["specversion"] == "1.0" and ce["id"] == "e-1" and ce["subject"] == "c1"
     assert ce["type"] == "cn.minqing.case.reported" and ce["sequence"] == "00000000000000000042"
     assert ce["county"] == "longjiang" and ce["time"] == event.recorded_at
-    assert ce["dataschema"] == "urn:minqing:schema:case.reported:1"
+    assert ce["dataschema"] == "urn:minqing:schema:case.reported:1" and ce["ledgerhash"] == "0" * 64
     assert "subject" not in ce["data"]["reporter"] and event.data["reporter"]["subject"] == "s-1"
     assert cloudevents.routing_key(event) == "longjiang.case.reported"
     assert cloudevents.parse(ce) == (42, "case.reported")
