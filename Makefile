@@ -7,16 +7,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-unit test-interface test-e2e bench deps debian-deps clean
 
-run: deps debian-rabbitmq
+run: debian-rabbitmq deps
 	@$(VENV)/bin/minqing run
 
-test: deps debian-deps
+test: debian-deps deps
 	$(PY) -m pytest -q tests
 
 test-unit: deps
 	$(PY) -m pytest -q tests/unit
 
-bench: deps debian-deps
+bench: debian-deps deps
 	$(PY) -m bench.run
 
 deps: $(STAMP)

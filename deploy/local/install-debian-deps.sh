@@ -3,6 +3,7 @@
 #   rabbitmq-server  RabbitMQ 3.10 + Erlang (rabbitmq-server, rabbitmqctl, erl, epmd)
 #   postgresql-15    PostgreSQL 15 server (/usr/lib/postgresql/15/bin/{initdb,postgres})
 #                    and, as a dependency, postgresql-client-15 (psql)
+#   python3.11-venv  venv/ensurepip for the project's .venv, when Python 3.11 lacks them
 #   util-linux       runuser (Essential on Debian, so normally present)
 #
 # Idempotent: if everything is already there it prints nothing and exits 0 straight away.
@@ -28,6 +29,12 @@ missing_packages() {
     fi
     if [ ! -x "$PG_BIN/postgres" ] || [ ! -x "$PG_BIN/initdb" ] || [ ! -x "$PG_BIN/psql" ]; then
         need+=(postgresql-15)
+    fi
+    # Python 3.11 with venv (Debian splits ensurepip into python3.11-venv)
+    if ! command -v python3.11 >/dev/null 2>&1; then
+        need+=(python3.11 python3.11-venv)
+    elif ! python3.11 -c 'import ensurepip' >/dev/null 2>&1; then
+        need+=(python3.11-venv)
     fi
     if ! command -v runuser >/dev/null 2>&1 && [ ! -x /usr/sbin/runuser ] && [ ! -x /sbin/runuser ]; then
         need+=(util-linux)
