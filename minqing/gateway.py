@@ -112,7 +112,12 @@ class Gateway:
             response = _json(200, self.openapi)
         else:
             service = route(request.method, request.path, self.routes)
-            if service is None:
+            allowed = sorted({m for m, pattern, _ in self.routes if pattern.match(request.path)})
+            if service is None and allowed:
+                response = _json(405, {"error": {"code": "method_not_allowed",
+                                                 "message": f"{request.path} answers {', '.join(allowed)}"}})
+                response.headers["Allow"] = ", ".join(allowed)
+            elif service is None:
                 response = _json(404, {"error": {"code": "not_found",
                                                  "message": f"no endpoint {request.method} {request.path}"}})
             else:

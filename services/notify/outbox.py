@@ -82,14 +82,32 @@ def _record(conn: Connection, ledger: Ledger, row, event_type: str, attempts: in
                   ANY, conn=conn)
 
 
+LEASE = timedelta(minutes=5)
+
+
+def claim_due(ledger: Ledger, clock: Clock, limit: int) -> list:
+    """Take up to `limit` due rows for this sender: status `sending` with a lease, so several notify
+    instances never send the same row, and a sender that died mid-send leaves it for another after
+    the lease (at-least-once)."""
+    now = clock.now()
+    due = (select(outbox_table.c.key).where(outbox_table.c.status.in_(("pending", "sending")),
+                                            outbox_table.c.next_attempt_at <= isoformat(now))
+           .order_by(outbox_table.c.next_attempt_at).limit(limit))
+    if ledger.engine.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    with write_transaction(ledger.engine) as conn:
+        keys = [r.key for r in conn.execute(due)]
+        if not keys:
+            return []
+        conn.execute(update(outbox_table).where(outbox_table.c.key.in_(keys))
+                     .values(status="sending", next_attempt_at=isoformat(now + LEASE)))
+        return conn.execute(select(outbox_table).where(outbox_table.c.key.in_(keys))
+                            .order_by(outbox_table.c.key)).all()
+
+
 def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], clock: Clock, limit: int = 50) -> int:
-    now = isoformat(clock.now())
-    with read_transaction(ledger.engine) as conn:
-        rows = conn.execute(select(outbox_table).where(outbox_table.c.status == "pending",
-                                                       outbox_table.c.next_attempt_at <= now)
-                            .order_by(outbox_table.c.next_attempt_at).limit(limit)).all()
     delivered = 0
-    for row in rows:
+    for row in claim_due(ledger, clock, limit):
         attempts = row.attempts + 1
         try:
             address = None
@@ -110,12 +128,13 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
                 else:
                     retry_at = isoformat(clock.now() + timedelta(seconds=2 ** attempts))
                     conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
-                                 .values(attempts=attempts, next_attempt_at=retry_at, last_error=error))
+                                 .values(status="pending", attempts=attempts, next_attempt_at=retry_at,
+                                         last_error=error))
             log.warning("notification %s attempt %d failed: %s", row.key, attempts, error)
             continue
         with write_transaction(ledger.engine) as conn:
             marked = conn.execute(update(outbox_table).where(outbox_table.c.key == row.key,
-                                                             outbox_table.c.status == "pending")
+                                                             outbox_table.c.status == "sending")
                                   .values(status="sent", attempts=attempts, sent_at=isoformat(clock.now())))
             if marked.rowcount == 1:
                 _record(conn, ledger, row, "notification.sent", attempts)

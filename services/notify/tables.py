@@ -16,7 +16,7 @@ outbox_table = Table(
     Column("recipient_masked", String(100), nullable=False),
     Column("body", Text, nullable=False),
     Column("caused_by", String(36), nullable=False),
-    Column("status", String(10), nullable=False, index=True),      # pending | sent | failed
+    Column("status", String(10), nullable=False, index=True),      # pending | sending | sent | failed
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", String(32), nullable=False, index=True),
     Column("last_error", Text, nullable=True),

@@ -246,3 +246,8 @@ def test_phone_numbers_typed_in_any_spelling_are_masked_before_recording(stack, 
                             {"s": f"case-{body['case_id']}"}).scalar()
     engine.dispose()
     assert "１３７１２３４５６７０" not in data and "137.1234.5670" not in data and "137****5670" in data
+
+
+def test_a_wrong_method_on_a_known_path_gets_405(stack):
+    code, body = stack.request("DELETE", "/api/v1/cases")
+    assert code == 405 and body["error"]["code"] == "method_not_allowed"
