@@ -58,6 +58,22 @@ class _Cadre(Schema):
     liaison = fields.List(fields.String(), load_default=list)
 
 
+class _Calendar(Schema):
+    holidays = fields.List(fields.Date(), load_default=list)
+    workdays = fields.List(fields.Date(), load_default=list)
+    covers = fields.List(fields.Integer(strict=True, validate=validate.Range(min=2000, max=2100)), load_default=list)
+
+    @validates_schema
+    def _consistent(self, data, **_):
+        both = set(data["holidays"]) & set(data["workdays"])
+        if both:
+            raise ValidationError({"workdays": [f"{min(both)} is listed as a holiday too"]})
+        for name in ("holidays", "workdays"):
+            stray = sorted(d for d in data[name] if data["covers"] and d.year not in data["covers"])
+            if stray:
+                raise ValidationError({name: [f"{stray[0]} is outside the years in 'covers'"]})
+
+
 class _Category(Schema):
     code = fields.String(required=True, validate=_CODE)
     key = fields.String(required=True, validate=_CODE)
@@ -65,6 +81,7 @@ class _Category(Schema):
     start_tier = fields.String(required=True, validate=validate.OneOf(TIERS))
     department = fields.String(required=True)
     response_hours = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=720))
+    day_kind = fields.String(load_default="calendar", validate=validate.OneOf(("working", "calendar")))
     time_limits = fields.Dict(keys=fields.String(validate=validate.OneOf(TIERS)),
                               values=fields.Integer(strict=True, validate=validate.Range(min=1, max=365)),
                               required=True)
@@ -86,6 +103,7 @@ class _Policy(Schema):
         except (ValueError, KeyError, OSError):
             raise ValidationError(f"{value!r} is not an IANA time zone such as Asia/Shanghai")
     tiers = fields.List(fields.String(validate=validate.OneOf(TIERS)), required=True, validate=validate.Length(min=2))
+    calendar = fields.Nested(_Calendar, load_default=None)
     townships = fields.List(fields.Nested(_Township), required=True, validate=validate.Length(min=1))
     units = fields.List(fields.Nested(_Unit), required=True, validate=validate.Length(min=1))
     cadres = fields.List(fields.Nested(_Cadre), required=True, validate=validate.Length(min=1))
@@ -145,12 +163,19 @@ def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def validate_policy(raw: Any) -> dict:
+    """The validated policy as plain JSON-able data (dates as ISO strings), or PolicyError."""
     if not isinstance(raw, Mapping):
         raise PolicyError({"(file)": ["must be a YAML mapping"]})
     try:
-        return _Policy().load(raw)
+        policy = _Policy().load(raw)
     except ValidationError as exc:
         raise PolicyError(_flatten(exc.messages)) from None
+    if policy.get("calendar") is not None:
+        policy["calendar"] = {k: sorted(v.isoformat() if hasattr(v, "isoformat") else v for v in vals)
+                              for k, vals in policy["calendar"].items()}
+    else:
+        policy.pop("calendar", None)
+    return policy
 
 
 def read_policy_file(path: Path) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from minqing.calendar import WorkCalendar
 from minqing.clock import isoformat
 from minqing.county import CountyPolicy, Place
 
@@ -70,16 +71,22 @@ def decide_assignment(policy: CountyPolicy, reported: dict, at: datetime) -> dic
     tier, unit, unit_why = choose_unit(policy, category, place)
     cadre, cadre_why = choose_cadre(policy, unit, place)
     days = time_limit_days(category, tier)
+    kind = category.get("day_kind", "calendar")
+    calendar = WorkCalendar.from_policy(policy.doc)
+    due = calendar.deadline(at, days, kind)
+    caveat = ""
+    if kind == "working" and (missing := calendar.uncovered_years(at, due)):
+        caveat = f"; the county calendar lists no holidays for {', '.join(map(str, missing))}, so only weekends were skipped"
     rule = (f"category {category['code']} ({category['name']}) starts at {category['start_tier']} level; "
             f"{unit_why}; {cadre_why}; accept within {category['response_hours']} hours, resolve within "
-            f"{days} calendar days (policy version {policy.version})")
+            f"{days} {kind} days{caveat} (policy version {policy.version})")
     return {
         "case_id": reported["case_id"],
         "unit": unit["code"],
         "cadre": cadre["id"],
         "tier": tier,
         "response_due": isoformat(at + timedelta(hours=category["response_hours"])),
-        "resolution_due": isoformat(at + timedelta(days=days)),
+        "resolution_due": isoformat(due),
         "policy_version": policy.version,
         "rule": rule,
         "first_contact": cadre["id"],

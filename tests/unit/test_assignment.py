@@ -44,6 +44,14 @@ def test_a_larger_matter_starts_at_the_township(county):
 
 
 def test_deadlines_come_from_the_event_time_and_the_tier_limit(county):
-    data = decide_assignment(county, _report("202"), AT)
+    data = decide_assignment(county, _report("202"), AT)                # Monday 09:00 in 龙江县
     assert data["response_due"] == "2026-11-24T01:00:00.000000Z"       # 24 hours
-    assert data["resolution_due"] == "2026-11-28T01:00:00.000000Z"     # 5 days at village level
+    # 5 working days at village level: Tue–Fri and the next Monday, to its end (local 24:00)
+    assert data["resolution_due"] == "2026-11-30T16:00:00.000000Z"
+    assert "5 working days" in data["rule"]
+
+
+def test_a_deadline_crossing_a_year_the_calendar_does_not_cover_says_so(county):
+    data = decide_assignment(county, _report("202"), datetime(2026, 12, 28, 1, 0, tzinfo=timezone.utc))
+    assert data["resolution_due"] == "2027-01-04T16:00:00.000000Z"
+    assert "no holidays for 2027" in data["rule"]

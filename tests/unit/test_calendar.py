@@ -1,0 +1,58 @@
+"""Working-day deadlines on the county's published calendar (issue #5: "deadlines that skip a Chinese
+holiday and count a make-up working day"), with 2026's dates from 国务院办公厅关于2026年部分节假日安排的通知:
+"国庆节：10月1日（周四）至7日（周三）放假调休，共7天。9月20日（周日）、10月10日（周六）上班。" """
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from minqing.calendar import WorkCalendar
+from minqing.county import PolicyError, read_policy_file, validate_policy
+
+LONGJIANG = Path(__file__).resolve().parents[2] / "deploy" / "counties" / "longjiang.yaml"
+
+
+@pytest.fixture(scope="module")
+def calendar():
+    return WorkCalendar.from_policy(read_policy_file(LONGJIANG))
+
+
+def utc(*args):
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def test_national_day_is_skipped_and_the_make_up_saturday_counts(calendar):
+    # Wed 30 Sep 10:00 local; Oct 1–7 off; 8 (Thu), 9 (Fri), 10 (Sat, 调休上班), 12 (Mon), 13 (Tue)
+    due = calendar.deadline(utc(2026, 9, 30, 2, 0), 5, "working")
+    assert due.astimezone(timezone.utc) == utc(2026, 10, 13, 16, 0)
+
+
+def test_a_make_up_sunday_counts(calendar):
+    # Fri 18 Sep; Sat 19 off; Sun 20 is a working day (调休); then Mon 21 … Thu 24
+    due = calendar.deadline(utc(2026, 9, 18, 2, 0), 5, "working")
+    assert due.astimezone(timezone.utc) == utc(2026, 9, 24, 16, 0)
+
+
+def test_spring_festival_is_skipped(calendar):
+    # Fri 13 Feb; Sat 14 is a working day (调休); 15–23 off; 24, 25, 26, 27 (Fri)
+    due = calendar.deadline(utc(2026, 2, 13, 2, 0), 5, "working")
+    assert due.astimezone(timezone.utc) == utc(2026, 2, 27, 16, 0)
+
+
+def test_an_ordinary_week(calendar):
+    due = calendar.deadline(utc(2026, 11, 20, 2, 0), 5, "working")          # Friday → next Friday, 24:00
+    assert due.astimezone(timezone.utc) == utc(2026, 11, 27, 16, 0)
+    assert calendar.deadline(utc(2026, 11, 20, 2, 0), 5, "calendar") == utc(2026, 11, 25, 2, 0)
+
+
+def test_the_local_day_decides_not_utc(calendar):
+    # 23:30 UTC on Thursday 19 Nov is already Friday 07:30 in 龙江县
+    assert calendar.deadline(utc(2026, 11, 19, 23, 30), 1, "working").astimezone(timezone.utc) == utc(2026, 11, 23, 16, 0)
+
+
+def test_a_day_cannot_be_both_holiday_and_workday():
+    policy = read_policy_file(LONGJIANG)
+    policy["calendar"]["workdays"] = policy["calendar"]["workdays"] + ["2026-10-01"]
+    with pytest.raises(PolicyError) as info:
+        validate_policy(policy)
+    assert "calendar.workdays" in info.value.errors
