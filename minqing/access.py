@@ -16,6 +16,7 @@ Rules, in one table (`POLICY`) plus the object-level checks below it:
 from __future__ import annotations
 
 import hashlib
+import re
 import hmac
 import secrets
 import threading
@@ -40,7 +41,7 @@ POLICY: dict[str, frozenset[str]] = {
     "assessment.read": frozenset({"cadre", "supervisor", "auditor"}),
     "notifications.read": frozenset({"auditor", "admin"}),
     "access_log.read": frozenset({"auditor"}),
-    "events.read": frozenset({"integrator", "auditor"}),
+    "events.read": frozenset({"integrator"}),
 }
 
 TOKEN_PREFIX = "mq_"
@@ -135,17 +136,20 @@ def list_tokens(conn: Connection, county: str | None = None) -> list[dict]:
     return [{k: v for k, v in dict(r).items() if k != "secret_hash"} for r in conn.execute(query).mappings()]
 
 
+_TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 _UNAUTHENTICATED = ApiError(401, "unauthenticated", "a valid bearer token is required")
 
 
 def authenticate(conn: Connection, authorization: str | None, clock: Clock = SYSTEM_CLOCK) -> Principal:
     """The principal behind an `Authorization: Bearer …` header, or ApiError 401 (never saying why)."""
-    if not authorization or not authorization.startswith("Bearer "):
+    if not authorization or authorization[:7].lower() != "bearer ":
         raise _UNAUTHENTICATED
-    token = authorization[len("Bearer "):].strip()
+    token = authorization[7:].strip()
     if not token.startswith(TOKEN_PREFIX) or "." not in token:
         raise _UNAUTHENTICATED
     token_id, _, secret = token[len(TOKEN_PREFIX):].partition(".")
+    if not _TOKEN_ID.fullmatch(token_id) or not secret.isascii() or "\x00" in secret:
+        raise _UNAUTHENTICATED
     row = conn.execute(select(tokens_table).where(tokens_table.c.token_id == token_id)).first()
     if row is None or not hmac.compare_digest(row.secret_hash, _hash_secret(secret)):
         raise _UNAUTHENTICATED
@@ -265,18 +269,24 @@ def pin_attempt(conn: Connection, tracking_no: str, pin_ok: bool, clock: Clock =
     proceed. After PIN_MAX_FAILURES wrong PINs the number is locked for PIN_LOCKOUT (429), whatever
     PIN comes next. The caller commits before raising, so failures are counted even though refused."""
     now = clock.now()
-    row = conn.execute(select(pin_attempts_table).where(pin_attempts_table.c.tracking_no == tracking_no)).first()
-    if row is not None and row.locked_until and parse_instant(row.locked_until) > now:
-        return ApiError(429, "locked", "too many wrong PINs for this tracking number; try again later")
-    if pin_ok:
-        if row is not None:
-            conn.execute(pin_attempts_table.delete().where(pin_attempts_table.c.tracking_no == tracking_no))
-        return None
-    if row is not None and row.locked_until:      # an expired lock: start counting again
-        conn.execute(pin_attempts_table.delete().where(pin_attempts_table.c.tracking_no == tracking_no))
-    failures = increment(conn, pin_attempts_table, {"tracking_no": tracking_no}, "failures")
-    if failures >= PIN_MAX_FAILURES:
-        conn.execute(update(pin_attempts_table).where(pin_attempts_table.c.tracking_no == tracking_no)
+    locked = ApiError(429, "locked", "too many wrong PINs for this tracking number; try again later")
+    where = pin_attempts_table.c.tracking_no == tracking_no
+    row = conn.execute(select(pin_attempts_table).where(where)).first()
+    if row is not None and row.locked_until:
+        if parse_instant(row.locked_until) > now:
+            return locked
+        conn.execute(pin_attempts_table.delete().where(where))      # an expired lock: count afresh
+    # Every attempt is counted first, atomically (the upsert locks the row until commit), so
+    # concurrent guesses cannot all slip in under the limit; a right PIN counts only within it.
+    attempts = increment(conn, pin_attempts_table, {"tracking_no": tracking_no}, "failures")
+    if attempts > PIN_MAX_FAILURES:
+        conn.execute(update(pin_attempts_table).where(where, pin_attempts_table.c.locked_until.is_(None))
                      .values(locked_until=isoformat(now + PIN_LOCKOUT)))
+        return locked
+    if pin_ok:
+        conn.execute(pin_attempts_table.delete().where(where))
+        return None
+    if attempts >= PIN_MAX_FAILURES:
+        conn.execute(update(pin_attempts_table).where(where).values(locked_until=isoformat(now + PIN_LOCKOUT)))
     return ApiError(404, "not_found", "no case matches this tracking number and PIN")
 

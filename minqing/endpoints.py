@@ -16,7 +16,7 @@ from nameko.web.handlers import http
 
 from minqing import access
 from minqing.db import read_transaction
-from minqing.http import api
+from minqing.http import ApiError, api
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ def route(method: str, path: str, *, action: str, summary: str,
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def handler(self, request, **path_values):
+            if any("\x00" in v for v in path_values.values()) or any("\x00" in v for v in request.args.values()):
+                raise ApiError(400, "bad_request", "the path or query contains a NUL character")
             principal = None
             if action != "public":
                 with read_transaction(self.ledger.engine) as conn:

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import threading
+import time
 from urllib.parse import quote
 
 from werkzeug.serving import make_server
@@ -57,12 +58,17 @@ class Gateway:
         self.ledger = ledger
         self.routes = _build_routes()
         self.openapi = openapi_document(service_class(n) for n in SERVICES)
+        self._health_cache: tuple | None = None
 
     def _forward(self, service: str, request: Request) -> Response:
         port = self.settings.service_ports[service]
+        too_large = _json(413, {"error": {"code": "body_too_large",
+                                          "message": f"the request body exceeds {MAX_BODY} bytes"}})
         if request.content_length and request.content_length > MAX_BODY:
-            return _json(413, {"error": {"code": "body_too_large", "message": f"the request body exceeds {MAX_BODY} bytes"}})
-        body = request.get_data()
+            return too_large
+        body = request.stream.read(MAX_BODY + 1)      # bounded even when chunked (no Content-Length)
+        if len(body) > MAX_BODY:
+            return too_large
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() not in HOP_BY_HOP and k.lower() != "x-forwarded-for"}
         headers["X-Forwarded-For"] = request.remote_addr or "unknown"
@@ -96,6 +102,16 @@ class Gateway:
             conn.close()
 
     def health(self) -> Response:
+        """Cached for a second: /health is public, and each answer asks four services and the ledger."""
+        now = time.monotonic()
+        if self._health_cache and now - self._health_cache[0] < 1.0:
+            status, body = self._health_cache[1]
+            return _json(status, body)
+        response = self._health()
+        self._health_cache = (now, (response.status_code, json.loads(response.get_data())))
+        return response
+
+    def _health(self) -> Response:
         services = {name: self._service_health(name) for name in self.settings.service_ports}
         try:
             relay = {"status": "ok", **relay_mod.lag(self.ledger)}

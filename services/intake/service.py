@@ -21,6 +21,7 @@ from services.intake.tables import case_access_table, metadata_obj
 from services.intake.tracking import present_tracking
 
 TRACKING_NO = re.compile(r"^[A-Z]{2,4}-\d{8}-\d{4,6}$")
+CATALOGUE_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)   # per client address
 REPORT_LIMIT = access.RateLimiter(rate_per_second=2.0, burst=30)      # per token
 TRACK_LIMIT = access.RateLimiter(rate_per_second=5.0, burst=30)       # per client address
 
@@ -112,7 +113,9 @@ class IntakeService:
             raise ApiError(422, "invalid_fields", "the PIN is required", {"pin": ["required"]})
         with write_transaction(self.ledger.engine) as conn:
             row = conn.execute(select(case_access_table).where(case_access_table.c.tracking_no == tracking_no)).first()
-            pin_ok = row is not None and hash_pin(pin, row.salt) == row.pin_hash
+            # hash even for an unknown number, so timing does not tell which numbers exist
+            digest = hash_pin(pin, row.salt if row is not None else "0" * 16)
+            pin_ok = row is not None and digest == row.pin_hash
             refusal = access.pin_attempt(conn, tracking_no, pin_ok)
         if refusal is not None:
             raise refusal
@@ -124,7 +127,7 @@ class IntakeService:
         return json_response(200, present_tracking(case, events, policy, lang))
 
     @route("GET", "/api/v1/counties/<string:county>", action="public",
-           summary="The county's published catalogue: categories, places, units")
+           summary="The county's published catalogue: categories, places, units", limiter=CATALOGUE_LIMIT)
     def get_county(self, request, principal, county):
         with read_transaction(self.ledger.engine) as conn:
             policy = load_county(conn, county)

@@ -57,9 +57,8 @@ class NotifyService:
         limit = _whole(request.args.get("limit", "100"), "limit", 1, 1000)
         scanned = self.ledger.read_all(after, limit)
         mine = [cloudevents.to_cloudevent(e) for e in scanned if e.county == principal.county]
-        head, _ = self.ledger.head()
         return json_response(200, {"county": principal.county, "events": mine,
-                                   "next_after": scanned[-1].position if scanned else after, "head": head})
+                                   "next_after": scanned[-1].position if scanned else after})
 
     @route("GET", "/api/v1/notifications", action="notifications.read",
            summary="The delivery outbox of the token's county (?status=pending|sent|failed)")

@@ -38,7 +38,7 @@ def resolve(ledger: Ledger, case_id: str, command: dict, principal: access.Princ
         if case.status not in ("assigned", "accepted"):
             raise ApiError(409, "not_applicable",
                            f"the case is {case.status}; only an assigned or accepted case can be resolved")
-        data = {"case_id": case_id, "cadre": case.cadre, "unit": case.unit, "on_site": command["on_site"],
+        data = {"case_id": case_id, "cadre": principal.cadre, "unit": case.unit, "on_site": command["on_site"],
                 "resolution": mask_free_text(command["resolution"].strip())}
         meta = Metadata(actor=principal.actor, county=case.county, correlation_id=case_id)
         try:
