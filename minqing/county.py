@@ -16,6 +16,7 @@ import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from minqing.contract import TIERS
+from minqing.http import flatten_errors
 from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent, canonical_json
 
 _CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", error="must be letters, digits, '.', '_' or '-'")
@@ -144,24 +145,6 @@ class _Policy(Schema):
             raise ValidationError(errors)
 
 
-def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    if isinstance(errors, Mapping):
-        for key, value in errors.items():
-            path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
-            for p, msgs in _flatten(value, path).items():
-                out.setdefault(p, []).extend(msgs)
-    elif isinstance(errors, list) and all(isinstance(e, str) for e in errors):
-        out[prefix or "(file)"] = list(errors)
-    elif isinstance(errors, list):
-        for value in errors:
-            for p, msgs in _flatten(value, prefix).items():
-                out.setdefault(p, []).extend(msgs)
-    else:
-        out[prefix or "(file)"] = [str(errors)]
-    return out
-
-
 def validate_policy(raw: Any) -> dict:
     """The validated policy as plain JSON-able data (dates as ISO strings), or PolicyError."""
     if not isinstance(raw, Mapping):
@@ -169,7 +152,7 @@ def validate_policy(raw: Any) -> dict:
     try:
         policy = _Policy().load(raw)
     except ValidationError as exc:
-        raise PolicyError(_flatten(exc.messages)) from None
+        raise PolicyError(flatten_errors(exc.messages, root="(file)")) from None
     if policy.get("calendar") is not None:
         policy["calendar"] = {k: sorted(v.isoformat() if hasattr(v, "isoformat") else v for v in vals)
                               for k, vals in policy["calendar"].items()}

@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from marshmallow import Schema, ValidationError
 from werkzeug.wrappers import Response
@@ -36,22 +36,23 @@ def error_response(error: ApiError) -> Response:
     return json_response(error.status, {"error": body})
 
 
-def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+def flatten_errors(messages: Any, root: str = "body", prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested error messages as {"a.b.0.c": [reasons]}; errors of the whole go to `root`."""
     out: dict[str, list[str]] = {}
-    if isinstance(messages, dict):
+    if isinstance(messages, Mapping):
         for key, value in messages.items():
             path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
-            for p, msgs in _flatten(value, path).items():
+            for p, msgs in flatten_errors(value, root, path).items():
                 out.setdefault(p, []).extend(msgs)
     elif isinstance(messages, list):
         for m in messages:
-            if isinstance(m, (dict, list)):
-                for p, msgs in _flatten(m, prefix).items():
+            if isinstance(m, (Mapping, list)):
+                for p, msgs in flatten_errors(m, root, prefix).items():
                     out.setdefault(p, []).extend(msgs)
             else:
-                out.setdefault(prefix or "body", []).append(str(m))
+                out.setdefault(prefix or root, []).append(str(m))
     else:
-        out[prefix or "body"] = [str(messages)]
+        out[prefix or root] = [str(messages)]
     return out
 
 
@@ -75,7 +76,7 @@ def read_json(request, schema: Schema) -> dict:
     try:
         return schema.load(data)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_fields", "some fields are missing or invalid", _flatten(exc.messages))
+        raise ApiError(422, "invalid_fields", "some fields are missing or invalid", flatten_errors(exc.messages))
 
 
 def api(handler: Callable) -> Callable:
