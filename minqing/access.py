@@ -38,6 +38,14 @@ POLICY: dict[str, frozenset[str]] = {
     "case.report": frozenset({"operator", "cadre"}),
     "case.read": frozenset({"operator", "cadre", "supervisor", "auditor"}),
     "case.resolve": frozenset({"cadre"}),
+    "case.accept": frozenset({"cadre"}),
+    "case.note": frozenset({"cadre"}),
+    "case.escalate": frozenset({"cadre"}),
+    "case.joint": frozenset({"cadre"}),
+    "case.return": frozenset({"cadre"}),
+    "case.transfer": frozenset({"cadre", "supervisor"}),
+    "case.supervise": frozenset({"supervisor"}),
+    "worklist.read": frozenset({"operator", "cadre", "supervisor"}),
     "assessment.read": frozenset({"cadre", "supervisor", "auditor"}),
     "notifications.read": frozenset({"auditor", "admin"}),
     "access_log.read": frozenset({"auditor"}),
@@ -171,7 +179,7 @@ def authorize(principal: Principal, action: str, county: str | None = None) -> N
         raise ApiError(403, "forbidden", "this token is for another county")
 
 
-def _township_scope(principal: Principal, policy) -> set[str] | None:
+def township_scope(principal: Principal, policy) -> set[str] | None:
     """Townships a supervisor oversees; None means the whole county."""
     if principal.unit is None:
         return None
@@ -195,7 +203,7 @@ def can_read_case(principal: Principal, case, policy) -> bool:
     if principal.role == "cadre":
         return principal.unit is not None and principal.unit in case.units_seen
     if principal.role == "supervisor":
-        scope = _township_scope(principal, policy)
+        scope = township_scope(principal, policy)
         return scope is None or (case.location or {}).get("township") in scope
     return False
 

@@ -9,7 +9,8 @@ from typing import Iterable
 
 from minqing.ledger import RecordedEvent
 
-OPEN_STATUSES = ("reported", "assigned", "accepted", "reopened")
+OPEN_STATUSES = ("reported", "assigned", "accepted", "reopened", "returned")
+HELD_STATUSES = ("assigned", "accepted")      # a unit holds the case and its deadlines run
 
 # What each event does to the status; events not listed leave it as it is.
 _STATUS_AFTER = {
@@ -22,10 +23,15 @@ _STATUS_AFTER = {
     "case.delivered": "delivered",
     "case.followed_up": "followed_up",
     "case.reopened": "reopened",
+    "case.returned": "returned",
     "case.closed": "closed",
     "case.withdrawn": "withdrawn",
     "case.merged": "merged",
 }
+
+
+# A new holder starts clean: no acceptance, no pressure, no co-handlers of the previous holding.
+_NEW_HOLDING = {"accepted_by": None, "pressure": None, "reply_due": None, "joint_units": ()}
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,26 @@ class CaseFile:
     resolved_by: str | None = None
     units_seen: tuple[str, ...] = ()        # every unit that has held the case, in order
     rating: str | None = None
+    first_contact: str | None = None
+    accepted_by: str | None = None
+    joint_units: tuple[str, ...] = ()       # co-handlers while joint handling (会诊) runs; the holder leads
+    pressure: str | None = None             # the highest of chase / supervise / listed on this holding
+    reply_due: str | None = None            # a written reply to supervision is owed by then
+    deadline_marks: frozenset = frozenset() # (event type, deadline, due) already recorded: each once
+    returned_by: str | None = None
+    reopened: int = 0
     history: tuple[dict, ...] = field(default_factory=tuple)
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def is_held(self) -> bool:
+        return self.status in HELD_STATUSES
+
+    def marked(self, kind: str, deadline: str, due: str | None) -> bool:
+        return (kind, deadline, due) in self.deadline_marks
 
     def _seen(self, unit: str) -> tuple[str, ...]:
         return self.units_seen if unit in self.units_seen else self.units_seen + (unit,)
@@ -71,16 +92,36 @@ class CaseFile:
         elif event.type == "case.assigned":
             changes.update(tier=d["tier"], unit=d["unit"], cadre=d["cadre"], response_due=d["response_due"],
                            resolution_due=d["resolution_due"], policy_version=d["policy_version"],
-                           units_seen=self._seen(d["unit"]))
+                           units_seen=self._seen(d["unit"]), first_contact=self.first_contact or d.get("first_contact"),
+                           **_NEW_HOLDING)
         elif event.type in ("case.transferred", "case.escalated"):
             changes.update(unit=d["to_unit"], cadre=d["to_cadre"], resolution_due=d["resolution_due"],
-                           policy_version=d["policy_version"], units_seen=self._seen(d["to_unit"]))
-            if event.type == "case.escalated":
+                           response_due=d.get("response_due"), policy_version=d["policy_version"],
+                           units_seen=self._seen(d["to_unit"]), **_NEW_HOLDING)
+            if d.get("to_tier"):
                 changes["tier"] = d["to_tier"]
+        elif event.type == "case.accepted":
+            changes.update(accepted_by=d["cadre"], cadre=d["cadre"])
+        elif event.type == "case.joint_handling_started":
+            seen = self.units_seen
+            for unit in d["co_units"]:
+                seen = seen if unit in seen else seen + (unit,)
+            changes.update(joint_units=tuple(d["co_units"]), units_seen=seen)
+        elif event.type in ("case.chased", "case.supervised"):
+            changes.update(pressure=d["level"], reply_due=d.get("reply_due") or self.reply_due)
+        elif event.type == "case.progress_noted" and d.get("reply_to"):
+            changes["reply_due"] = None
+        elif event.type in ("case.deadline_warned", "case.overdue"):
+            changes["deadline_marks"] = self.deadline_marks | {(event.type, d["deadline"], d["due"])}
+        elif event.type == "case.returned":
+            changes.update(returned_by=d["from_unit"], unit=None, cadre=None, response_due=None,
+                           resolution_due=None, **_NEW_HOLDING)
         elif event.type == "case.resolved":
-            changes["resolved_by"] = d["cadre"]
+            changes.update(resolved_by=d["cadre"], reply_due=None)
         elif event.type == "case.followed_up":
             changes["rating"] = d["rating"]
+        elif event.type == "case.reopened":
+            changes.update(reopened=self.reopened + 1, rating=None, resolved_by=None)
         elif event.type not in _STATUS_AFTER:
             changes["status"] = self.status
         entry = {"position": event.position, "version": event.version, "type": event.type, "at": event.recorded_at}

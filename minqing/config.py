@@ -22,6 +22,19 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"configuration error: {name} must be a whole number, got {raw!r}")
 
 
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1
+    if not 0.1 <= value <= 3600:
+        raise SystemExit(f"configuration error: {name} must be seconds between 0.1 and 3600, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     run_dir: Path
@@ -31,6 +44,7 @@ class Settings:
     http_port: int
     counties_dir: Path
     log_level: str
+    sweep_seconds: float = 5.0    # how often routing's timer sweep looks for due deadlines
 
     @property
     def service_ports(self) -> dict[str, int]:
@@ -55,4 +69,5 @@ def load() -> Settings:
         http_port=_int("MINQING_HTTP_PORT", 8000),
         counties_dir=Path(os.environ.get("MINQING_COUNTIES_DIR") or ROOT / "deploy" / "counties"),
         log_level=os.environ.get("MINQING_LOG_LEVEL", "INFO").upper(),
+        sweep_seconds=_seconds("MINQING_SWEEP_SECONDS", 5.0),
     )

@@ -26,7 +26,8 @@ CHANNELS = (
     "open311",
 )
 KINDS = ("complaint", "inquiry", "help", "suggestion", "dispute", "administrative_service")
-TIERS = ("hamlet", "village", "township", "department", "county")
+TIERS = ("hamlet", "village", "township", "department", "county")   # glossary levels; a county's tiers sit on them
+_TIER = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", error="must be a tier code of the county's policy")
 RATINGS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable")
 
 _ID = validate.Length(min=1, max=100)
@@ -96,7 +97,7 @@ class CaseMerged(CaseEvent):
 class CaseAssigned(CaseEvent):
     unit = fields.String(required=True, validate=_ID)
     cadre = fields.String(required=True, validate=_ID)
-    tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    tier = fields.String(required=True, validate=_TIER)
     response_due = Instant(required=True)
     resolution_due = Instant(required=True)
     policy_version = fields.Integer(required=True, strict=True)
@@ -112,6 +113,8 @@ class CaseAccepted(CaseEvent):
 class CaseProgressNoted(CaseEvent):
     cadre = fields.String(required=True, validate=_ID)
     note = fields.String(required=True, validate=_TEXT)
+    reply_to = fields.String(load_default=None, allow_none=True,           # the written reply 督办 requires
+                             validate=validate.OneOf(("supervise", "listed")))
 
 
 class CaseTransferred(CaseEvent):
@@ -121,23 +124,36 @@ class CaseTransferred(CaseEvent):
     reason = fields.String(required=True, validate=_TEXT)
     resolution_due = Instant(required=True)
     policy_version = fields.Integer(required=True, strict=True)
+    response_due = Instant(load_default=None, allow_none=True)
+    rule = fields.String(load_default=None, allow_none=True, validate=_TEXT)
+    to_tier = fields.String(load_default=None, allow_none=True, validate=_TIER)
 
 
 class CaseEscalated(CaseEvent):
     from_unit = fields.String(required=True, validate=_ID)
-    from_tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    from_tier = fields.String(required=True, validate=_TIER)
     to_unit = fields.String(required=True, validate=_ID)
-    to_tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    to_tier = fields.String(required=True, validate=_TIER)
     to_cadre = fields.String(required=True, validate=_ID)
     reason = fields.String(required=True, validate=_TEXT)
     automatic = fields.Boolean(required=True, truthy={True}, falsy={False})
     resolution_due = Instant(required=True)
     policy_version = fields.Integer(required=True, strict=True)
+    response_due = Instant(load_default=None, allow_none=True)
+    rule = fields.String(load_default=None, allow_none=True, validate=_TEXT)
+
+
+class CaseReturned(CaseEvent):
+    """退回: the holding unit says the case is not theirs; it waits for a supervisor to re-dispatch it."""
+    from_unit = fields.String(required=True, validate=_ID)
+    cadre = fields.String(required=True, validate=_ID)
+    reason = fields.String(required=True, validate=_TEXT)
 
 
 class CaseJointHandlingStarted(CaseEvent):
     lead_unit = fields.String(required=True, validate=_ID)
     co_units = fields.List(fields.String(validate=_ID), required=True, validate=validate.Length(min=1))
+    by = fields.String(load_default=None, allow_none=True, validate=_ID)
 
 
 class CasePressure(CaseEvent):
@@ -145,6 +161,7 @@ class CasePressure(CaseEvent):
     level = fields.String(required=True, validate=validate.OneOf(("chase", "supervise", "listed")))
     by = fields.String(required=True, validate=_ID)
     note = fields.String(required=True, validate=_TEXT)
+    reply_due = Instant(load_default=None, allow_none=True)      # a written reply is owed by then
 
 
 class CaseDeadlineEvent(CaseEvent):
@@ -247,6 +264,7 @@ CATALOGUE: dict[str, EventType] = _catalogue(
     EventType("case.progress_noted", 1, CaseProgressNoted),
     EventType("case.transferred", 1, CaseTransferred),
     EventType("case.escalated", 1, CaseEscalated),
+    EventType("case.returned", 1, CaseReturned),
     EventType("case.joint_handling_started", 1, CaseJointHandlingStarted),
     EventType("case.chased", 1, CasePressure),
     EventType("case.supervised", 1, CasePressure),

@@ -46,7 +46,7 @@ class _Township(_Place):
 
 
 class _Unit(_Place):
-    tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    tier = fields.String(required=True, validate=_CODE)      # one of the county's tier codes
     covers = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
 
 
@@ -75,15 +75,81 @@ class _Calendar(Schema):
                 raise ValidationError({name: [f"{stray[0]} is outside the years in 'covers'"]})
 
 
+LEVEL_NAMES = {"hamlet": "屯/村民小组", "village": "村/社区", "township": "乡镇/街道",
+               "department": "县直部门", "county": "县/区"}
+
+
+class _Tier(Schema):
+    """One rung of the county's ladder. `level` is the glossary tier it sits at; `joint` starts joint
+    handling (会诊) when a case arrives; `dispatch_day` puts arriving cases on the agenda of a monthly
+    dispatch meeting held that day of the month (seed 004: 区"一线办"每月25日召开调度会)."""
+    code = fields.String(required=True, validate=_CODE)
+    name = fields.String(required=True, validate=_NAME)
+    level = fields.String(required=True, validate=validate.OneOf(TIERS))
+    joint = fields.Boolean(load_default=False)
+    dispatch_day = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=28))
+
+
+class _TierRef(fields.Field):
+    """A tier given as a glossary level ("village") or as a full mapping."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            if value not in TIERS:
+                raise ValidationError(f"must be one of {', '.join(TIERS)}, or a mapping with code, name and level")
+            value = {"code": value, "name": LEVEL_NAMES[value], "level": value}
+        if not isinstance(value, Mapping):
+            raise ValidationError("must be a tier level or a mapping with code, name and level")
+        return _Tier().load(value)
+
+
+class _Pressure(Schema):
+    level = fields.String(required=True, validate=validate.OneOf(("chase", "supervise", "listed")))
+    after_hours = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=24 * 90))
+    reply_within_hours = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                        validate=validate.Range(min=1, max=24 * 30))
+
+
+class _Warnings(Schema):
+    response = fields.Integer(load_default=2, strict=True, validate=validate.Range(min=0, max=720))
+    resolution = fields.Integer(load_default=24, strict=True, validate=validate.Range(min=0, max=720))
+
+
+_DEFAULT_PRESSURE = [{"level": "chase", "after_hours": 0, "reply_within_hours": None},
+                     {"level": "supervise", "after_hours": 48, "reply_within_hours": 24},
+                     {"level": "listed", "after_hours": 120, "reply_within_hours": 24}]
+
+
+class _Escalation(Schema):
+    """What the timers do (issue #5 §5), in one place per county."""
+    warn_before_hours = fields.Nested(_Warnings, load_default=lambda: _Warnings().load({}))
+    on_resolution_overdue = fields.String(load_default="escalate", validate=validate.OneOf(("escalate", "pressure")))
+    pressure = fields.List(fields.Nested(_Pressure), load_default=lambda: [dict(p) for p in _DEFAULT_PRESSURE])
+    reopen = fields.String(load_default="same", validate=validate.OneOf(("same", "up")))
+
+    @validates_schema
+    def _ladder(self, data, **_):
+        levels = [p["level"] for p in data["pressure"]]
+        order = ["chase", "supervise", "listed"]
+        if levels != sorted(levels, key=order.index) or len(set(levels)) != len(levels):
+            raise ValidationError({"pressure": ["levels must rise chase → supervise → listed, each once"]})
+        hours = [p["after_hours"] for p in data["pressure"]]
+        if hours != sorted(hours):
+            raise ValidationError({"pressure": ["after_hours must not fall as the level rises"]})
+
+
 class _Category(Schema):
     code = fields.String(required=True, validate=_CODE)
     key = fields.String(required=True, validate=_CODE)
     name = fields.String(required=True, validate=_NAME)
-    start_tier = fields.String(required=True, validate=validate.OneOf(TIERS))
-    department = fields.String(required=True)
+    start_tier = fields.String(required=True, validate=_CODE)
+    department = fields.String(load_default=None, allow_none=True)    # needed when the ladder has a department tier
+    co_departments = fields.List(fields.String(), load_default=list)   # co-handlers when joint handling starts
+    on_resolution_overdue = fields.String(load_default=None, allow_none=True,
+                                          validate=validate.OneOf(("escalate", "pressure")))
     response_hours = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=720))
     day_kind = fields.String(load_default="calendar", validate=validate.OneOf(("working", "calendar")))
-    time_limits = fields.Dict(keys=fields.String(validate=validate.OneOf(TIERS)),
+    time_limits = fields.Dict(keys=fields.String(validate=_CODE),
                               values=fields.Integer(strict=True, validate=validate.Range(min=1, max=365)),
                               required=True)
 
@@ -103,7 +169,8 @@ class _Policy(Schema):
             ZoneInfo(value)
         except (ValueError, KeyError, OSError):
             raise ValidationError(f"{value!r} is not an IANA time zone such as Asia/Shanghai")
-    tiers = fields.List(fields.String(validate=validate.OneOf(TIERS)), required=True, validate=validate.Length(min=2))
+    tiers = fields.List(_TierRef(), required=True, validate=validate.Length(min=2))
+    escalation = fields.Nested(_Escalation, load_default=lambda: _Escalation().load({}))
     calendar = fields.Nested(_Calendar, load_default=None)
     townships = fields.List(fields.Nested(_Township), required=True, validate=validate.Length(min=1))
     units = fields.List(fields.Nested(_Unit), required=True, validate=validate.Length(min=1))
@@ -119,9 +186,12 @@ class _Policy(Schema):
             for v in t["villages"]:
                 places.add(v["code"])
                 places.update(h["code"] for h in v["hamlets"])
+        tiers = {t["code"]: t for t in data["tiers"]}
+        if len(tiers) != len(data["tiers"]):
+            errors["tiers"] = ["tier codes must be unique"]
         units = {u["code"]: u for u in data["units"]}
         for i, unit in enumerate(data["units"]):
-            if unit["tier"] not in data["tiers"]:
+            if unit["tier"] not in tiers:
                 errors[f"units.{i}.tier"] = [f"{unit['tier']!r} is not one of this county's tiers"]
             for j, code in enumerate(unit["covers"]):
                 if code not in places:
@@ -137,10 +207,27 @@ class _Policy(Schema):
             if cat["code"] in seen_codes:
                 errors[f"categories.{i}.code"] = [f"duplicate category code {cat['code']!r}"]
             seen_codes.add(cat["code"])
-            if units.get(cat["department"], {}).get("tier") != "department":
+            def is_department(code: str) -> bool:
+                return tiers.get(units.get(code, {}).get("tier"), {}).get("level") == "department"
+            ladder = [t for t in data["tiers"]][[t["code"] for t in data["tiers"]].index(cat["start_tier"]):] \
+                if cat["start_tier"] in tiers else []
+            needs_department = any(t["level"] == "department" for t in ladder)
+            if cat["department"] is None and needs_department:
+                errors[f"categories.{i}.department"] = ["required: the ladder above the start tier has a department tier"]
+            elif cat["department"] is not None and not is_department(cat["department"]):
                 errors[f"categories.{i}.department"] = [f"{cat['department']!r} is not a department unit"]
-            if cat["start_tier"] not in cat["time_limits"]:
-                errors[f"categories.{i}.time_limits"] = [f"no time limit for the start tier {cat['start_tier']!r}"]
+            for j, code in enumerate(cat["co_departments"]):
+                if not is_department(code) or code == cat["department"]:
+                    errors[f"categories.{i}.co_departments.{j}"] = [f"{code!r} is not another department unit"]
+            if cat["start_tier"] not in tiers:
+                errors[f"categories.{i}.start_tier"] = [f"{cat['start_tier']!r} is not one of this county's tiers"]
+            elif any(t not in cat["time_limits"] for t in list(tiers)[list(tiers).index(cat["start_tier"]):]):
+                missing = [t for t in list(tiers)[list(tiers).index(cat["start_tier"]):] if t not in cat["time_limits"]]
+                errors[f"categories.{i}.time_limits"] = [f"no time limit for tier(s) {', '.join(missing)} "
+                                                         f"(every tier from the start tier up needs one)"]
+            for tier in cat["time_limits"]:
+                if tier not in tiers:
+                    errors[f"categories.{i}.time_limits.{tier}"] = [f"{tier!r} is not one of this county's tiers"]
         if errors:
             raise ValidationError(errors)
 
@@ -161,14 +248,38 @@ def validate_policy(raw: Any) -> dict:
     return policy
 
 
-def read_policy_file(path: Path) -> dict:
+def _read_yaml(path: Path, where: str) -> Any:
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise PolicyError({"(file)": [f"cannot read {path}: {exc.strerror}"]}) from None
+        raise PolicyError({where: [f"cannot read {path}: {exc.strerror}"]}) from None
     except yaml.YAMLError as exc:
-        raise PolicyError({"(file)": [f"not valid YAML: {exc}"]}) from None
-    return validate_policy(raw)
+        raise PolicyError({where: [f"not valid YAML: {exc}"]}) from None
+
+
+def _include_calendars(raw: Any, base: Path) -> Any:
+    """`calendar.include: [file, …]` merges shared calendar files (the State Council's holidays are the
+    same for every county) into the policy, so the published event carries the whole calendar."""
+    calendar = raw.get("calendar") if isinstance(raw, Mapping) else None
+    if not isinstance(calendar, Mapping) or "include" not in calendar:
+        return raw
+    merged = {k: list(v) for k, v in calendar.items() if k != "include" and isinstance(v, list)}
+    includes = calendar["include"]
+    if not isinstance(includes, list):
+        raise PolicyError({"calendar.include": ["must be a list of calendar files"]})
+    for i, name in enumerate(includes):
+        where = f"calendar.include.{i}"
+        shared = _read_yaml(base / str(name), where)
+        if not isinstance(shared, Mapping):
+            raise PolicyError({where: ["must be a YAML mapping with holidays, workdays and covers"]})
+        for key in ("holidays", "workdays", "covers"):
+            merged.setdefault(key, []).extend(shared.get(key) or [])
+    return {**raw, "calendar": {k: sorted(set(v), key=str) for k, v in merged.items()}}
+
+
+def read_policy_file(path: Path) -> dict:
+    raw = _read_yaml(path, "(file)")
+    return validate_policy(_include_calendars(raw, Path(path).parent))
 
 
 def digest(policy: Mapping[str, Any]) -> str:
@@ -227,6 +338,26 @@ class CountyPolicy:
                                       "village": v["code"], "hamlet": h["code"]}
         return out
 
+    @cached_property
+    def tiers(self) -> list[dict]:
+        return list(self.doc["tiers"])
+
+    def tier(self, code: str) -> dict:
+        return next(t for t in self.tiers if t["code"] == code)
+
+    def tiers_from(self, code: str) -> list[dict]:
+        """The ladder from `code` upwards."""
+        codes = [t["code"] for t in self.tiers]
+        return self.tiers[codes.index(code):] if code in codes else self.tiers
+
+    def next_tier(self, code: str) -> dict | None:
+        above = self.tiers_from(code)[1:]
+        return above[0] if above else None
+
+    @property
+    def escalation(self) -> dict:
+        return self.doc["escalation"]
+
     def place_name(self, code: str | None) -> str | None:
         return self._places.get(code, {}).get("name") if code else None
 
@@ -266,7 +397,7 @@ class CountyPolicy:
             "county": self.county,
             "name": self.doc["name"],
             "policy_version": self.version,
-            "tiers": self.doc["tiers"],
+            "tiers": [{"code": t["code"], "name": t["name"], "level": t["level"]} for t in self.tiers],
             "categories": [{"code": c["code"], "key": c["key"], "name": c["name"], "start_tier": c["start_tier"]}
                            for c in self.doc["categories"]],
             "townships": [{"code": t["code"], "name": t["name"],

@@ -67,3 +67,15 @@ def increment(conn: Connection, table, keys: dict, column: str, **on_insert) -> 
     statement = statement.on_conflict_do_update(index_elements=list(keys),
                                                 set_={column: getattr(table.c, column) + 1})
     return conn.execute(statement.returning(getattr(table.c, column))).scalar_one()
+
+
+def upsert(conn: Connection, table, keys: dict, values: dict) -> None:
+    """Insert the row with `keys`, or overwrite its `values` when it exists — one statement, so a
+    projection and a timer sweep writing the same row never collide on its key."""
+    if conn.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**keys, **values)
+    conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=values) if values
+                 else statement.on_conflict_do_nothing(index_elements=list(keys)))

@@ -56,13 +56,16 @@ def flatten_errors(messages: Any, root: str = "body", prefix: str = "") -> dict[
     return out
 
 
-def read_json(request, schema: Schema) -> dict:
-    """Parse and validate a JSON request body, or raise ApiError naming every bad field."""
+def read_json(request, schema: Schema, *, optional: bool = False) -> dict:
+    """Parse and validate a JSON request body, or raise ApiError naming every bad field. With
+    `optional`, an empty body stands for `{}`."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
     raw = request.get_data(cache=False)
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    if not raw and optional:
+        raw = b"{}"
     if not raw:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object",
                        {"body": ["required"]})
@@ -77,6 +80,15 @@ def read_json(request, schema: Schema) -> dict:
         return schema.load(data)
     except ValidationError as exc:
         raise ApiError(422, "invalid_fields", "some fields are missing or invalid", flatten_errors(exc.messages))
+
+
+def read_query(request, schema: Schema) -> dict:
+    """Validate query parameters (single values), or raise ApiError naming every bad one."""
+    try:
+        return schema.load(dict(request.args.items()))
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_fields", "some query parameters are missing or invalid",
+                       flatten_errors(exc.messages, root="query"))
 
 
 def api(handler: Callable) -> Callable:

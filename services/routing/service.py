@@ -1,12 +1,71 @@
-"""Routing: assigns reported cases (派单) and takes cadres' actions on them."""
+"""Routing: assigns reported cases (派单), takes cadres' and supervisors' actions on them, runs the
+timers (warn, overdue, escalate, chase → supervise → listed) and serves worklists."""
 from __future__ import annotations
 
+import logging
+import time
+
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from prometheus_client import Counter, Histogram
+
+from minqing.clock import SYSTEM_CLOCK
+from minqing.config import load as load_settings
+from minqing.db import read_transaction
 from minqing.endpoints import route
-from minqing.http import json_response, read_json
+from minqing.http import json_response, read_json, read_query
 from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
-from services.routing.actions import ResolveIn, resolve
-from services.routing.projection import RoutingProjection
+from services.routing import actions
+from services.routing.explain import explain
+from services.routing.projection import RoutingProjection, policy_in_force
+from services.routing.sweep import Sweeper
 from services.routing.tables import metadata_obj
+from services.routing.worklist import WorklistQuery, worklist
+
+log = logging.getLogger("minqing.routing")
+SWEEP_SECONDS = Histogram("minqing_routing_sweep_seconds", "Duration of one timer sweep")
+SWEEP_EVENTS = Counter("minqing_routing_timer_events_total", "Events appended by the timer sweep")
+SWEEP_CONFLICTS = Counter("minqing_routing_timer_conflicts_total", "Due cases that moved while the sweep decided")
+
+
+class Sweeping(DependencyProvider):
+    """Runs the timer sweep every MINQING_SWEEP_SECONDS in a managed thread."""
+
+    def setup(self):
+        provider = next(d for d in self.container.dependencies if isinstance(d, LedgerProvider))
+        self.sweeper = Sweeper(provider.ledger, SYSTEM_CLOCK)
+        self.interval = load_settings().sweep_seconds
+        self._running = False
+
+    def start(self):
+        self._running = True
+        self.container.spawn_managed_thread(self._loop, identifier="routing-sweep")
+
+    def stop(self):
+        self._running = False
+
+    kill = stop
+
+    def _loop(self):
+        while self._running:
+            started = time.perf_counter()
+            try:
+                result = self.sweeper.sweep()
+                SWEEP_EVENTS.inc(result.appended)
+                SWEEP_CONFLICTS.inc(result.conflicts)
+            except Exception:
+                log.exception("timer sweep failed; retrying")
+            SWEEP_SECONDS.observe(time.perf_counter() - started)
+            time.sleep(self.interval)
+
+    def get_dependency(self, worker_ctx):
+        return self.sweeper
+
+
+def _answer(case_id: str, recorded) -> dict:
+    last = recorded[-1]
+    return {"case_id": case_id, "events": [e.type for e in recorded], "version": last.version,
+            "position": last.position}
 
 
 class RoutingService:
@@ -14,6 +73,7 @@ class RoutingService:
     ledger = LedgerProvider(metadata_obj)
     dead_letters = DeadLetters()
     assignments = Following(RoutingProjection)
+    sweeper = Sweeping()
 
     @consume_events(service_queue("routing", RoutingProjection.event_types))
     def on_event(self, body):
@@ -28,10 +88,82 @@ class RoutingService:
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.assignments.follower)
         return json_response(status, body)
 
+    def _act(self, request, principal, case_id, schema, make):
+        actions.visible_case(self.ledger, case_id, principal)       # 404 before the body is judged
+        command = read_json(request, schema, optional=isinstance(schema, actions.AcceptIn))
+        recorded = actions.act(self.ledger, SYSTEM_CLOCK, case_id, principal, make(principal, command))
+        return json_response(200, _answer(case_id, recorded))
+
+    @route("POST", "/api/v1/cases/<string:case_id>/accept", action="case.accept",
+           summary="The holding unit's cadre accepts the case (受理), meeting the response deadline")
+    def accept(self, request, principal, case_id):
+        return self._act(request, principal, case_id, actions.AcceptIn(), actions.accept)
+
+    @route("POST", "/api/v1/cases/<string:case_id>/notes", action="case.note",
+           summary="Note progress; with reply_to, the written reply a supervision requires")
+    def note(self, request, principal, case_id):
+        return self._act(request, principal, case_id, actions.NoteIn(), actions.note)
+
     @route("POST", "/api/v1/cases/<string:case_id>/resolve", action="case.resolve",
            summary="The holding cadre resolves the case (办结)")
     def resolve(self, request, principal, case_id):
-        command = read_json(request, ResolveIn())
-        event = resolve(self.ledger, case_id, command, principal)
-        return json_response(200, {"case_id": case_id, "status": "resolved", "version": event.version,
-                                   "position": event.position})
+        return self._act(request, principal, case_id, actions.ResolveIn(), actions.resolve)
+
+    @route("POST", "/api/v1/cases/<string:case_id>/escalate", action="case.escalate",
+           summary="The holding cadre escalates the case to the next tier (上报), giving a reason")
+    def escalate(self, request, principal, case_id):
+        return self._act(request, principal, case_id, actions.ReasonIn(),
+                         lambda p, c: actions.escalate(p, c, SYSTEM_CLOCK))
+
+    @route("POST", "/api/v1/cases/<string:case_id>/transfer", action="case.transfer",
+           summary="Transfer to another unit (转办): a cadre within the tier, a supervisor anywhere")
+    def transfer(self, request, principal, case_id):
+        return self._act(request, principal, case_id, actions.TransferIn(),
+                         lambda p, c: actions.transfer(p, c, SYSTEM_CLOCK))
+
+    @route("POST", "/api/v1/cases/<string:case_id>/joint", action="case.joint",
+           summary="Start joint handling (会诊): the holding unit leads, co-units join")
+    def joint(self, request, principal, case_id):
+        return self._act(request, principal, case_id, actions.JointIn(), actions.joint)
+
+    @route("POST", "/api/v1/cases/<string:case_id>/return", action="case.return",
+           summary="Return the case as not ours (退回), for a supervisor to re-dispatch")
+    def return_case(self, request, principal, case_id):
+        return self._act(request, principal, case_id, actions.ReasonIn(), actions.return_case)
+
+    @route("POST", "/api/v1/cases/<string:case_id>/supervise", action="case.supervise",
+           summary="A supervisor chases, supervises or lists the case (催办/督办/挂牌督办)")
+    def supervise(self, request, principal, case_id):
+        return self._act(request, principal, case_id, actions.SuperviseIn(),
+                         lambda p, c: actions.supervise(p, c, SYSTEM_CLOCK))
+
+    @route("GET", "/api/v1/cases/<string:case_id>/routing", action="case.read",
+           summary="Why the case is where it is: every routing decision, its rule and its deadlines")
+    def routing(self, request, principal, case_id):
+        case, events = actions.visible_case(self.ledger, case_id, principal)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = policy_in_force(conn, case.county)
+        lang = "en" if request.args.get("lang") == "en" else "zh"
+        return json_response(200, explain(case, events, policy, lang))
+
+    @route("GET", "/api/v1/worklist", action="worklist.read",
+           summary="Open cases of a unit or cadre with their deadlines, overdue first (?unit=&cadre=&status=)")
+    def get_worklist(self, request, principal):
+        query = read_query(request, WorklistQuery())
+        with read_transaction(self.ledger.engine) as conn:
+            policy = policy_in_force(conn, principal.county)
+            body = worklist(conn, principal, policy, query, SYSTEM_CLOCK.now())
+        return json_response(200, body)
+
+    @rpc
+    def explain_case(self, case_id: str) -> dict:
+        """For other services: the routing explanation of a case (no access check: service-to-service)."""
+        from minqing.casefile import fold, stream_of
+        events = self.ledger.read_stream(stream_of(case_id))
+        if not events:
+            raise LookupError(f"no case {case_id}")
+        case = fold(case_id, events)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = policy_in_force(conn, case.county)
+        return explain(case, events, policy, "zh")
+

@@ -25,7 +25,7 @@ def test_longjiang_has_the_seed_000_places(policy):
 
 def test_longjiang_has_the_four_tier_network(policy):
     """Seed 000: "构建县乡村屯四级代理代办网络和服务体系"."""
-    assert policy["tiers"] == ["hamlet", "village", "township", "department"]
+    assert [t["code"] for t in policy["tiers"]] == ["hamlet", "village", "township", "department"]
 
 
 def test_places_are_checked_against_their_parents(policy):

@@ -1,0 +1,63 @@
+"""Worklists (issue #5 §7): the open cases of a unit or a cadre with their deadlines, overdue first.
+
+Scope follows access control: a cadre sees their own unit's list, a supervisor the townships they
+oversee, an operator the whole county. Returned cases (退回) wait here for a supervisor to re-dispatch.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy import Connection, case as when, func, select
+
+from minqing import access
+from minqing.clock import isoformat
+from minqing.http import ApiError
+from services.routing.tables import cases_table
+
+c = cases_table.c
+
+
+class WorklistQuery(Schema):
+    unit = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    cadre = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    status = fields.String(load_default=None, validate=validate.OneOf(("assigned", "accepted", "returned")))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+
+
+def worklist(conn: Connection, principal: access.Principal, policy, query: dict, now: datetime) -> dict:
+    filters = [c.county == principal.county, c.is_open.is_(True)]
+    unit = query["unit"]
+    if principal.role == "cadre":
+        if unit not in (None, principal.unit):
+            raise ApiError(403, "forbidden", "a cadre sees their own unit's worklist", {"unit": ["not your unit"]})
+        unit = principal.unit
+    elif principal.role == "supervisor":
+        scope = access.township_scope(principal, policy)
+        if scope is not None:
+            filters.append(c.township.in_(sorted(scope)))
+    if unit:
+        filters.append(c.unit == unit)
+    if query["cadre"]:
+        filters.append(c.cadre == query["cadre"])
+    if query["status"]:
+        filters.append(c.status == query["status"])
+    stamp = isoformat(now)
+    lapsed = (c.resolution_due < stamp) | (c.response_due < stamp)
+    rows = conn.execute(select(cases_table).where(*filters)
+                        .order_by(when((lapsed, 0), else_=1), c.resolution_due.is_(None), c.resolution_due, c.case_id)
+                        .limit(query["limit"]).offset(query["offset"])).mappings().all()
+    total = conn.execute(select(func.count()).select_from(cases_table).where(*filters)).scalar_one()
+    return {
+        "county": principal.county, "unit": unit, "as_of": stamp, "total": total,
+        "cases": [{
+            "case_id": r["case_id"], "tracking_no": r["tracking_no"], "category": r["category"],
+            "status": r["status"], "tier": r["tier"], "unit": r["unit"], "cadre": r["cadre"],
+            "urgency": r["urgency"], "summary": r["summary"],
+            "response_due": r["response_due"], "resolution_due": r["resolution_due"],
+            "overdue": bool((r["resolution_due"] and r["resolution_due"] < stamp)
+                            or (r["response_due"] and r["response_due"] < stamp)),
+            "pressure": r["pressure"], "reply_due": r["reply_due"],
+        } for r in rows],
+    }
