@@ -61,3 +61,18 @@ def doubly_assigned(database_url: str) -> list[str]:
             return [r[0] for r in conn.execute(text(DOUBLE_ASSIGNMENTS))]
     finally:
         engine.dispose()
+
+
+def county_dir(base, *policies):
+    """A counties directory for a test stack: the given policy files, with the shared calendars beside
+    it (policies include ../calendars/…)."""
+    import shutil
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    counties = Path(base) / "counties"
+    counties.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(root / "deploy" / "calendars", Path(base) / "calendars", dirs_exist_ok=True)
+    for policy in policies:
+        source = Path(policy) if Path(policy).is_absolute() else root / policy
+        shutil.copy(source, counties / source.name)
+    return counties

@@ -7,21 +7,26 @@ from minqing.casefile import CaseFile
 STATUS_TEXT = {
     "zh": {"reported": "已受理", "assigned": "已派单办理中", "accepted": "办理中", "resolved": "已办结",
            "delivered": "结果已送达", "followed_up": "已回访", "reopened": "重新办理中", "closed": "已结案",
-           "withdrawn": "已撤回", "merged": "已并入同类诉求办理"},
+           "withdrawn": "已撤回", "merged": "已并入同类诉求办理", "returned": "正在重新派单"},
     "en": {"reported": "registered", "assigned": "assigned and in progress", "accepted": "in progress",
            "resolved": "resolved", "delivered": "result delivered", "followed_up": "followed up",
-           "reopened": "reopened", "closed": "closed", "withdrawn": "withdrawn", "merged": "merged with a similar case"},
+           "reopened": "reopened", "closed": "closed", "withdrawn": "withdrawn", "merged": "merged with a similar case",
+           "returned": "being dispatched again"},
 }
 EVENT_TEXT = {
     "zh": {"case.reported": "诉求已登记受理", "case.assigned": "已派给{unit}办理", "case.accepted": "承办单位已接单",
            "case.transferred": "已转交{unit}办理", "case.escalated": "已上报{unit}办理", "case.resolved": "已办结",
            "case.delivered": "办理结果已送达", "case.followed_up": "已回访", "case.reopened": "已重新办理",
-           "case.closed": "已结案", "case.withdrawn": "已撤回", "case.merged": "已并入同类诉求"},
+           "case.closed": "已结案", "case.withdrawn": "已撤回", "case.merged": "已并入同类诉求",
+           "case.returned": "正在重新派单", "case.joint_handling_started": "多部门联合办理（会诊）",
+           "case.supervised": "已列入督办"},
     "en": {"case.reported": "registered", "case.assigned": "assigned to {unit}", "case.accepted": "accepted by the unit",
            "case.transferred": "transferred to {unit}", "case.escalated": "escalated to {unit}",
            "case.resolved": "resolved", "case.delivered": "result delivered", "case.followed_up": "followed up",
            "case.reopened": "reopened", "case.closed": "closed", "case.withdrawn": "withdrawn",
-           "case.merged": "merged with a similar case"},
+           "case.merged": "merged with a similar case", "case.returned": "being dispatched again",
+           "case.joint_handling_started": "handled jointly by several departments",
+           "case.supervised": "under supervision"},
 }
 
 

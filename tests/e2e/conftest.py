@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support import county_dir
 
 from minqing import devstack
 
@@ -105,13 +106,12 @@ def stack_db(postgres):
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, stack_db, rabbit):
     run_dir = tmp_path_factory.mktemp("stack")
-    counties = tmp_path_factory.mktemp("counties")
-    root = Path(__file__).resolve().parents[2]
-    for source in [root / "deploy" / "counties" / "longjiang.yaml", root / "tests" / "fixtures" / "counties" / "heping.yaml"]:
-        shutil.copy(source, counties / source.name)
+    counties = county_dir(tmp_path_factory.mktemp("policies"), "deploy/counties/longjiang.yaml",
+                          "tests/fixtures/counties/heping.yaml")
     port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": stack_db,
-           "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties)}
+           "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties),
+           "MINQING_SWEEP_SECONDS": "1"}
     s = Stack(run_dir, env, port).start()
     yield s
     s.stop()

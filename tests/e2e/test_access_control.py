@@ -44,6 +44,17 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/cases"): {"operator", "cadre@holding-unit", "cadre@other-unit"},
     ("GET", "/api/v1/cases/{case_id}"): LONGJIANG_CASE_READERS,
     ("POST", "/api/v1/cases/{case_id}/resolve"): {"cadre@holding-unit"},
+    ("POST", "/api/v1/cases/{case_id}/accept"): {"cadre@holding-unit"},
+    ("POST", "/api/v1/cases/{case_id}/notes"): {"cadre@holding-unit"},
+    ("POST", "/api/v1/cases/{case_id}/escalate"): {"cadre@holding-unit"},
+    ("POST", "/api/v1/cases/{case_id}/joint"): {"cadre@holding-unit"},
+    ("POST", "/api/v1/cases/{case_id}/return"): {"cadre@holding-unit"},
+    ("POST", "/api/v1/cases/{case_id}/transfer"): {"cadre@holding-unit", "supervisor@township", "supervisor@county"},
+    ("POST", "/api/v1/cases/{case_id}/supervise"): {"supervisor@township", "supervisor@county"},
+    ("GET", "/api/v1/cases/{case_id}/routing"): LONGJIANG_CASE_READERS,
+    ("GET", "/api/v1/worklist"): {"operator", "operator@other-county", "cadre@holding-unit", "cadre@other-unit",
+                                  "cadre@other-county", "supervisor@township", "supervisor@other-township",
+                                  "supervisor@county", "supervisor@other-county"},      # each their own scope
     ("GET", "/api/v1/assessment/{county}/cadres"): {"cadre@holding-unit", "cadre@other-unit", "supervisor@township",
                                                     "supervisor@other-township", "supervisor@county", "auditor"},
     ("GET", "/api/v1/assessment/{county}/cadres/{cadre}"): {"cadre@holding-unit", "supervisor@township",
@@ -75,8 +86,35 @@ def world(stack, stack_db):
     return {"tokens": tokens, "case": case}
 
 
+BODIES = {
+    "/resolve": {"resolution": "已修复"},
+    "/accept": {},
+    "/notes": {"note": "已联系村民"},
+    "/escalate": {"reason": "需乡镇协调"},
+    "/joint": {"co_units": ["dept.transport"]},
+    "/return": {"reason": "不属本站职责"},
+    "/transfer": {"to_unit": "shanquan.pingan-station", "reason": "属平安村"},
+    "/supervise": {"level": "chase", "note": "请加快办理"},
+}
+
+
+def _case_for(stack, world, method: str, path: str) -> dict:
+    """Reads share the world's case; each case action gets a fresh case of its own, since the allowed
+    caller changes it (moves, returns, resolves) and the next operation must find it held."""
+    if method != "POST" or path == "/api/v1/cases":
+        return world["case"]
+    fresh = world.setdefault("fresh", {})
+    if path not in fresh:
+        code, case = stack.request("POST", "/api/v1/cases", report(summary=f"矩阵测试 {path}"),
+                                   token=world["tokens"]["operator"])
+        assert code == 201
+        _wait_case(stack, case["case_id"], "assigned")
+        fresh[path] = case
+    return fresh[path]
+
+
 def _call(stack, world, method: str, path: str, who: str):
-    case = world["case"]
+    case = _case_for(stack, world, method, path)
     token = world["tokens"].get(who)
     filled = (path.replace("{case_id}", case["case_id"]).replace("{tracking_no}", case["tracking_no"])
               .replace("{county}", "longjiang").replace("{cadre}", "lj-c002"))
@@ -85,8 +123,8 @@ def _call(stack, world, method: str, path: str, who: str):
     body = None
     if (method, path) == ("POST", "/api/v1/cases"):
         body = report(summary=f"矩阵测试：{who}")
-    elif path.endswith("/resolve"):
-        body = {"resolution": "已修复"}
+    elif method == "POST":
+        body = BODIES["/" + path.rsplit("/", 1)[1]]
     return stack.request(method, filled, body, token=token)
 
 
@@ -120,7 +158,8 @@ def test_authorisation_matrix(stack, world):
 
 def test_other_county_principals_see_nothing_of_this_county(stack, world):
     case_id = world["case"]["case_id"]
-    for who, path in [("auditor@other-county", "/api/v1/access-log"),
+    for who, path in [("operator@other-county", "/api/v1/worklist"), ("supervisor@other-county", "/api/v1/worklist"),
+                      ("auditor@other-county", "/api/v1/access-log"),
                       ("auditor@other-county", "/api/v1/notifications"),
                       ("admin@other-county", "/api/v1/notifications")]:
         code, body = stack.request("GET", path, token=world["tokens"][who])

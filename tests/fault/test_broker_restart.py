@@ -3,22 +3,18 @@ once it is back; the services and the relay reconnect by themselves."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from pathlib import Path
 
 from minqing import devstack
 from tests.e2e.conftest import Stack, free_port_block
 from tests.e2e.test_case_flow import _wait_case, report
-from tests.support import Watcher, doubly_assigned
+from tests.support import county_dir, Watcher, doubly_assigned
 
 
 def test_reports_survive_a_broker_restart(tmp_path, postgres):
     broker = devstack.RabbitMQ(tmp_path / "mq").start()
     db = postgres.create_database("fault_broker_restart")
-    counties = tmp_path / "counties"
-    counties.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "deploy" / "counties" / "longjiang.yaml", counties)
+    counties = county_dir(tmp_path, "deploy/counties/longjiang.yaml")
     port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(tmp_path / "run"), "MINQING_DATABASE_URL": db,
            "MINQING_AMQP_URI": broker.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties)}

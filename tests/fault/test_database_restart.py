@@ -4,24 +4,20 @@ still equal what the ledger says."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
 from minqing import devstack
 from tests.e2e.conftest import Stack, free_port_block
 from tests.e2e.test_case_flow import _wait_case, report
-from tests.support import doubly_assigned
+from tests.support import county_dir, doubly_assigned
 
 
 def test_a_database_crash_loses_nothing(tmp_path):
     broker = devstack.RabbitMQ(tmp_path / "mq").start()
     pg = devstack.PostgreSQL(tmp_path / "pg", durable=True).start()
-    counties = tmp_path / "counties"
-    counties.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "deploy" / "counties" / "longjiang.yaml", counties)
+    counties = county_dir(tmp_path, "deploy/counties/longjiang.yaml")
     port = free_port_block()
     run = tmp_path / "run"
     run.mkdir()
