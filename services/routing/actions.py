@@ -103,8 +103,10 @@ def _held(case: CaseFile, doing: str) -> None:
 Decide = Callable[[CaseFile, object, dict], list[tuple[str, dict]]]
 
 
-def act(ledger: Ledger, clock: Clock, case_id: str, principal: access.Principal, decide: Decide) -> list[RecordedEvent]:
-    """Load, decide on the current state, append with the version read; on a conflict, again."""
+def act(ledger: Ledger, clock: Clock, case_id: str, principal: access.Principal,
+        decide: Decide) -> tuple[CaseFile, list[RecordedEvent]]:
+    """Load, decide on the current state, append with the version read; on a conflict, again.
+    Returns the case as it is after the action, and what was recorded."""
     for _ in range(MAX_TRIES):
         case, events = visible_case(ledger, case_id, principal)
         policy, load = _policy(ledger, case.county)
@@ -112,10 +114,13 @@ def act(ledger: Ledger, clock: Clock, case_id: str, principal: access.Principal,
         meta = Metadata(actor=principal.actor, county=case.county, correlation_id=case_id,
                         causation_id=events[-1].event_id)
         try:
-            return ledger.append(stream_of(case_id), [NewEvent(t, d, meta) for t, d in new],
-                                 expected_version=case.version)
+            recorded = ledger.append(stream_of(case_id), [NewEvent(t, d, meta) for t, d in new],
+                                     expected_version=case.version)
         except ConcurrencyError:
             continue
+        for event in recorded:
+            case = case.apply(event)
+        return case, recorded
     raise Conflict("the case kept changing while acting on it; try again", "conflict")
 
 

@@ -62,10 +62,10 @@ class Sweeping(DependencyProvider):
         return self.sweeper
 
 
-def _answer(case_id: str, recorded) -> dict:
+def _answer(case, recorded) -> dict:
     last = recorded[-1]
-    return {"case_id": case_id, "events": [e.type for e in recorded], "version": last.version,
-            "position": last.position}
+    return {"case_id": case.case_id, "status": case.status, "unit": case.unit, "cadre": case.cadre,
+            "events": [e.type for e in recorded], "version": last.version, "position": last.position}
 
 
 class RoutingService:
@@ -91,8 +91,8 @@ class RoutingService:
     def _act(self, request, principal, case_id, schema, make):
         actions.visible_case(self.ledger, case_id, principal)       # 404 before the body is judged
         command = read_json(request, schema, optional=isinstance(schema, actions.AcceptIn))
-        recorded = actions.act(self.ledger, SYSTEM_CLOCK, case_id, principal, make(principal, command))
-        return json_response(200, _answer(case_id, recorded))
+        case, recorded = actions.act(self.ledger, SYSTEM_CLOCK, case_id, principal, make(principal, command))
+        return json_response(200, _answer(case, recorded))
 
     @route("POST", "/api/v1/cases/<string:case_id>/accept", action="case.accept",
            summary="The holding unit's cadre accepts the case (受理), meeting the response deadline")

@@ -3,6 +3,12 @@ due work, not the open cases), re-decides each case on its current stream and ap
 with the version it read. A cadre who acted meanwhile wins; the case is then decided again on its
 new state in the next round. Two sweeps at once are harmless: event ids are derived from the timer's
 cause, and each append names the version it read.
+
+The sweep only appends; routing's projection alone rewrites the timer rows when it sees the new
+events. One writer per table keeps lock order simple on PostgreSQL (the projection may hold timer
+rows while it waits for the ledger's append lock; the sweep never waits for timer rows). Until the
+projection catches up, a fired timer's row stays and the next sweep re-decides the case and finds
+nothing due.
 """
 from __future__ import annotations
 
@@ -14,9 +20,9 @@ from sqlalchemy import select
 
 from minqing.casefile import fold, stream_of
 from minqing.clock import Clock, isoformat
-from minqing.db import read_transaction, write_transaction
+from minqing.db import read_transaction
 from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent
-from services.routing.projection import load_for, policy_in_force, record_case
+from services.routing.projection import load_for, policy_in_force
 from services.routing.tables import timers_table
 from services.routing.timers import ACTOR, fire
 
@@ -60,20 +66,14 @@ class Sweeper:
 
     def _fire(self, case_id: str, now: datetime) -> int:
         stream = stream_of(case_id)
-        with write_transaction(self.ledger.engine) as conn:
+        with read_transaction(self.ledger.engine) as conn:
             events = self.ledger.read_stream(stream, conn=conn)
             case = fold(case_id, events)
             policy = policy_in_force(conn, case.county) if case.county else None
-            if policy is None:
-                record_case(conn, None, case)
-                return 0
-            steps = fire(policy, case, now, load_for(conn, case.county))
-            if steps:
-                meta = Metadata(actor=ACTOR, county=case.county, correlation_id=case_id,
-                                causation_id=events[-1].event_id)
-                recorded = self.ledger.append(stream, [NewEvent(s.type, s.data, meta, event_id=s.event_id) for s in steps],
-                                              expected_version=case.version, conn=conn)
-                for r in recorded:
-                    case = case.apply(r)
-            record_case(conn, policy, case)
-            return len(steps)
+            steps = fire(policy, case, now, load_for(conn, case.county)) if policy is not None else []
+        if not steps:
+            return 0
+        meta = Metadata(actor=ACTOR, county=case.county, correlation_id=case_id, causation_id=events[-1].event_id)
+        self.ledger.append(stream, [NewEvent(s.type, s.data, meta, event_id=s.event_id) for s in steps],
+                           expected_version=case.version)
+        return len(steps)

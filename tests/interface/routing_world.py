@@ -72,7 +72,7 @@ class RoutingWorld:
         return access.Principal(token_id=f"t-{cadre}", role="cadre", county=county_id, unit=unit, cadre=cadre)
 
     def do(self, case_id: str, principal, decide):
-        recorded = actions.act(self.ledger, self.clock, case_id, principal, decide)
+        _, recorded = actions.act(self.ledger, self.clock, case_id, principal, decide)
         self.settle()
         return recorded
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 
@@ -66,9 +67,13 @@ def test_relay_resumes_from_its_checkpoint(ledger, rabbit, watcher):
 
 
 def test_unroutable_events_are_confirmed_and_counted_not_lost_silently(ledger, rabbit):
+    # a virtual host of its own: no service of another test has bound a queue there
+    vhost = f"unroutable-{uuid.uuid4().hex[:8]}"
+    rabbit.ctl("add_vhost", vhost)
+    rabbit.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     ledger.append("case-a", [note("a")])
     before = relay_mod.UNROUTABLE._value.get()
-    stop, thread = _run_relay(ledger, rabbit.uri)      # no queue bound at all
+    stop, thread = _run_relay(ledger, rabbit.uri.rstrip("/") + "/" + vhost)      # no queue bound at all
     try:
         for _ in range(100):
             if relay_mod.lag(ledger)["lag"] == 0:
