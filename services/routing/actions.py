@@ -11,6 +11,8 @@ Who may act (object level, after the role check of minqing.access):
 """
 from __future__ import annotations
 
+import random
+import time
 from datetime import timedelta
 from typing import Callable
 
@@ -27,7 +29,7 @@ from services.routing.assignment import decide_escalation, decide_transfer, join
 from services.routing.projection import load_for, policy_in_force
 from services.routing.timers import LEVELS
 
-MAX_TRIES = 5
+MAX_TRIES = 10      # notify records deliveries on the case stream too, so a busy case may move often
 _TEXT = [validate.Length(min=1, max=2000), validate.Regexp(r"\S", error="must not be blank")]
 _CODE = validate.Length(min=1, max=100)
 
@@ -107,7 +109,7 @@ def act(ledger: Ledger, clock: Clock, case_id: str, principal: access.Principal,
         decide: Decide) -> tuple[CaseFile, list[RecordedEvent]]:
     """Load, decide on the current state, append with the version read; on a conflict, again.
     Returns the case as it is after the action, and what was recorded."""
-    for _ in range(MAX_TRIES):
+    for attempt in range(MAX_TRIES):
         case, events = visible_case(ledger, case_id, principal)
         policy, load = _policy(ledger, case.county)
         new = decide(case, policy, load)
@@ -117,6 +119,7 @@ def act(ledger: Ledger, clock: Clock, case_id: str, principal: access.Principal,
             recorded = ledger.append(stream_of(case_id), [NewEvent(t, d, meta) for t, d in new],
                                      expected_version=case.version)
         except ConcurrencyError:
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
             continue
         for event in recorded:
             case = case.apply(event)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import time
 
+from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from prometheus_client import Counter, Histogram
 
+from minqing import access
 from minqing.clock import SYSTEM_CLOCK
 from minqing.config import load as load_settings
 from minqing.db import read_transaction
 from minqing.endpoints import route
-from minqing.http import json_response, read_json, read_query
+from minqing.casefile import fold, stream_of
+from minqing.http import ApiError, flatten_errors, json_response, read_json, read_query
 from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
 from services.routing import actions
 from services.routing.explain import explain
@@ -68,6 +71,18 @@ def _answer(case, recorded) -> dict:
             "events": [e.type for e in recorded], "version": last.version, "position": last.position}
 
 
+ACTIONS = {      # action name → (command schema, decision): the HTTP routes and the RPC share them
+    "accept": (actions.AcceptIn(), actions.accept),
+    "note": (actions.NoteIn(), actions.note),
+    "resolve": (actions.ResolveIn(), actions.resolve),
+    "escalate": (actions.ReasonIn(), lambda p, c: actions.escalate(p, c, SYSTEM_CLOCK)),
+    "transfer": (actions.TransferIn(), lambda p, c: actions.transfer(p, c, SYSTEM_CLOCK)),
+    "joint": (actions.JointIn(), actions.joint),
+    "return": (actions.ReasonIn(), actions.return_case),
+    "supervise": (actions.SuperviseIn(), lambda p, c: actions.supervise(p, c, SYSTEM_CLOCK)),
+}
+
+
 class RoutingService:
     name = "routing"
     ledger = LedgerProvider(metadata_obj)
@@ -88,54 +103,52 @@ class RoutingService:
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.assignments.follower)
         return json_response(status, body)
 
-    def _act(self, request, principal, case_id, schema, make):
+    def _act(self, request, principal, case_id, action):
+        schema, make = ACTIONS[action]
         actions.visible_case(self.ledger, case_id, principal)       # 404 before the body is judged
-        command = read_json(request, schema, optional=isinstance(schema, actions.AcceptIn))
+        command = read_json(request, schema, optional=action == "accept")
         case, recorded = actions.act(self.ledger, SYSTEM_CLOCK, case_id, principal, make(principal, command))
         return json_response(200, _answer(case, recorded))
 
     @route("POST", "/api/v1/cases/<string:case_id>/accept", action="case.accept",
            summary="The holding unit's cadre accepts the case (受理), meeting the response deadline")
     def accept(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.AcceptIn(), actions.accept)
+        return self._act(request, principal, case_id, "accept")
 
     @route("POST", "/api/v1/cases/<string:case_id>/notes", action="case.note",
            summary="Note progress; with reply_to, the written reply a supervision requires")
     def note(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.NoteIn(), actions.note)
+        return self._act(request, principal, case_id, "note")
 
     @route("POST", "/api/v1/cases/<string:case_id>/resolve", action="case.resolve",
            summary="The holding cadre resolves the case (办结)")
     def resolve(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.ResolveIn(), actions.resolve)
+        return self._act(request, principal, case_id, "resolve")
 
     @route("POST", "/api/v1/cases/<string:case_id>/escalate", action="case.escalate",
            summary="The holding cadre escalates the case to the next tier (上报), giving a reason")
     def escalate(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.ReasonIn(),
-                         lambda p, c: actions.escalate(p, c, SYSTEM_CLOCK))
+        return self._act(request, principal, case_id, "escalate")
 
     @route("POST", "/api/v1/cases/<string:case_id>/transfer", action="case.transfer",
            summary="Transfer to another unit (转办): a cadre within the tier, a supervisor anywhere")
     def transfer(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.TransferIn(),
-                         lambda p, c: actions.transfer(p, c, SYSTEM_CLOCK))
+        return self._act(request, principal, case_id, "transfer")
 
     @route("POST", "/api/v1/cases/<string:case_id>/joint", action="case.joint",
            summary="Start joint handling (会诊): the holding unit leads, co-units join")
     def joint(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.JointIn(), actions.joint)
+        return self._act(request, principal, case_id, "joint")
 
     @route("POST", "/api/v1/cases/<string:case_id>/return", action="case.return",
            summary="Return the case as not ours (退回), for a supervisor to re-dispatch")
     def return_case(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.ReasonIn(), actions.return_case)
+        return self._act(request, principal, case_id, "return")
 
     @route("POST", "/api/v1/cases/<string:case_id>/supervise", action="case.supervise",
            summary="A supervisor chases, supervises or lists the case (催办/督办/挂牌督办)")
     def supervise(self, request, principal, case_id):
-        return self._act(request, principal, case_id, actions.SuperviseIn(),
-                         lambda p, c: actions.supervise(p, c, SYSTEM_CLOCK))
+        return self._act(request, principal, case_id, "supervise")
 
     @route("GET", "/api/v1/cases/<string:case_id>/routing", action="case.read",
            summary="Why the case is where it is: every routing decision, its rule and its deadlines")
@@ -156,9 +169,30 @@ class RoutingService:
         return json_response(200, body)
 
     @rpc
+    def act(self, case_id: str, action: str, command: dict, principal: dict) -> dict:
+        """For other services: the same action as over HTTP, on behalf of `principal` (role, county,
+        unit, cadre), with the same state and scope checks. Returns the HTTP answer's body with the
+        HTTP status as `code`, so callers see 404/409/422 exactly as a person would."""
+        try:
+            if action not in ACTIONS:
+                raise ApiError(422, "invalid_fields", "unknown action", {"action": [f"one of {', '.join(ACTIONS)}"]})
+            who = access.Principal(token_id="rpc", role=principal["role"], county=principal["county"],
+                            unit=principal.get("unit"), cadre=principal.get("cadre"))
+            access.authorize(who, f"case.{action}")
+            schema, make = ACTIONS[action]
+            actions.visible_case(self.ledger, case_id, who)
+            try:
+                parsed = schema.load(command or {})
+            except ValidationError as exc:
+                raise ApiError(422, "invalid_fields", "some fields are missing or invalid", flatten_errors(exc.messages))
+            case, recorded = actions.act(self.ledger, SYSTEM_CLOCK, case_id, who, make(who, parsed))
+            return {"code": 200, **_answer(case, recorded)}
+        except ApiError as exc:
+            return {"code": exc.status, "error": {"code": exc.code, "message": exc.message, "fields": exc.fields}}
+
+    @rpc
     def explain_case(self, case_id: str) -> dict:
         """For other services: the routing explanation of a case (no access check: service-to-service)."""
-        from minqing.casefile import fold, stream_of
         events = self.ledger.read_stream(stream_of(case_id))
         if not events:
             raise LookupError(f"no case {case_id}")
