@@ -66,6 +66,8 @@ class CaseFile:
     deadline_marks: frozenset = frozenset() # (event type, deadline, due) already recorded: each once
     returned_by: str | None = None
     reopened: int = 0
+    merged_into: str | None = None
+    reports: int = 1                        # how many reports of this matter (duplicates merged into it)
     history: tuple[dict, ...] = field(default_factory=tuple)
 
     @property
@@ -120,6 +122,10 @@ class CaseFile:
             changes.update(resolved_by=d["cadre"], reply_due=None)
         elif event.type == "case.followed_up":
             changes["rating"] = d["rating"]
+        elif event.type == "case.merged":
+            changes["merged_into"] = d["into_case_id"]
+        elif event.type == "case.urgency_raised":
+            changes.update(urgency=d["urgency"], reports=d["reports"])
         elif event.type == "case.reopened":
             changes.update(reopened=self.reopened + 1, rating=None, resolved_by=None)
         elif event.type not in _STATUS_AFTER:

@@ -67,13 +67,24 @@ class Location(_Strict):
 
 
 class ReporterRef(_Strict):
-    subject = fields.String(required=True, validate=_ID)       # vault subject reference
+    subject = fields.String(required=True, allow_none=True, validate=_ID)   # vault subject; None: anonymous
     name_masked = fields.String(required=True, validate=validate.Length(max=50))
     phone_masked = fields.String(required=True, validate=validate.Length(max=20))
 
 
 class CaseEvent(_Strict):
     case_id = fields.String(required=True, validate=_ID)
+
+
+class Coordinates(_Strict):
+    lat = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
+    lon = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
+
+
+class Attachment(_Strict):
+    ref = fields.String(required=True, validate=validate.Length(min=1, max=500))   # where the file is kept
+    media_type = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
 
 
 class CaseReported(CaseEvent):
@@ -87,11 +98,26 @@ class CaseReported(CaseEvent):
     location = fields.Nested(Location, required=True)
     reporter = fields.Nested(ReporterRef, required=True)
     reported_at = Instant(required=True)   # when the resident raised it (may precede registration)
+    # optional (added without a new version; absent in older events)
+    details = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=8000))
+    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
+    coordinates = fields.Nested(Coordinates, load_default=None, allow_none=True)
+    attachments = fields.List(fields.Nested(Attachment), load_default=list, validate=validate.Length(max=20))
+    paper_form_ref = fields.String(load_default=None, allow_none=True, validate=_ID)   # 纸质登记表 of an offline report
+    agent = fields.String(load_default=None, allow_none=True, validate=_ID)   # the 代办员 who reported on the resident's behalf
+    external_ref = fields.String(load_default=None, allow_none=True, validate=_ID)   # e.g. the WeChat message id
 
 
 class CaseMerged(CaseEvent):
     into_case_id = fields.String(required=True, validate=_ID)
     reason = fields.String(required=True, validate=_TEXT)
+
+
+class CaseUrgencyRaised(CaseEvent):
+    """Repeated reports of one matter raise the original case's urgency (issue #4 §5)."""
+    urgency = fields.String(required=True, validate=validate.OneOf(("normal", "urgent")))
+    reports = fields.Integer(required=True, strict=True, validate=validate.Range(min=2))   # reports of it so far
+    merged_case_id = fields.String(required=True, validate=_ID)
 
 
 class CaseAssigned(CaseEvent):
@@ -259,6 +285,7 @@ def _catalogue(*entries: EventType) -> dict[str, EventType]:
 CATALOGUE: dict[str, EventType] = _catalogue(
     EventType("case.reported", 1, CaseReported),
     EventType("case.merged", 1, CaseMerged),
+    EventType("case.urgency_raised", 1, CaseUrgencyRaised),
     EventType("case.assigned", 1, CaseAssigned),
     EventType("case.accepted", 1, CaseAccepted),
     EventType("case.progress_noted", 1, CaseProgressNoted),

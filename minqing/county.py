@@ -138,6 +138,14 @@ class _Escalation(Schema):
             raise ValidationError({"pressure": ["after_hours must not fall as the level rises"]})
 
 
+class _Duplicates(Schema):
+    """A report matching an open case of the same category — from the same resident, or at the same
+    spot (the same address, or coordinates within `radius_m`) within `window_hours` — is merged into
+    it (issue #4 §5)."""
+    window_hours = fields.Integer(load_default=72, strict=True, validate=validate.Range(min=1, max=24 * 90))
+    radius_m = fields.Integer(load_default=100, strict=True, validate=validate.Range(min=1, max=5000))
+
+
 class _Category(Schema):
     code = fields.String(required=True, validate=_CODE)
     key = fields.String(required=True, validate=_CODE)
@@ -171,6 +179,7 @@ class _Policy(Schema):
             raise ValidationError(f"{value!r} is not an IANA time zone such as Asia/Shanghai")
     tiers = fields.List(_TierRef(), required=True, validate=validate.Length(min=2))
     escalation = fields.Nested(_Escalation, load_default=lambda: _Escalation().load({}))
+    duplicates = fields.Nested(_Duplicates, load_default=lambda: _Duplicates().load({}))
     calendar = fields.Nested(_Calendar, load_default=None)
     townships = fields.List(fields.Nested(_Township), required=True, validate=validate.Length(min=1))
     units = fields.List(fields.Nested(_Unit), required=True, validate=validate.Length(min=1))

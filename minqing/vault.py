@@ -92,8 +92,11 @@ class Vault:
                                ).first()
             if row is not None:
                 key = Fernet(self._master.decrypt(row.wrapped_key))
+                current = conn.execute(select(subjects_table.c.ciphertext)
+                                       .where(subjects_table.c.subject == row.subject)).scalar_one()
+                merged = {**json.loads(key.decrypt(current)), **fields}     # what the resident told us last wins
                 conn.execute(update(subjects_table).where(subjects_table.c.subject == row.subject)
-                             .values(ciphertext=key.encrypt(json.dumps(fields, ensure_ascii=False).encode())))
+                             .values(ciphertext=key.encrypt(json.dumps(merged, ensure_ascii=False).encode())))
                 return row.subject
         subject = str(uuid.uuid4())
         subject_key = Fernet.generate_key()

@@ -76,3 +76,17 @@ def county_dir(base, *policies):
         source = Path(policy) if Path(policy).is_absolute() else root / policy
         shutil.copy(source, counties / source.name)
     return counties
+
+
+# Phone numbers test reports use: a resident of their own per report (a resident reporting one
+# category twice while the first is open is a duplicate), every one kept for the personal-data checks.
+USED_PHONES: list[str] = []
+
+
+def fresh_phone() -> str:
+    import random
+    while True:
+        phone = f"137{random.randrange(10**8):08d}"
+        if phone not in USED_PHONES:
+            USED_PHONES.append(phone)
+            return phone

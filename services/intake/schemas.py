@@ -1,33 +1,70 @@
-"""What a report must look like when it arrives over HTTP (marshmallow)."""
+"""What a report must look like when it arrives over HTTP (marshmallow). The one place for intake's
+input rules: every field that is wrong is named, with why."""
 from __future__ import annotations
 
 import re
 from datetime import timezone
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from minqing.contract import CHANNELS, KINDS
 
 _PHONE = re.compile(r"^(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}$|^0\d{2,3}-?\d{7,8}$")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
+
+# Channels whose reports are taken on paper and registered later (民情下访, 便民服务岗 on market day,
+# 意见箱, 群众之家): only these may carry an earlier `reported_at`, and then the paper form's reference.
+OFFLINE_CHANNELS = ("field_visit", "market_post", "suggestion_box", "service_hall")
+# A suggestion box takes unsigned notes: the one channel where the reporter may be unknown.
+ANONYMOUS_CHANNELS = ("suggestion_box",)
+
+
+def id_number_ok(value: str) -> bool:
+    """An 18-character resident identity number (GB 11643) with a valid check character."""
+    value = value.strip().upper()
+    if not re.fullmatch(r"\d{17}[\dX]", value):
+        return False
+    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS))
+    return "10X98765432"[total % 11] == value[17]
+
+
+class CoordinatesIn(Schema):
+    lat = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=-90, max=90))
+    lon = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=-180, max=180))
 
 
 class LocationIn(Schema):
-    township = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    township = fields.String(required=True, validate=[validate.Length(min=1, max=100), NOT_BLANK])
     village = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
     hamlet = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
+    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=300))
+    coordinates = fields.Nested(CoordinatesIn, load_default=None, allow_none=True)
 
 
 class ReporterIn(Schema):
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=50), validate.Regexp(r"\S", error="must not be blank")])
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=50), NOT_BLANK])
     phone = fields.String(required=True, validate=validate.Length(min=7, max=20))
+    id_number = fields.String(load_default=None, allow_none=True, validate=validate.Length(equal=18))
 
     @validates("phone")
     def _phone(self, value, **_):
         if not _PHONE.match(value.strip()):
             raise ValidationError("not a mainland mobile number (11 digits starting with 1) or a landline with area code")
 
+    @validates("id_number")
+    def _id_number(self, value, **_):
+        if value is not None and not id_number_ok(value):
+            raise ValidationError("not a valid 18-character identity number (check character mismatch)")
 
-NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
+
+class AttachmentIn(Schema):
+    ref = fields.String(required=True, validate=[validate.Length(min=1, max=500),
+                                                 validate.Regexp(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$",
+                                                                 error="must be a URI (https://…, att:…) of the stored file")])
+    media_type = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Regexp(r"^[a-z]+/[a-z0-9.+-]+$", error="must be a media type such as image/jpeg"))
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
 
 
 class ReportIn(Schema):
@@ -37,9 +74,14 @@ class ReportIn(Schema):
     kind = fields.String(load_default="help", validate=validate.OneOf(KINDS))
     urgency = fields.String(load_default="normal", validate=validate.OneOf(("normal", "urgent")))
     summary = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
+    details = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
     location = fields.Nested(LocationIn, required=True)
-    reporter = fields.Nested(ReporterIn, required=True)
+    reporter = fields.Nested(ReporterIn, load_default=None, allow_none=True)
+    attachments = fields.List(fields.Nested(AttachmentIn), load_default=list, validate=validate.Length(max=10))
     reported_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    paper_form_ref = fields.String(load_default=None, allow_none=True,
+                                   validate=[validate.Length(min=1, max=100), NOT_BLANK])
+    agent = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
 
     @validates("reported_at")
     def _sane_time(self, value, **_):
@@ -51,3 +93,20 @@ class ReportIn(Schema):
             year = 0
         if not 2000 <= year <= 2100:
             raise ValidationError("must be a time between the years 2000 and 2100")
+
+    @validates_schema(skip_on_field_errors=False)     # so a bad body lists every problem at once
+    def _channel_rules(self, data, **_):
+        errors: dict[str, list[str]] = {}
+        channel = data.get("channel")
+        if data.get("reporter") is None and channel not in ANONYMOUS_CHANNELS:
+            errors["reporter"] = ["required (only a suggestion-box note may be anonymous)"]
+        if data.get("reported_at") is not None:
+            if channel not in OFFLINE_CHANNELS:
+                errors["reported_at"] = [f"only reports taken offline ({', '.join(OFFLINE_CHANNELS)}) may be "
+                                         "registered with an earlier time"]
+            elif not data.get("paper_form_ref"):
+                errors["paper_form_ref"] = ["required with reported_at: the reference of the paper form"]
+        if data.get("agent") is not None and channel != "proxy_agent":
+            errors["agent"] = ["only a proxy_agent report names an agent"]
+        if errors:
+            raise ValidationError(errors)

@@ -82,10 +82,12 @@ class IntakeService:
             if policy is None:
                 raise ApiError(422, "unknown_county", "no such county is configured",
                                {"county": [f"{report['county']!r} is not a configured county"]})
-            registered = register(conn, self.ledger, self.vault, policy, report, SYSTEM_CLOCK, principal.actor)
+            registered = register(conn, self.ledger, self.vault, policy, report, SYSTEM_CLOCK, principal.actor,
+                                  principal.cadre)
         return json_response(201, {
             "case_id": registered.case_id, "tracking_no": registered.tracking_no, "pin": registered.pin,
-            "status": "reported", "position": registered.position,
+            "status": "merged" if registered.merged_into else "reported", "merged_into": registered.merged_into,
+            "position": registered.position,
             "links": {"case": f"/api/v1/cases/{registered.case_id}", "track": f"/api/v1/track/{registered.tracking_no}"},
         }, headers={"Location": f"/api/v1/cases/{registered.case_id}"})
 

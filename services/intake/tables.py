@@ -1,5 +1,5 @@
 """Intake's own tables (DESIGN principle 9: no other service reads them)."""
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata_obj = MetaData()
 
@@ -23,4 +23,20 @@ case_access_table = Table(       # how a resident proves a case is theirs: track
     Column("tracking_no", String(40), nullable=False, unique=True),
     Column("pin_hash", String(64), nullable=False),
     Column("salt", String(32), nullable=False),
+)
+
+open_cases_table = Table(        # what a new report may duplicate: open cases by category, resident and place
+    "intake_open_cases", metadata_obj,
+    Column("case_id", String(36), primary_key=True),
+    Column("county", String(40), nullable=False),
+    Column("category", String(100), nullable=False),
+    Column("subject", String(36), nullable=True),     # the resident's vault subject (None: anonymous)
+    Column("place", String(100), nullable=False),     # the most specific place code
+    Column("spot", String(300), nullable=True),       # the normalised address given, if any
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("reported_at", String(32), nullable=False),
+    Column("open", Boolean, nullable=False),
+    Column("merged_into", String(36), nullable=True),
+    Index("intake_open_cases_lookup", "county", "category", "open"),
 )
