@@ -131,6 +131,62 @@ def cmd_access_log(args, settings) -> int:
     return 0
 
 
+def cmd_resident(args, settings) -> int:
+    """Erase a resident (crypto-shredding): their key is destroyed, their details become unreadable;
+    the ledger keeps its subject references and masked forms, still verifies, and cases still count."""
+    from minqing import vault as vault_mod
+    from minqing.casefile import stream_of
+    from minqing.clock import SYSTEM_CLOCK, isoformat
+    from minqing.db import read_transaction, write_transaction
+    engine, ledger = _engine_and_ledger(settings)
+    vault_mod.metadata_obj.create_all(engine)
+    vault = vault_mod.Vault(vault_mod.load_master_key(settings.run_dir / "vault.key"))
+    subject = args.subject
+    if args.case:
+        reported = [e for e in ledger.read_stream(stream_of(args.case)) if e.type == "case.reported"]
+        if not reported:
+            return _fail(f"--case: no case {args.case!r}")
+        subject = (reported[0].data.get("reporter") or {}).get("subject")
+        if not subject:
+            return _fail("--case: that case was reported anonymously; there is no resident to erase")
+    if args.phone:
+        with read_transaction(engine) as conn:
+            subject = vault.subject_for_phone(conn, args.phone)
+        if subject is None:
+            return _fail("--phone: no resident with that number is kept in the vault")
+    if args.action == "show":
+        with read_transaction(engine) as conn:
+            fields = vault.reveal(conn, subject)
+        if fields is None:
+            return _fail(f"resident {subject}: unknown or erased")
+        print(json.dumps({"subject": subject, **fields}, ensure_ascii=False))
+        return 0
+    with write_transaction(engine) as conn:
+        erased = vault.erase(conn, subject, isoformat(SYSTEM_CLOCK.now()))
+    if not erased:
+        return _fail(f"resident {subject}: unknown or already erased")
+    print(f"resident {subject} erased: their details can no longer be read; cases and the ledger are unchanged")
+    return 0
+
+
+def cmd_channel(args, settings) -> int:
+    from minqing import vault as vault_mod
+    from minqing.clock import SYSTEM_CLOCK
+    from minqing.db import write_transaction
+    from services.intake import wechat
+    from services.intake.tables import metadata_obj as intake_tables
+    engine, ledger = _engine_and_ledger(settings)
+    intake_tables.create_all(engine)
+    if _published_policy(ledger, args.county) is None:
+        return _fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
+    vault = vault_mod.Vault(vault_mod.load_master_key(settings.run_dir / "vault.key"))
+    with write_transaction(engine) as conn:
+        secret = wechat.new_secret(conn, vault, args.county, SYSTEM_CLOCK.now())
+    print(f"new {args.channel} signing secret for {args.county} (any earlier one stops working); "
+          f"shown once, configure it in the account's server:\n{secret}")
+    return 0
+
+
 # ---- events / audit / consumers -------------------------------------------------------------------
 
 def cmd_events_tail(args, settings) -> int:
@@ -335,6 +391,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--county", required=True)
     p.add_argument("--case-id")
     p.set_defaults(func=cmd_access_log)
+
+    resident = sub.add_parser("resident", help="residents' personal data (the vault)").add_subparsers(
+        dest="action", required=True)
+    for action, text in (("erase", "destroy a resident's key: their details become unreadable for good"),
+                         ("show", "print a resident's details (for a request from the resident themself)")):
+        p = resident.add_parser(action, help=text)
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--subject", help="the resident's vault subject reference")
+        which.add_argument("--case", help="the resident who reported this case")
+        which.add_argument("--phone", help="the resident with this phone number")
+        p.set_defaults(func=cmd_resident)
+
+    channel = sub.add_parser("channel", help="inbound channels").add_subparsers(dest="action", required=True)
+    p = channel.add_parser("secret", help="issue the signing secret of an inbound webhook channel")
+    p.add_argument("channel", choices=["wechat"])
+    p.add_argument("--county", required=True)
+    p.set_defaults(func=cmd_channel)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from nameko.web.handlers import http
 
@@ -26,6 +26,13 @@ class Route:
     action: str        # a key of minqing.access.POLICY
     summary: str
     rate_limited: bool
+    body: Any = None           # marshmallow schema of the JSON body (or "form" for form-encoded)
+    query: Any = None          # marshmallow schema of the query parameters
+    response: Any = None       # marshmallow schema of the success answer
+    status: int = 200          # the success status
+    errors: tuple = ()         # further statuses the handler answers (409, …)
+    media_types: tuple = ("application/json",)
+    extra_success: tuple = ()  # other success statuses (e.g. 200 for a repeat of a 201)
 
     @property
     def openapi_path(self) -> str:
@@ -36,8 +43,9 @@ class Route:
         return re.findall(r"<(?:[a-z]+:)?([a-z_]+)>", self.path)
 
 
-def route(method: str, path: str, *, action: str, summary: str,
-          limiter: access.RateLimiter | None = None) -> Callable:
+def route(method: str, path: str, *, action: str, summary: str, limiter: access.RateLimiter | None = None,
+          body=None, query=None, response=None, status: int = 200, errors: tuple = (),
+          media_types: tuple = ("application/json",), extra_success: tuple = ()) -> Callable:
     if action not in access.POLICY:
         raise ValueError(f"no access rule for action {action!r}: add it to minqing.access.POLICY")
 
@@ -58,7 +66,8 @@ def route(method: str, path: str, *, action: str, summary: str,
             return fn(self, request, principal, **path_values)
 
         wrapped = api(handler)
-        wrapped.minqing_route = Route(method, path, action, summary, limiter is not None)
+        wrapped.minqing_route = Route(method, path, action, summary, limiter is not None, body, query, response,
+                                      status, tuple(errors), tuple(media_types), tuple(extra_success))
         return http(method, path)(wrapped)
     return decorate
 
@@ -83,38 +92,70 @@ def routes_of(service_cls) -> list[Route]:
 
 
 GATEWAY_ROUTES = [
-    Route("GET", "/health", "public", "Health of the whole stack: services, ledger, broker, relay", False),
+    Route("GET", "/health", "public", "Health of the whole stack: services, ledger, broker, relay", False,
+          errors=(503,)),
     Route("GET", "/api/v1/openapi.json", "public", "This document", False),
 ]
 
+_ERROR_TEXT = {400: "the body or a parameter is not well-formed", 401: "no valid token", 403: "role or county not allowed",
+               404: "no such resource (or not visible to this principal)", 405: "method not allowed",
+               409: "the action no longer applies to the case's current state", 413: "body too large",
+               422: "invalid or unknown fields, each named", 429: "rate limited or locked out",
+               503: "a part of the stack is not healthy"}
+
+
+def _operation(owner: str, r: Route) -> dict:
+    op: dict = {
+        "operationId": f"{owner}.{r.method.lower()}.{r.openapi_path}",
+        "summary": r.summary,
+        "x-minqing-service": owner,
+        "x-minqing-action": r.action,
+        "x-minqing-roles": sorted(access.POLICY[r.action]),
+        "security": [] if r.action == "public" else [{"bearer": []}],
+        "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for p in r.path_params],
+    }
+    if r.query is not None:
+        op["parameters"].append({"in": "query", "schema": r.query})
+    if r.body == "form":
+        op["requestBody"] = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+    elif r.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": r.body}}}
+    success = {"description": "success",
+               "content": {m: {"schema": r.response if (r.response is not None and m == "application/json") else {}}
+                           for m in r.media_types}}
+    codes = {400, 404, 405} | set(r.errors)
+    if r.action != "public":
+        codes |= {401, 403}
+    if r.rate_limited:
+        codes.add(429)
+    if r.body is not None:
+        codes |= {413, 422}
+    if r.query is not None:
+        codes.add(422)
+    responses = {str(code): success for code in (r.status, *r.extra_success)}
+    for code in sorted(codes):
+        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "error"),
+                                "content": {m: {"schema": "Error" if m == "application/json" else {}} for m in r.media_types}}
+    op["responses"] = responses
+    return op
+
 
 def openapi_document(service_classes: Iterable, title: str = "Minqing API", version: str = "1") -> dict:
-    """An OpenAPI 3.0 document of the public HTTP API (through the gateway)."""
+    """The OpenAPI 3.0 document of the public HTTP API (through the gateway), generated by apispec
+    from the routes' declarations and their marshmallow schemas."""
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+    from minqing.http import ErrorOut
+    spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[MarshmallowPlugin()])
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Error", schema=ErrorOut)
     paths: dict[str, dict] = {}
     for owner, routes in [("gateway", GATEWAY_ROUTES)] + [(cls.name, routes_of(cls)) for cls in service_classes]:
         for r in routes:
             if owner != "gateway" and r.path in ("/health", "/metrics"):
                 continue    # each service's own operational endpoints, not routed by the gateway
-            op = {
-                "operationId": f"{owner}.{r.method.lower()}.{r.openapi_path}",
-                "summary": r.summary,
-                "x-minqing-service": owner,
-                "x-minqing-action": r.action,
-                "x-minqing-roles": sorted(access.POLICY[r.action]),
-                "security": [] if r.action == "public" else [{"bearer": []}],
-                "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                               for p in r.path_params],
-                "responses": {"default": {"description": "JSON; errors as {\"error\": {code, message, fields}}"}},
-            }
-            if r.action != "public":
-                op["responses"].update({"401": {"description": "no valid token"},
-                                        "403": {"description": "role or county not allowed"}})
-            if r.rate_limited:
-                op["responses"]["429"] = {"description": "rate limited"}
-            paths.setdefault(r.openapi_path, {})[r.method.lower()] = op
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": title, "version": version},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "paths": dict(sorted(paths.items())),
-    }
+            paths.setdefault(r.openapi_path, {})[r.method.lower()] = _operation(owner, r)
+    for path in sorted(paths):
+        spec.path(path=path, operations=paths[path])
+    return spec.to_dict()

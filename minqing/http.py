@@ -10,12 +10,23 @@ import logging
 import uuid
 from typing import Any, Callable, Mapping
 
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 from werkzeug.wrappers import Response
 
 log = logging.getLogger("minqing.http")
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+class _ErrorBody(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields_ = fields.Dict(data_key="fields", keys=fields.String(), values=fields.List(fields.String()))
+
+
+class ErrorOut(Schema):
+    """Every error answer: {"error": {code, message, fields}}."""
+    error = fields.Nested(_ErrorBody, required=True)
 
 
 class ApiError(Exception):
@@ -56,14 +67,19 @@ def flatten_errors(messages: Any, root: str = "body", prefix: str = "") -> dict[
     return out
 
 
-def read_json(request, schema: Schema, *, optional: bool = False) -> dict:
-    """Parse and validate a JSON request body, or raise ApiError naming every bad field. With
-    `optional`, an empty body stands for `{}`."""
+def read_body(request) -> bytes:
+    """The raw request body, refused (413) past MAX_BODY_BYTES."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
-    raw = request.get_data(cache=False)
+    raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def load_json(raw: bytes, schema: Schema, *, optional: bool = False) -> dict:
+    """Parse and validate a JSON body, or raise ApiError naming every bad field. With `optional`, an
+    empty body stands for `{}`."""
     if not raw and optional:
         raw = b"{}"
     if not raw:
@@ -80,6 +96,10 @@ def read_json(request, schema: Schema, *, optional: bool = False) -> dict:
         return schema.load(data)
     except ValidationError as exc:
         raise ApiError(422, "invalid_fields", "some fields are missing or invalid", flatten_errors(exc.messages))
+
+
+def read_json(request, schema: Schema, *, optional: bool = False) -> dict:
+    return load_json(read_body(request), schema, optional=optional)
 
 
 def read_query(request, schema: Schema) -> dict:

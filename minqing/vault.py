@@ -105,6 +105,17 @@ class Vault:
             ciphertext=Fernet(subject_key).encrypt(json.dumps(fields, ensure_ascii=False).encode())))
         return subject
 
+    def seal(self, data: bytes) -> bytes:
+        """Encrypt a service secret (e.g. a channel's signing secret) under the master key."""
+        return self._master.encrypt(data)
+
+    def unseal(self, token: bytes) -> bytes:
+        return self._master.decrypt(token)
+
+    def subject_for_phone(self, conn: Connection, phone: str) -> str | None:
+        return conn.execute(select(subjects_table.c.subject).where(
+            subjects_table.c.lookup == self.lookup_hash(phone), subjects_table.c.wrapped_key.is_not(None))).scalar()
+
     def reveal(self, conn: Connection, subject: str) -> dict[str, str] | None:
         """The resident's fields, or None when unknown or erased."""
         row = conn.execute(select(subjects_table).where(subjects_table.c.subject == subject)).first()

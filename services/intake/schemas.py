@@ -110,3 +110,92 @@ class ReportIn(Schema):
             errors["agent"] = ["only a proxy_agent report names an agent"]
         if errors:
             raise ValidationError(errors)
+
+
+# ---- answers (documented in the OpenAPI document; the property-based test holds us to them) -------
+
+class _Links(Schema):
+    case = fields.String(required=True)
+    track = fields.String(required=True)
+
+
+class ReportOut(Schema):
+    case_id = fields.String(required=True)
+    tracking_no = fields.String(required=True)
+    pin = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("reported", "merged")))
+    merged_into = fields.String(required=True, allow_none=True)
+    position = fields.Integer(required=True)
+    links = fields.Nested(_Links, required=True)
+
+
+class WeChatOut(Schema):
+    case_id = fields.String(required=True)
+    tracking_no = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("reported", "merged", "already_registered")))
+    pin = fields.String()
+    merged_into = fields.String(allow_none=True)
+
+
+class _HistoryEntry(Schema):
+    position = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    type = fields.String(required=True)
+    at = fields.String(required=True)
+
+
+class CaseOut(Schema):
+    case_id = fields.String(required=True)
+    tracking_no = fields.String(required=True, allow_none=True)
+    county = fields.String(required=True, allow_none=True)
+    status = fields.String(required=True)
+    channel = fields.String(required=True, allow_none=True)
+    category = fields.String(required=True, allow_none=True)
+    kind = fields.String(required=True, allow_none=True)
+    urgency = fields.String(required=True, allow_none=True)
+    summary = fields.String(required=True, allow_none=True)
+    location = fields.Dict(required=True)
+    reported_at = fields.String(required=True, allow_none=True)
+    registered_at = fields.String(required=True, allow_none=True)
+    assignment = fields.Dict(required=True, allow_none=True)
+    version = fields.Integer(required=True)
+    history = fields.List(fields.Nested(_HistoryEntry), required=True)
+
+
+class _TrackEntry(Schema):
+    at = fields.String(required=True)
+    text = fields.String(required=True)
+
+
+class TrackQuery(Schema):
+    pin = fields.String(load_default=None, validate=validate.Length(max=20))   # or header X-Minqing-Pin
+    lang = fields.String(load_default=None, validate=validate.OneOf(("zh", "en")))
+
+
+class TrackOut(Schema):
+    tracking_no = fields.String(required=True)
+    status = fields.String(required=True)
+    status_text = fields.String(required=True)
+    category = fields.String(required=True, allow_none=True)
+    reported_at = fields.String(required=True, allow_none=True)
+    resolution_due = fields.String(required=True, allow_none=True)
+    history = fields.List(fields.Nested(_TrackEntry), required=True)
+
+
+class CatalogueOut(Schema):
+    county = fields.String(required=True)
+    name = fields.String(required=True)
+    policy_version = fields.Integer(required=True)
+    tiers = fields.List(fields.Dict(), required=True)
+    categories = fields.List(fields.Dict(), required=True)
+    townships = fields.List(fields.Dict(), required=True)
+    units = fields.List(fields.Dict(), required=True)
+
+
+class AccessLogQuery(Schema):
+    case_id = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+
+
+class AccessLogOut(Schema):
+    county = fields.String(required=True)
+    reads = fields.List(fields.Dict(), required=True)

@@ -11,19 +11,22 @@ from minqing.casefile import fold, stream_of
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
-from minqing.http import ApiError, json_response, read_json
+from minqing.http import ApiError, json_response, load_json, read_body, read_json
 from minqing.service_kit import (consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, metrics_response,
                                  service_queue)
 from services.intake.projection import CountyCatalogue, load_county
 from services.intake.registration import hash_pin, register
-from services.intake.schemas import ReportIn
+from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, CatalogueOut, ReportIn, ReportOut,
+                                     TrackOut, TrackQuery, WeChatOut)
 from services.intake.tables import case_access_table, metadata_obj
+from services.intake import wechat
 from services.intake.tracking import present_tracking
 
 TRACKING_NO = re.compile(r"^[A-Z]{2,4}-\d{8}-\d{4,6}$")
 CATALOGUE_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)   # per client address
 REPORT_LIMIT = access.RateLimiter(rate_per_second=2.0, burst=30)      # per token
 TRACK_LIMIT = access.RateLimiter(rate_per_second=5.0, burst=30)       # per client address
+WECHAT_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the account's server)
 
 
 def present_case(case, policy) -> dict:
@@ -73,7 +76,7 @@ class IntakeService:
         return json_response(status, body)
 
     @route("POST", "/api/v1/cases", action="case.report", summary="Register a resident's report",
-           limiter=REPORT_LIMIT)
+           limiter=REPORT_LIMIT, body=ReportIn, response=ReportOut, status=201)
     def report(self, request, principal):
         report = read_json(request, ReportIn())
         access.authorize(principal, "case.report", report["county"])
@@ -91,7 +94,32 @@ class IntakeService:
             "links": {"case": f"/api/v1/cases/{registered.case_id}", "track": f"/api/v1/track/{registered.tracking_no}"},
         }, headers={"Location": f"/api/v1/cases/{registered.case_id}"})
 
-    @route("GET", "/api/v1/cases/<string:case_id>", action="case.read", summary="A case's details and history")
+    @route("POST", "/api/v1/channels/wechat/<string:county>", action="public", limiter=WECHAT_LIMIT,
+           body=wechat.WeChatIn, response=WeChatOut, status=201, extra_success=(200,), errors=(401,),
+           summary="WeChat channel: a resident's submission forwarded by the county's official account, "
+                   "signed with X-Minqing-Signature (HMAC-SHA256); a repeated msg_id returns the case it made")
+    def wechat(self, request, principal, county):
+        raw = read_body(request)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = load_county(conn, county)
+            if policy is None:
+                raise ApiError(404, "not_found", "no such county is configured", {"county": ["unknown"]})
+            wechat.verify(conn, self.vault, county, raw, request.headers.get("X-Minqing-Signature"))
+        message = load_json(raw, wechat.WeChatIn())
+        wechat.check_fresh(message["timestamp"], SYSTEM_CLOCK.now())
+        with write_transaction(self.ledger.engine) as conn:
+            earlier = wechat.seen(conn, message["msg_id"])
+            if earlier is not None:
+                return json_response(200, {**earlier, "status": "already_registered"})
+            registered = register(conn, self.ledger, self.vault, policy, wechat.as_report(county, message),
+                                  SYSTEM_CLOCK, "channel:wechat")
+            wechat.remember(conn, county, message["msg_id"], registered.case_id, registered.tracking_no)
+        return json_response(201, {"case_id": registered.case_id, "tracking_no": registered.tracking_no,
+                                   "pin": registered.pin, "merged_into": registered.merged_into,
+                                   "status": "merged" if registered.merged_into else "reported"})
+
+    @route("GET", "/api/v1/cases/<string:case_id>", action="case.read", summary="A case's details and history",
+           response=CaseOut)
     def get_case(self, request, principal, case_id):
         events = self.ledger.read_stream(stream_of(case_id))
         if not events:
@@ -106,7 +134,7 @@ class IntakeService:
 
     @route("GET", "/api/v1/track/<string:tracking_no>", action="public",
            summary="A resident tracks their case with its tracking number and PIN (?pin= or X-Minqing-Pin)",
-           limiter=TRACK_LIMIT)
+           limiter=TRACK_LIMIT, query=TrackQuery, response=TrackOut)
     def track(self, request, principal, tracking_no):
         if not TRACKING_NO.match(tracking_no):
             raise ApiError(404, "not_found", "no case matches this tracking number and PIN")
@@ -129,7 +157,8 @@ class IntakeService:
         return json_response(200, present_tracking(case, events, policy, lang))
 
     @route("GET", "/api/v1/counties/<string:county>", action="public",
-           summary="The county's published catalogue: categories, places, units", limiter=CATALOGUE_LIMIT)
+           summary="The county's published catalogue: categories, places, units", limiter=CATALOGUE_LIMIT,
+           response=CatalogueOut)
     def get_county(self, request, principal, county):
         with read_transaction(self.ledger.engine) as conn:
             policy = load_county(conn, county)
@@ -138,7 +167,7 @@ class IntakeService:
         return json_response(200, policy.catalogue())
 
     @route("GET", "/api/v1/access-log", action="access_log.read",
-           summary="Who read which case's details, when (?case_id=)")
+           summary="Who read which case's details, when (?case_id=)", query=AccessLogQuery, response=AccessLogOut)
     def access_log(self, request, principal):
         with read_transaction(self.ledger.engine) as conn:
             rows = access.list_access(conn, principal.county, request.args.get("case_id"))

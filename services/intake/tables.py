@@ -1,5 +1,5 @@
 """Intake's own tables (DESIGN principle 9: no other service reads them)."""
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata_obj = MetaData()
 
@@ -39,4 +39,21 @@ open_cases_table = Table(        # what a new report may duplicate: open cases b
     Column("open", Boolean, nullable=False),
     Column("merged_into", String(36), nullable=True),
     Index("intake_open_cases_lookup", "county", "category", "open"),
+)
+
+channel_secrets_table = Table(   # inbound webhook secrets (WeChat), encrypted under the vault's master key
+    "intake_channel_secrets", metadata_obj,
+    Column("county", String(40), primary_key=True),
+    Column("channel", String(20), primary_key=True),
+    Column("secret", LargeBinary, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+external_refs_table = Table(     # a message an inbound channel delivers twice is one case
+    "intake_external_refs", metadata_obj,
+    Column("channel", String(20), primary_key=True),
+    Column("ref", String(100), primary_key=True),
+    Column("county", String(40), nullable=False),
+    Column("case_id", String(36), nullable=False),
+    Column("tracking_no", String(40), nullable=False),
 )

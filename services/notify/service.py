@@ -1,6 +1,8 @@
 """Notify: tells residents and cadres what happened, through its delivery outbox."""
 from __future__ import annotations
 
+from marshmallow import Schema, fields, validate
+
 import logging
 
 from nameko.timer import timer
@@ -9,7 +11,7 @@ from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction
 from minqing.endpoints import route
 from minqing import cloudevents
-from minqing.http import ApiError, json_response
+from minqing.http import json_response, read_query
 from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, service_queue, metrics_response
 from services.notify.channels import LogChannel
 from services.notify.outbox import NotificationRules, deliver_due, list_outbox
@@ -18,11 +20,13 @@ from services.notify.tables import metadata_obj
 log = logging.getLogger("minqing.notify")
 
 
-def _whole(raw: str, name: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(422, "invalid_fields", f"{name} must be a whole number from {low} to {high}",
-                       {name: [f"must be a whole number from {low} to {high}"]})
-    return int(raw)
+class EventsQuery(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class OutboxQuery(Schema):
+    status = fields.String(load_default=None, validate=validate.OneOf(("pending", "sent", "failed")))
 
 
 class NotifyService:
@@ -50,20 +54,20 @@ class NotifyService:
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.rules.follower)
         return json_response(status, body)
 
-    @route("GET", "/api/v1/events", action="events.read",
+    @route("GET", "/api/v1/events", action="events.read", query=EventsQuery,
            summary="The county's events as CloudEvents, in ledger order (?after=N&limit=M), for systems that poll")
     def events(self, request, principal):
-        after = _whole(request.args.get("after", "0"), "after", 0, 2**62)
-        limit = _whole(request.args.get("limit", "100"), "limit", 1, 1000)
+        query = read_query(request, EventsQuery())
+        after, limit = query["after"], query["limit"]
         scanned = self.ledger.read_all(after, limit)
         mine = [cloudevents.to_cloudevent(e) for e in scanned if e.county == principal.county]
         return json_response(200, {"county": principal.county, "events": mine,
                                    "next_after": scanned[-1].position if scanned else after})
 
-    @route("GET", "/api/v1/notifications", action="notifications.read",
+    @route("GET", "/api/v1/notifications", action="notifications.read", query=OutboxQuery,
            summary="The delivery outbox of the token's county (?status=pending|sent|failed)")
     def notifications(self, request, principal):
-        status = request.args.get("status")
+        status = read_query(request, OutboxQuery())["status"]
         with read_transaction(self.ledger.engine) as conn:
             rows = list_outbox(conn, principal.county, status)
         for row in rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError, fields, validate
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from prometheus_client import Counter, Histogram
@@ -83,6 +83,20 @@ ACTIONS = {      # action name → (command schema, decision): the HTTP routes a
 }
 
 
+class ActionOut(Schema):
+    case_id = fields.String(required=True)
+    status = fields.String(required=True)
+    unit = fields.String(required=True, allow_none=True)
+    cadre = fields.String(required=True, allow_none=True)
+    events = fields.List(fields.String(), required=True)
+    version = fields.Integer(required=True)
+    position = fields.Integer(required=True)
+
+
+class LangQuery(Schema):
+    lang = fields.String(load_default="zh", validate=validate.OneOf(("zh", "en")))
+
+
 class RoutingService:
     name = "routing"
     ledger = LedgerProvider(metadata_obj)
@@ -111,55 +125,62 @@ class RoutingService:
         return json_response(200, _answer(case, recorded))
 
     @route("POST", "/api/v1/cases/<string:case_id>/accept", action="case.accept",
+           body=type(ACTIONS["accept"][0]), response=ActionOut, errors=(409,),
            summary="The holding unit's cadre accepts the case (受理), meeting the response deadline")
     def accept(self, request, principal, case_id):
         return self._act(request, principal, case_id, "accept")
 
     @route("POST", "/api/v1/cases/<string:case_id>/notes", action="case.note",
+           body=type(ACTIONS["note"][0]), response=ActionOut, errors=(409,),
            summary="Note progress; with reply_to, the written reply a supervision requires")
     def note(self, request, principal, case_id):
         return self._act(request, principal, case_id, "note")
 
     @route("POST", "/api/v1/cases/<string:case_id>/resolve", action="case.resolve",
+           body=type(ACTIONS["resolve"][0]), response=ActionOut, errors=(409,),
            summary="The holding cadre resolves the case (办结)")
     def resolve(self, request, principal, case_id):
         return self._act(request, principal, case_id, "resolve")
 
     @route("POST", "/api/v1/cases/<string:case_id>/escalate", action="case.escalate",
+           body=type(ACTIONS["escalate"][0]), response=ActionOut, errors=(409,),
            summary="The holding cadre escalates the case to the next tier (上报), giving a reason")
     def escalate(self, request, principal, case_id):
         return self._act(request, principal, case_id, "escalate")
 
     @route("POST", "/api/v1/cases/<string:case_id>/transfer", action="case.transfer",
+           body=type(ACTIONS["transfer"][0]), response=ActionOut, errors=(409,),
            summary="Transfer to another unit (转办): a cadre within the tier, a supervisor anywhere")
     def transfer(self, request, principal, case_id):
         return self._act(request, principal, case_id, "transfer")
 
     @route("POST", "/api/v1/cases/<string:case_id>/joint", action="case.joint",
+           body=type(ACTIONS["joint"][0]), response=ActionOut, errors=(409,),
            summary="Start joint handling (会诊): the holding unit leads, co-units join")
     def joint(self, request, principal, case_id):
         return self._act(request, principal, case_id, "joint")
 
     @route("POST", "/api/v1/cases/<string:case_id>/return", action="case.return",
+           body=type(ACTIONS["return"][0]), response=ActionOut, errors=(409,),
            summary="Return the case as not ours (退回), for a supervisor to re-dispatch")
     def return_case(self, request, principal, case_id):
         return self._act(request, principal, case_id, "return")
 
     @route("POST", "/api/v1/cases/<string:case_id>/supervise", action="case.supervise",
+           body=type(ACTIONS["supervise"][0]), response=ActionOut, errors=(409,),
            summary="A supervisor chases, supervises or lists the case (催办/督办/挂牌督办)")
     def supervise(self, request, principal, case_id):
         return self._act(request, principal, case_id, "supervise")
 
-    @route("GET", "/api/v1/cases/<string:case_id>/routing", action="case.read",
+    @route("GET", "/api/v1/cases/<string:case_id>/routing", action="case.read", query=LangQuery,
            summary="Why the case is where it is: every routing decision, its rule and its deadlines")
     def routing(self, request, principal, case_id):
         case, events = actions.visible_case(self.ledger, case_id, principal)
         with read_transaction(self.ledger.engine) as conn:
             policy = policy_in_force(conn, case.county)
-        lang = "en" if request.args.get("lang") == "en" else "zh"
-        return json_response(200, explain(case, events, policy, lang))
+        return json_response(200, explain(case, events, policy, read_query(request, LangQuery())["lang"]))
 
-    @route("GET", "/api/v1/worklist", action="worklist.read",
+    @route("GET", "/api/v1/worklist", action="worklist.read", query=WorklistQuery,
            summary="Open cases of a unit or cadre with their deadlines, overdue first (?unit=&cadre=&status=)")
     def get_worklist(self, request, principal):
         query = read_query(request, WorklistQuery())

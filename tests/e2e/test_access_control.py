@@ -42,6 +42,8 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/counties/{county}"): EVERYONE,
     ("GET", "/api/v1/track/{tracking_no}"): EVERYONE,          # the PIN is the resident's proof
     ("POST", "/api/v1/cases"): {"operator", "cadre@holding-unit", "cadre@other-unit"},
+    ("POST", "/api/v1/channels/wechat/{county}"): set(),        # a body signature, not a token, admits
+
     ("GET", "/api/v1/cases/{case_id}"): LONGJIANG_CASE_READERS,
     ("POST", "/api/v1/cases/{case_id}/resolve"): {"cadre@holding-unit"},
     ("POST", "/api/v1/cases/{case_id}/accept"): {"cadre@holding-unit"},
@@ -95,13 +97,15 @@ BODIES = {
     "/return": {"reason": "不属本站职责"},
     "/transfer": {"to_unit": "shanquan.pingan-station", "reason": "属平安村"},
     "/supervise": {"level": "chase", "note": "请加快办理"},
+    "/{county}": {"msg_id": "m1", "openid": "o1", "timestamp": 0, "category": "202", "summary": "x",
+                  "location": {"township": "heigang"}, "reporter": {"name": "王五", "phone": "13900000000"}},
 }
 
 
 def _case_for(stack, world, method: str, path: str) -> dict:
     """Reads share the world's case; each case action gets a fresh case of its own, since the allowed
     caller changes it (moves, returns, resolves) and the next operation must find it held."""
-    if method != "POST" or path == "/api/v1/cases":
+    if method != "POST" or path == "/api/v1/cases" or "{case_id}" not in path:
         return world["case"]
     fresh = world.setdefault("fresh", {})
     if path not in fresh:

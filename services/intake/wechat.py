@@ -1,0 +1,94 @@
+"""The WeChat channel: the county's WeChat official account (or mini-program) forwards what a
+resident submits to `POST /api/v1/channels/wechat/{county}` as JSON, signed.
+
+- Signature: header `X-Minqing-Signature: sha256=<hex>`, HMAC-SHA256 of the raw body under the
+  county's channel secret (`minqing channel secret wechat --county C`, shown once, stored encrypted
+  under the vault's master key). A wrong or missing signature is 401 and nothing is read further.
+- Freshness: `timestamp` (Unix seconds) within five minutes of now, so a captured request cannot be
+  replayed later.
+- Idempotency: WeChat pushes a message again when it gets no answer in time; `msg_id` identifies it,
+  and a message seen before answers with the case it created (200) instead of a second case.
+- The resident's `openid` is personal data: it goes to the vault with their name and phone, never
+  into an event.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timezone
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy import Connection, select
+
+from minqing.clock import isoformat
+from minqing.db import upsert
+from minqing.http import ApiError
+from minqing.vault import Vault
+from services.intake.schemas import AttachmentIn, LocationIn, NOT_BLANK, ReporterIn
+from services.intake.tables import channel_secrets_table, external_refs_table
+
+CHANNEL = "wechat"
+MAX_SKEW_SECONDS = 300
+
+
+class WeChatIn(Schema):
+    msg_id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$",
+                                                                   error="must be 1-64 letters, digits, '_' or '-'"))
+    openid = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    timestamp = fields.Integer(required=True, strict=True)
+    category = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    kind = fields.String(load_default="help", validate=validate.OneOf(("complaint", "inquiry", "help", "suggestion",
+                                                                        "dispute", "administrative_service")))
+    summary = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
+    details = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
+    location = fields.Nested(LocationIn, required=True)
+    reporter = fields.Nested(ReporterIn, required=True)
+    attachments = fields.List(fields.Nested(AttachmentIn), load_default=list, validate=validate.Length(max=10))
+
+
+def new_secret(conn: Connection, vault: Vault, county: str, at: datetime) -> str:
+    secret = secrets.token_urlsafe(32)
+    upsert(conn, channel_secrets_table, {"county": county, "channel": CHANNEL},
+           {"secret": vault.seal(secret.encode()), "created_at": isoformat(at)})
+    return secret
+
+
+def verify(conn: Connection, vault: Vault, county: str, body: bytes, header: str | None) -> None:
+    row = conn.execute(select(channel_secrets_table.c.secret).where(
+        channel_secrets_table.c.county == county, channel_secrets_table.c.channel == CHANNEL)).first()
+    expected = hmac.new(vault.unseal(row.secret), body, hashlib.sha256).hexdigest() if row else None
+    given = (header or "").removeprefix("sha256=")
+    if expected is None or not hmac.compare_digest(expected, given):
+        raise ApiError(401, "bad_signature", "the X-Minqing-Signature header does not match the body",
+                       {"X-Minqing-Signature": ["missing or wrong (HMAC-SHA256 of the body, hex, as sha256=…)"]})
+
+
+def check_fresh(timestamp: int, now: datetime) -> None:
+    if abs(now.timestamp() - timestamp) > MAX_SKEW_SECONDS:
+        raise ApiError(422, "invalid_fields", "the message is too old or from the future",
+                       {"timestamp": [f"must be within {MAX_SKEW_SECONDS} seconds of now (Unix seconds)"]})
+
+
+def seen(conn: Connection, msg_id: str) -> dict | None:
+    row = conn.execute(select(external_refs_table).where(external_refs_table.c.channel == CHANNEL,
+                                                         external_refs_table.c.ref == msg_id)).first()
+    return {"case_id": row.case_id, "tracking_no": row.tracking_no} if row else None
+
+
+def remember(conn: Connection, county: str, msg_id: str, case_id: str, tracking_no: str) -> None:
+    conn.execute(external_refs_table.insert().values(channel=CHANNEL, ref=msg_id, county=county,
+                                                     case_id=case_id, tracking_no=tracking_no))
+
+
+def as_report(county: str, message: dict) -> dict:
+    """The message as an intake report of channel `wechat`."""
+    return {"county": county, "channel": CHANNEL, "category": message["category"], "kind": message["kind"],
+            "urgency": "normal", "summary": message["summary"], "details": message["details"],
+            "location": message["location"], "reporter": message["reporter"],
+            "attachments": message["attachments"], "reported_at": None, "paper_form_ref": None, "agent": None,
+            "contact": {"wechat_openid": message["openid"]}, "external_ref": f"wechat:{message['msg_id']}"}
+
+
+def utc_from(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
