@@ -90,3 +90,7 @@ def fresh_phone() -> str:
         if phone not in USED_PHONES:
             USED_PHONES.append(phone)
             return phone
+
+
+# Residents' names the tests use, searched for at the end of the session like the phone numbers.
+USED_NAMES: list[str] = ["张三丰", "李四", "王五", "赵六"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import county_dir
+from tests.support import Watcher, county_dir
 
 from minqing import devstack
 
@@ -104,7 +104,16 @@ def stack_db(postgres):
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, stack_db, rabbit):
+def broker_tap(rabbit):
+    """Every event the stack publishes in this session, kept in a queue bound before the stack starts,
+    for the final search for personal data (tests/e2e/test_zz_personal_data.py)."""
+    tap = Watcher(rabbit.uri, keys=("#",), name="test.tap.session")
+    yield tap
+    tap.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, stack_db, rabbit, broker_tap):
     run_dir = tmp_path_factory.mktemp("stack")
     counties = county_dir(tmp_path_factory.mktemp("policies"), "deploy/counties/longjiang.yaml",
                           "tests/fixtures/counties/heping.yaml")

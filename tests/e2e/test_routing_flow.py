@@ -7,6 +7,7 @@ import time
 import pytest
 
 from tests.e2e.test_case_flow import _wait_case, report
+from tests.support import fresh_phone
 
 VILLAGE = ("cadre", "longjiang", "heigang.kaoshan-station", "lj-c002")
 TOWNSHIP = ("cadre", "longjiang", "heigang-centre", "lj-c006")
@@ -131,7 +132,7 @@ def test_the_running_sweep_warns_before_a_deadline(stack):
     code, case = stack.request("POST", "/api/v1/cases", {
         "county": "heping", "channel": "hotline", "category": "203", "summary": "道路塌陷",
         "location": {"township": "hp-town", "village": "hp-town.east"},
-        "reporter": {"name": "李四", "phone": "13900139000"}}, token=operator)
+        "reporter": {"name": "李四", "phone": fresh_phone()}}, token=operator)
     assert code == 201, case
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
