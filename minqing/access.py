@@ -50,6 +50,7 @@ POLICY: dict[str, frozenset[str]] = {
     "notifications.read": frozenset({"auditor", "admin"}),
     "access_log.read": frozenset({"auditor"}),
     "events.read": frozenset({"integrator"}),
+    "open311.submit": frozenset({"operator", "integrator"}),    # an Open311 api_key
 }
 
 TOKEN_PREFIX = "mq_"

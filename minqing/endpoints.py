@@ -33,6 +33,7 @@ class Route:
     errors: tuple = ()         # further statuses the handler answers (409, …)
     media_types: tuple = ("application/json",)
     extra_success: tuple = ()  # other success statuses (e.g. 200 for a repeat of a 201)
+    error_schema: Any = "Error"  # what error answers look like (Open311 has its own format)
 
     @property
     def openapi_path(self) -> str:
@@ -45,7 +46,10 @@ class Route:
 
 def route(method: str, path: str, *, action: str, summary: str, limiter: access.RateLimiter | None = None,
           body=None, query=None, response=None, status: int = 200, errors: tuple = (),
-          media_types: tuple = ("application/json",), extra_success: tuple = ()) -> Callable:
+          media_types: tuple = ("application/json",), extra_success: tuple = (), error_schema: Any = "Error",
+          on_error: Callable | None = None) -> Callable:
+    """Declare an endpoint. `on_error(exc, path_values)` renders an ApiError in the endpoint's own
+    error format (Open311's), for errors raised before or inside the handler alike."""
     if action not in access.POLICY:
         raise ValueError(f"no access rule for action {action!r}: add it to minqing.access.POLICY")
 
@@ -65,9 +69,18 @@ def route(method: str, path: str, *, action: str, summary: str, limiter: access.
                     raise access.too_many()
             return fn(self, request, principal, **path_values)
 
+        if on_error is not None:
+            inner = handler
+
+            @functools.wraps(fn)
+            def handler(self, request, **path_values):    # noqa: F811
+                try:
+                    return inner(self, request, **path_values)
+                except ApiError as exc:
+                    return on_error(exc, path_values)
         wrapped = api(handler)
         wrapped.minqing_route = Route(method, path, action, summary, limiter is not None, body, query, response,
-                                      status, tuple(errors), tuple(media_types), tuple(extra_success))
+                                      status, tuple(errors), tuple(media_types), tuple(extra_success), error_schema)
         return http(method, path)(wrapped)
     return decorate
 
@@ -136,7 +149,8 @@ def _operation(owner: str, r: Route) -> dict:
     responses = {str(code): success for code in (r.status, *r.extra_success)}
     for code in sorted(codes):
         responses[str(code)] = {"description": _ERROR_TEXT.get(code, "error"),
-                                "content": {m: {"schema": "Error" if m == "application/json" else {}} for m in r.media_types}}
+                                "content": {m: {"schema": r.error_schema if m == "application/json" else {}}
+                                            for m in r.media_types}}
     op["responses"] = responses
     return op
 

@@ -69,3 +69,21 @@ def find_original(conn: Connection, policy: CountyPolicy, category: str, subject
 def reports_of(conn: Connection, original: str) -> int:
     """How many reports of this matter there are: the original and every report merged into it."""
     return 1 + conn.execute(select(func.count()).select_from(open_cases_table).where(c.merged_into == original)).scalar_one()
+
+
+def find_requests(conn: Connection, county: str, filters: dict, limit: int) -> list[str]:
+    """Case ids for an Open311 GET requests: by ids, service codes, dates and open/closed, newest first."""
+    query = select(c.case_id).where(c.county == county)
+    if filters["ids"]:
+        query = query.where(c.case_id.in_(filters["ids"]))
+    else:
+        query = query.where(c.reported_at >= isoformat(filters["start"]))
+        if filters["end"] is not None:
+            query = query.where(c.reported_at <= isoformat(filters["end"]))
+    if filters["codes"]:
+        query = query.where(c.category.in_(filters["codes"]))
+    if set(filters["statuses"]) == {"open"}:
+        query = query.where(c.open.is_(True))
+    elif set(filters["statuses"]) == {"closed"}:
+        query = query.where(c.open.is_(False))
+    return [r.case_id for r in conn.execute(query.order_by(c.reported_at.desc(), c.case_id).limit(limit))]

@@ -2,9 +2,12 @@
 residents track their own case with its tracking number and PIN."""
 from __future__ import annotations
 
+import functools
 import re
+from urllib.parse import parse_qsl
 
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
 from minqing import access
 from minqing.casefile import fold, stream_of
@@ -19,13 +22,19 @@ from services.intake.registration import hash_pin, register
 from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, CatalogueOut, ReportIn, ReportOut,
                                      TrackOut, TrackQuery, WeChatOut)
 from services.intake.tables import case_access_table, metadata_obj
-from services.intake import wechat
+from services.intake import open311, wechat
+from services.intake.duplicates import find_requests
 from services.intake.tracking import present_tracking
 
 TRACKING_NO = re.compile(r"^[A-Z]{2,4}-\d{8}-\d{4,6}$")
 CATALOGUE_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)   # per client address
 REPORT_LIMIT = access.RateLimiter(rate_per_second=2.0, burst=30)      # per token
 TRACK_LIMIT = access.RateLimiter(rate_per_second=5.0, burst=30)       # per client address
+O311_ERRORS = {"type": "array", "items": {"type": "object", "required": ["code", "description"],
+                                          "properties": {"code": {"type": "integer"}, "description": {"type": "string"}}}}
+OPEN311_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)    # per client address
+OPEN311 = dict(action="public", limiter=OPEN311_LIMIT, media_types=("application/json", "text/xml"),
+               error_schema=O311_ERRORS, errors=(403,), on_error=lambda exc, values: _o311_api_error(exc, values))
 WECHAT_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the account's server)
 
 
@@ -53,6 +62,37 @@ def present_case(case, policy) -> dict:
         "version": case.version,
         "history": list(case.history),
     }
+
+
+def _o311_format(values: dict) -> str:
+    return next((v.rpartition(".")[2] for v in values.values() if v.rpartition(".")[2] in open311.FORMATS), "json")
+
+
+def _o311_error(error: open311.Open311Error, values: dict) -> Response:
+    body, content_type = open311.render("errors", open311.error_items(error), _o311_format(values))
+    return Response(body, status=error.status, content_type=content_type)
+
+
+def _o311_api_error(exc: ApiError, values: dict) -> Response:
+    """Minqing's own refusals (rate limit, bad input) in the spec's error format."""
+    problems = [f"{field}: {'; '.join(msgs)}" for field, msgs in exc.fields.items()] or [exc.message]
+    return _o311_error(open311.Open311Error(400 if exc.status in (400, 422) else exc.status, problems), values)
+
+
+def _open311(handler):
+    """Answer Open311 problems in the spec's error format, in the format the resource asked for."""
+    @functools.wraps(handler)
+    def wrapper(self, request, principal, **values):
+        try:
+            return handler(self, request, principal, **values)
+        except open311.Open311Error as exc:
+            return _o311_error(exc, values)
+    return wrapper
+
+
+def _o311(kind: str, payload, fmt: str, status: int = 200) -> Response:
+    body, content_type = open311.render(kind, payload, fmt)
+    return Response(body, status=status, content_type=content_type)
 
 
 class IntakeService:
@@ -117,6 +157,107 @@ class IntakeService:
         return json_response(201, {"case_id": registered.case_id, "tracking_no": registered.tracking_no,
                                    "pin": registered.pin, "merged_into": registered.merged_into,
                                    "status": "merged" if registered.merged_into else "reported"})
+
+    # ---- Open311 GeoReport v2 (services/intake/open311.py) ----------------------------------------
+
+    def _jurisdiction(self, conn, args):
+        county = (args.get("jurisdiction_id") or "").strip()
+        if not county:
+            raise open311.Open311Error(400, ["jurisdiction_id is required: this endpoint serves several counties"])
+        policy = load_county(conn, county)
+        if policy is None:
+            raise open311.Open311Error(404, [f"jurisdiction_id {county!r} is not served here"])
+        return policy
+
+    def _api_key(self, conn, key: str | None, policy, required: bool) -> access.Principal | None:
+        if not key:
+            if required:
+                raise open311.Open311Error(403, ["api_key is required to create a request"])
+            return None
+        try:
+            principal = access.authenticate(conn, f"Bearer {key}")
+            access.authorize(principal, "open311.submit", policy.county)
+        except ApiError:
+            raise open311.Open311Error(403, ["Invalid api_key received -- can't proceed"]) from None
+        return principal
+
+    @route("GET", "/open311/v2/services.<string:fmt>", summary="Open311: the services (the county's categories)", **OPEN311)
+    @_open311
+    def o311_services(self, request, principal, fmt):
+        with read_transaction(self.ledger.engine) as conn:
+            policy = self._jurisdiction(conn, request.args)
+        return _o311("services", open311.services_list(policy), open311.split_format("services." + fmt)[1])
+
+    @route("GET", "/open311/v2/services/<string:service>", summary="Open311: a service definition (its attributes)",
+           **OPEN311)
+    @_open311
+    def o311_service(self, request, principal, service):
+        code, fmt = open311.split_format(service)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = self._jurisdiction(conn, request.args)
+        return _o311("service_definition", open311.service_definition(policy, code), fmt)
+
+    @route("POST", "/open311/v2/requests.<string:fmt>", summary="Open311: create a request (form-encoded, api_key)",
+           status=201, body="form", **OPEN311)
+    @_open311
+    def o311_post(self, request, principal, fmt):
+        _, fmt = open311.split_format("requests." + fmt)
+        form = dict(parse_qsl(read_body(request).decode("utf-8", "replace"), keep_blank_values=True))
+        with write_transaction(self.ledger.engine) as conn:
+            policy = self._jurisdiction(conn, form)
+            submitter = self._api_key(conn, form.get("api_key"), policy, required=True)
+            report = open311.parse_post(form, policy)
+            registered = register(conn, self.ledger, self.vault, policy, report, SYSTEM_CLOCK, submitter.actor)
+        notice = f"受理编号 {registered.tracking_no}，查询码 {registered.pin}（凭此查询办理进度）"
+        return _o311("service_requests", [{"service_request_id": registered.case_id, "service_notice": notice,
+                                           "account_id": form.get("account_id") or None}], fmt, status=201)
+
+    @route("GET", "/open311/v2/requests.<string:fmt>",
+           summary="Open311: requests by id, service code, dates and status (api_key shows every field)", **OPEN311)
+    @_open311
+    def o311_requests(self, request, principal, fmt):
+        _, fmt = open311.split_format("requests." + fmt)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = self._jurisdiction(conn, request.args)
+            detailed = self._api_key(conn, request.args.get("api_key"), policy, required=False) is not None
+            filters = open311.parse_filters(request.args, SYSTEM_CLOCK.now())
+            ids = find_requests(conn, policy.county, filters, open311.MAX_RESULTS)
+        views = [self._view(case_id, policy, detailed) for case_id in ids]
+        wanted = set(filters["statuses"]) or {"open", "closed"}
+        return _o311("service_requests", [v for v in views if v is not None and v["status"] in wanted], fmt)
+
+    @route("GET", "/open311/v2/requests/<string:service_request>", summary="Open311: one request", **OPEN311)
+    @_open311
+    def o311_request(self, request, principal, service_request):
+        case_id, fmt = open311.split_format(service_request)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = self._jurisdiction(conn, request.args)
+            detailed = self._api_key(conn, request.args.get("api_key"), policy, required=False) is not None
+        view = self._view(case_id, policy, detailed)
+        if view is None:
+            raise open311.Open311Error(404, [f"no request {case_id!r} in this jurisdiction"])
+        return _o311("service_requests", [view], fmt)
+
+    @route("GET", "/open311/v2/tokens/<string:token>", summary="Open311: the request a token stands for", **OPEN311)
+    @_open311
+    def o311_token(self, request, principal, token):
+        case_id, fmt = open311.split_format(token)
+        with read_transaction(self.ledger.engine) as conn:
+            policy = self._jurisdiction(conn, request.args)
+        if self._view(case_id, policy, False) is None:
+            raise open311.Open311Error(404, [f"no request for token {case_id!r}"])
+        return _o311("service_requests", [{"service_request_id": case_id, "token": case_id}], fmt)
+
+    def _view(self, case_id: str, policy, detailed: bool) -> dict | None:
+        if len(case_id) > 100:
+            return None
+        events = self.ledger.read_stream(stream_of(case_id))
+        if not events:
+            return None
+        case = fold(case_id, events)
+        if case.county != policy.county:
+            return None
+        return open311.request_view(case, events, policy, detailed)
 
     @route("GET", "/api/v1/cases/<string:case_id>", action="case.read", summary="A case's details and history",
            response=CaseOut)
