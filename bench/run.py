@@ -28,9 +28,17 @@ Method
   Each write workload stops after SECONDS or MAX_EVENTS events, whichever comes first; events/s is
   the number of events appended divided by the wall time from the moment all writers start until
   the last one stops.  A short warm-up (not counted) precedes the first workload of each target.
+
+* Then routing's timer sweep (bench/sweep.py, results under `sweep`): 1,000 due cases among
+  MINQING_BENCH_SWEEP_OPEN (default 1,000,000) open ones, mostly bulk-loaded filler, on database
+  `sweep` of the same PostgreSQL.
+
+`--only ledger` or `--only sweep` runs one part and keeps the other part's figures from the
+existing bench/results.json.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -52,6 +60,7 @@ try:
 except ImportError as exc:   # eventsourcing.postgres needs psycopg-pool (its "postgres" extra)
     sys.exit(f"bench.run needs eventsourcing's PostgreSQL recorder ({exc}); install psycopg-pool")
 
+from bench import sweep
 from minqing.db import make_engine
 from minqing.devstack import PostgreSQL
 from minqing.ledger import NO_STREAM, Ledger, Metadata, NewEvent, StreamWrite, canonical_json, create_schema
@@ -325,7 +334,12 @@ def comparisons(results: dict) -> dict:
     return {w: round(mq[w]["events_per_s"] / es[w]["events_per_s"], 3) for w in mq}
 
 
-def design_bars(results: dict) -> list[dict]:
+def design_bars(results: dict | None, sweep_section: dict | None = None) -> list[dict]:
+    out = ledger_bars(results) if results else []
+    return out + (sweep.bars(sweep_section) if sweep_section else [])
+
+
+def ledger_bars(results: dict) -> list[dict]:
     pg = results["minqing/postgresql"]
     best_batch = max(("batch_1w", "batch_4w"), key=lambda w: pg[w]["events_per_s"])
     bars = [("durable single-event appends with 4 writers on PostgreSQL", 2000, "single_4w"),
@@ -335,7 +349,18 @@ def design_bars(results: dict) -> list[dict]:
              "met": pg[w]["events_per_s"] >= target} for text, target, w in bars]
 
 
-def print_table(results: dict, ratios: dict, bars: list[dict]) -> None:
+def print_bars(bars: list[dict]) -> None:
+    print("\nDESIGN bars:")
+    for b in bars:
+        if "at_most_ms" in b:
+            print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: <= {b['at_most_ms']:,.0f} ms, "
+                  f"measured {b['measured_ms']:,.1f} ms at {b['open_cases']:,} open ({b['workload']})")
+        else:
+            print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: >= {b['at_least_per_s']:,}/s, "
+                  f"measured {b['measured_per_s']:,.0f}/s ({b['workload']}, minqing/postgresql)")
+
+
+def print_table(results: dict, ratios: dict) -> None:
     names = list(results)
     print("\nevents/s (single-event workloads: p50/p99 ms per append)\n")
     print(f"{'workload':11}" + "".join(f"{n:>30}" for n in names) + f"{'minqing/es (pg)':>17}")
@@ -346,51 +371,76 @@ def print_table(results: dict, ratios: dict, bars: list[dict]) -> None:
             lat = f" ({r['p50_ms']:.1f}/{r['p99_ms']:.1f})" if w.startswith("single") else ""
             cells.append(f"{r['events_per_s']:,.0f}{lat}")
         print(f"{w:11}" + "".join(f"{c:>30}" for c in cells) + f"{ratios[w]:>17.2f}")
-    print("\nDESIGN bars (minqing/postgresql):")
-    for b in bars:
-        print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: >= {b['at_least_per_s']:,}/s, "
-              f"measured {b['measured_per_s']:,.0f}/s ({b['workload']})")
 
 
-def main() -> int:
+def previous_report() -> dict:
+    try:
+        return json.loads(RESULTS.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description="Ledger throughput and routing's timer sweep; writes bench/results.json.")
+    parser.add_argument("--only", choices=("ledger", "sweep"),
+                        help="run one part; the other part's figures are kept from bench/results.json")
+    args = parser.parse_args(argv)
     base = ROOT / ".run" / "bench"
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     pg = PostgreSQL(tmp / "pg", durable=True)
     started = datetime.now(timezone.utc)
+    old = previous_report() if args.only else {}
     try:
         pg.start()
         machine = machine_info(pg, tmp)
         print(f"PostgreSQL {machine['postgresql']} at {pg.url}; SQLite {machine['sqlite']} in {tmp}; "
               f"disk {machine['disk']['fdatasync_per_s']} fdatasync/s", flush=True)
-        results = {}
-        for make in (lambda: MinqingTarget("minqing/postgresql", pg.url),
-                     lambda: MinqingTarget("minqing/sqlite", f"sqlite:///{tmp / 'ledger.sqlite'}"),
-                     lambda: EventsourcingTarget("eventsourcing/postgresql", pg, "es")):
-            target = make()
-            try:
-                results[target.name] = run_target(target)
-            finally:
-                target.close()
-        ratios, bars = comparisons(results), design_bars(results)
-        report = {
-            "timestamp": started.isoformat(timespec="seconds"),
-            "duration_s": round((datetime.now(timezone.utc) - started).total_seconds(), 1),
-            "machine": machine,
-            "method": {"seconds_per_workload": SECONDS, "max_events_per_workload": MAX_EVENTS,
-                       "batch_size": BATCH, "batch_shape": f"{BATCH_STREAMS} new streams x {BATCH_PER_STREAM} events",
-                       "events_per_stream_single": EVENTS_PER_STREAM, "replay_min_events": REPLAY_MIN,
-                       "replay_read_batch": READ_BATCH, "event_type": EVENT_TYPE, "payload": payload_sizes()},
-            "results": results,
-            "ratio_minqing_over_eventsourcing_postgresql": ratios,
-            "design_bars": bars,
-            "notes": NOTES,
-        }
+        report: dict = {}
+        if args.only != "sweep":
+            results = {}
+            for make in (lambda: MinqingTarget("minqing/postgresql", pg.url),
+                         lambda: MinqingTarget("minqing/sqlite", f"sqlite:///{tmp / 'ledger.sqlite'}"),
+                         lambda: EventsourcingTarget("eventsourcing/postgresql", pg, "es")):
+                target = make()
+                try:
+                    results[target.name] = run_target(target)
+                finally:
+                    target.close()
+            report = {
+                "timestamp": started.isoformat(timespec="seconds"),
+                "duration_s": None,
+                "machine": machine,
+                "method": {"seconds_per_workload": SECONDS, "max_events_per_workload": MAX_EVENTS,
+                           "batch_size": BATCH, "batch_shape": f"{BATCH_STREAMS} new streams x {BATCH_PER_STREAM} events",
+                           "events_per_stream_single": EVENTS_PER_STREAM, "replay_min_events": REPLAY_MIN,
+                           "replay_read_batch": READ_BATCH, "event_type": EVENT_TYPE, "payload": payload_sizes()},
+                "results": results,
+                "ratio_minqing_over_eventsourcing_postgresql": comparisons(results),
+            }
+        else:
+            report = {k: v for k, v in old.items() if k not in ("sweep", "design_bars", "notes")}
+        if args.only != "ledger":
+            section = sweep.run(pg)
+            if args.only == "sweep":
+                section["machine"] = machine     # the top-level machine is the ledger run's
+            section["notes"] = sweep.notes(section)
+        else:
+            section = old.get("sweep")
+        if section:
+            report["sweep"] = section
+        if args.only != "sweep":
+            report["duration_s"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+        report["design_bars"] = design_bars(report.get("results"), section)
+        report["notes"] = NOTES
         tmp_out = RESULTS.with_suffix(".json.tmp")
         tmp_out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         os.replace(tmp_out, RESULTS)
-        print_table(results, ratios, bars)
-        print(f"\nwritten {RESULTS.relative_to(ROOT)} in {report['duration_s']:.0f}s")
+        if report.get("results"):
+            print_table(report["results"], report["ratio_minqing_over_eventsourcing_postgresql"])
+        print_bars(report["design_bars"])
+        total = (datetime.now(timezone.utc) - started).total_seconds()
+        print(f"\nwritten {RESULTS.relative_to(ROOT)} in {total:.0f}s")
         return 0
     finally:
         pg.stop()
