@@ -263,6 +263,17 @@ class Ledger:
                  .order_by(events_table.c.version))
         return self._read(query, conn)
 
+    def read_streams(self, streams: Iterable[str], *, conn: Connection | None = None) -> dict[str, list[RecordedEvent]]:
+        """Several whole streams in one query: {stream: events in version order}."""
+        wanted = list(dict.fromkeys(streams))
+        out: dict[str, list[RecordedEvent]] = {s: [] for s in wanted}
+        if wanted:
+            query = (select(events_table).where(events_table.c.stream.in_(wanted))
+                     .order_by(events_table.c.stream, events_table.c.version))
+            for event in self._read(query, conn):
+                out[event.stream].append(event)
+        return out
+
     def read_all(self, after: int = 0, limit: int = 1000, *, types: Iterable[str] | None = None,
                  conn: Connection | None = None) -> list[RecordedEvent]:
         """Events with position > `after`, in order, at most `limit` of them."""

@@ -4,6 +4,10 @@ with the version it read. A cadre who acted meanwhile wins; the case is then dec
 new state in the next round. Two sweeps at once are harmless: event ids are derived from the timer's
 cause, and each append names the version it read.
 
+A round reads every due case's stream in one query and appends all the decisions in one
+transaction; when any case moved meanwhile, the round falls back to one append per case, so one
+busy case does not hold up the others.
+
 The sweep only appends; routing's projection alone rewrites the timer rows when it sees the new
 events. One writer per table keeps lock order simple on PostgreSQL (the projection may hold timer
 rows while it waits for the ledger's append lock; the sweep never waits for timer rows). Until the
@@ -21,7 +25,7 @@ from sqlalchemy import select
 from minqing.casefile import fold, stream_of
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction
-from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent
+from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent, StreamWrite
 from services.routing.projection import load_for, policy_in_force
 from services.routing.tables import timers_table
 from services.routing.timers import ACTOR, fire
@@ -31,7 +35,7 @@ log = logging.getLogger("minqing.routing.sweep")
 
 @dataclass
 class SweepResult:
-    due: int = 0          # case timers found due
+    due: int = 0          # cases with a timer due
     appended: int = 0     # events appended
     conflicts: int = 0    # cases that moved meanwhile (decided again next round)
 
@@ -40,40 +44,62 @@ class Sweeper:
     def __init__(self, ledger: Ledger, clock: Clock, *, limit: int = 1000):
         self.ledger = ledger
         self.clock = clock
-        self.limit = limit
+        self.limit = limit     # cases per round
 
     def due_cases(self, now: datetime) -> list[str]:
+        """Up to `limit` cases with a timer due, earliest first (a case may have several rows due)."""
         with read_transaction(self.ledger.engine) as conn:
             rows = conn.execute(select(timers_table.c.case_id).where(timers_table.c.due_at <= isoformat(now))
-                                .order_by(timers_table.c.due_at).limit(self.limit)).all()
+                                .order_by(timers_table.c.due_at).limit(self.limit * 3)).all()
         seen: dict[str, None] = {}
         for (case_id,) in rows:
             seen.setdefault(case_id)
-        return list(seen)
+        return list(seen)[:self.limit]
 
     def sweep(self) -> SweepResult:
         now = self.clock.now()
-        result = SweepResult()
-        for case_id in self.due_cases(now):
-            result.due += 1
+        case_ids = self.due_cases(now)
+        result = SweepResult(due=len(case_ids))
+        if not case_ids:
+            return result
+        writes = self._decide(case_ids, now)
+        if writes:
             try:
-                result.appended += self._fire(case_id, now)
+                result.appended = len(self.ledger.append_many(writes))
             except ConcurrencyError:
-                result.conflicts += 1
+                for write in writes:
+                    try:
+                        result.appended += len(self.ledger.append(write.stream, write.events, write.expected_version))
+                    except ConcurrencyError:
+                        result.conflicts += 1
         if result.appended or result.conflicts:
             log.info("timer sweep: %d due, %d events, %d moved meanwhile", result.due, result.appended, result.conflicts)
         return result
 
-    def _fire(self, case_id: str, now: datetime) -> int:
-        stream = stream_of(case_id)
+    def _decide(self, case_ids: list[str], now: datetime) -> list[StreamWrite]:
+        writes = []
         with read_transaction(self.ledger.engine) as conn:
-            events = self.ledger.read_stream(stream, conn=conn)
-            case = fold(case_id, events)
-            policy = policy_in_force(conn, case.county) if case.county else None
-            steps = fire(policy, case, now, load_for(conn, case.county)) if policy is not None else []
-        if not steps:
-            return 0
-        meta = Metadata(actor=ACTOR, county=case.county, correlation_id=case_id, causation_id=events[-1].event_id)
-        self.ledger.append(stream, [NewEvent(s.type, s.data, meta, event_id=s.event_id) for s in steps],
-                           expected_version=case.version)
-        return len(steps)
+            streams = self.ledger.read_streams([stream_of(c) for c in case_ids], conn=conn)
+            loads: dict[str, dict] = {}
+            for case_id in case_ids:
+                events = streams[stream_of(case_id)]
+                case = fold(case_id, events)
+                policy = policy_in_force(conn, case.county) if case.county else None
+                if policy is None:
+                    continue
+
+                def load(county=case.county):
+                    if county not in loads:
+                        loads[county] = load_for(conn, county)
+                    return loads[county]
+                steps = fire(policy, case, now, load)
+                for step in steps:       # the next escalation in this round sees the cadre's new case
+                    if step.type == "case.escalated":
+                        counts = load()
+                        counts[step.data["to_cadre"]] = counts.get(step.data["to_cadre"], 0) + 1
+                if steps:
+                    meta = Metadata(actor=ACTOR, county=case.county, correlation_id=case_id,
+                                    causation_id=events[-1].event_id)
+                    writes.append(StreamWrite(stream_of(case_id), [NewEvent(s.type, s.data, meta, event_id=s.event_id)
+                                                                   for s in steps], case.version))
+        return writes

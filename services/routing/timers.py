@@ -98,7 +98,9 @@ def _deadline_data(case: CaseFile, deadline: str, due: str) -> dict:
 
 
 def fire(policy: CountyPolicy, case: CaseFile, now: datetime, load=None) -> list[Step]:
-    """The events for every timer of `case` due at `now` (at most one rung of pressure per sweep)."""
+    """The events for every timer of `case` due at `now` (at most one rung of pressure per sweep).
+    `load` (open cases per cadre, for choosing an escalation's duty cadre) may be a function, called
+    only when an escalation is decided."""
     steps: list[Step] = []
     due = {t.kind for t in pending(policy, case) if t.due_at <= now}
     for deadline in ("response", "resolution"):
@@ -109,7 +111,8 @@ def fire(policy: CountyPolicy, case: CaseFile, now: datetime, load=None) -> list
             steps.append(_step("case.overdue", _deadline_data(case, deadline, when), deadline, when))
     if "resolution_overdue" in due and overdue_action(policy, case) == "escalate":
         escalation = decide_escalation(policy, case, now, f"the resolution deadline {case.resolution_due} lapsed "
-                                       f"at tier {case.tier} (限时办结)", automatic=True, load=load)
+                                       f"at tier {case.tier} (限时办结)", automatic=True,
+                                       load=load() if callable(load) else load)
         if escalation is not None:
             steps.append(_step("case.escalated", escalation, case.tier, case.resolution_due))
             co_units = joint_units_for(policy, case, escalation["to_tier"])
