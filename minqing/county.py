@@ -205,6 +205,10 @@ class _Policy(Schema):
             for j, code in enumerate(unit["covers"]):
                 if code not in places:
                     errors[f"units.{i}.covers.{j}"] = [f"unknown place {code!r}"]
+        staffed = {c["unit"] for c in data["cadres"]}
+        for i, unit in enumerate(data["units"]):
+            if unit["code"] not in staffed:
+                errors.setdefault(f"units.{i}.code", []).append(f"unit {unit['code']!r} has no cadre: cases sent there would wait for nobody")
         for i, cadre in enumerate(data["cadres"]):
             if cadre["unit"] not in units:
                 errors[f"cadres.{i}.unit"] = [f"unknown unit {cadre['unit']!r}"]
@@ -352,12 +356,16 @@ class CountyPolicy:
         return list(self.doc["tiers"])
 
     def tier(self, code: str) -> dict:
-        return next(t for t in self.tiers if t["code"] == code)
+        """The tier with this code; KeyError when this policy version has no such tier."""
+        found = next((t for t in self.tiers if t["code"] == code), None)
+        if found is None:
+            raise KeyError(f"tier {code!r} is not in policy version {self.version}")
+        return found
 
     def tiers_from(self, code: str) -> list[dict]:
-        """The ladder from `code` upwards."""
+        """The ladder from `code` upwards; empty when this version has no tier `code`."""
         codes = [t["code"] for t in self.tiers]
-        return self.tiers[codes.index(code):] if code in codes else self.tiers
+        return self.tiers[codes.index(code):] if code in codes else []
 
     def next_tier(self, code: str) -> dict | None:
         above = self.tiers_from(code)[1:]

@@ -198,8 +198,9 @@ def _instant(args: Mapping[str, str], name: str) -> datetime | None:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         moment = None
-    if moment is None or moment.tzinfo is None:
-        raise Open311Error(400, [f"{name} must be a W3C date-time with a time zone, e.g. 2026-11-23T09:00:00+08:00"])
+    if moment is None or moment.tzinfo is None or not 2000 <= moment.year <= 2100:
+        raise Open311Error(400, [f"{name} must be a W3C date-time with a time zone between the years 2000 and "
+                                 "2100, e.g. 2026-11-23T09:00:00+08:00"])
     return moment
 
 

@@ -7,6 +7,7 @@ import re
 from urllib.parse import parse_qsl
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from minqing import access
@@ -147,13 +148,20 @@ class IntakeService:
             wechat.verify(conn, self.vault, county, raw, request.headers.get("X-Minqing-Signature"))
         message = load_json(raw, wechat.WeChatIn())
         wechat.check_fresh(message["timestamp"], SYSTEM_CLOCK.now())
-        with write_transaction(self.ledger.engine) as conn:
-            earlier = wechat.seen(conn, message["msg_id"])
-            if earlier is not None:
-                return json_response(200, {**earlier, "status": "already_registered"})
-            registered = register(conn, self.ledger, self.vault, policy, wechat.as_report(county, message),
-                                  SYSTEM_CLOCK, "channel:wechat")
-            wechat.remember(conn, county, message["msg_id"], registered.case_id, registered.tracking_no)
+        try:
+            with write_transaction(self.ledger.engine) as conn:
+                earlier = wechat.seen(conn, county, message["msg_id"])
+                if earlier is not None:
+                    return json_response(200, {**earlier, "status": "already_registered"})
+                registered = register(conn, self.ledger, self.vault, policy, wechat.as_report(county, message),
+                                      SYSTEM_CLOCK, "channel:wechat")
+                wechat.remember(conn, county, message["msg_id"], registered.case_id, registered.tracking_no)
+        except IntegrityError:      # the same push, retried while the first was being registered: it won
+            with read_transaction(self.ledger.engine) as conn:
+                earlier = wechat.seen(conn, county, message["msg_id"])
+            if earlier is None:
+                raise
+            return json_response(200, {**earlier, "status": "already_registered"})
         return json_response(201, {"case_id": registered.case_id, "tracking_no": registered.tracking_no,
                                    "pin": registered.pin, "merged_into": registered.merged_into,
                                    "status": "merged" if registered.merged_into else "reported"})

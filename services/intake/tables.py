@@ -52,8 +52,8 @@ channel_secrets_table = Table(   # inbound webhook secrets (WeChat), encrypted u
 external_refs_table = Table(     # a message an inbound channel delivers twice is one case
     "intake_external_refs", metadata_obj,
     Column("channel", String(20), primary_key=True),
+    Column("county", String(40), primary_key=True),     # message ids are unique per account, i.e. per county
     Column("ref", String(100), primary_key=True),
-    Column("county", String(40), nullable=False),
     Column("case_id", String(36), nullable=False),
     Column("tracking_no", String(40), nullable=False),
 )

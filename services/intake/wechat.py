@@ -36,7 +36,7 @@ class WeChatIn(Schema):
     msg_id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$",
                                                                    error="must be 1-64 letters, digits, '_' or '-'"))
     openid = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    timestamp = fields.Integer(required=True, strict=True)
+    timestamp = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**40))
     category = fields.String(required=True, validate=validate.Length(min=1, max=100))
     kind = fields.String(load_default="help", validate=validate.OneOf(("complaint", "inquiry", "help", "suggestion",
                                                                         "dispute", "administrative_service")))
@@ -58,8 +58,8 @@ def verify(conn: Connection, vault: Vault, county: str, body: bytes, header: str
     row = conn.execute(select(channel_secrets_table.c.secret).where(
         channel_secrets_table.c.county == county, channel_secrets_table.c.channel == CHANNEL)).first()
     expected = hmac.new(vault.unseal(row.secret), body, hashlib.sha256).hexdigest() if row else None
-    given = (header or "").removeprefix("sha256=")
-    if expected is None or not hmac.compare_digest(expected, given):
+    given = (header or "").removeprefix("sha256=").encode("utf-8", "replace")
+    if expected is None or not hmac.compare_digest(expected.encode(), given):
         raise ApiError(401, "bad_signature", "the X-Minqing-Signature header does not match the body",
                        {"X-Minqing-Signature": ["missing or wrong (HMAC-SHA256 of the body, hex, as sha256=…)"]})
 
@@ -70,8 +70,9 @@ def check_fresh(timestamp: int, now: datetime) -> None:
                        {"timestamp": [f"must be within {MAX_SKEW_SECONDS} seconds of now (Unix seconds)"]})
 
 
-def seen(conn: Connection, msg_id: str) -> dict | None:
+def seen(conn: Connection, county: str, msg_id: str) -> dict | None:
     row = conn.execute(select(external_refs_table).where(external_refs_table.c.channel == CHANNEL,
+                                                         external_refs_table.c.county == county,
                                                          external_refs_table.c.ref == msg_id)).first()
     return {"case_id": row.case_id, "tracking_no": row.tracking_no} if row else None
 

@@ -25,7 +25,7 @@ from minqing.db import read_transaction
 from minqing.http import ApiError
 from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent, RecordedEvent
 from minqing.personal_data import mask_free_text
-from services.routing.assignment import decide_escalation, decide_transfer, joint_units_for
+from services.routing.assignment import NoUnitError, decide_escalation, decide_transfer, joint_units_for
 from services.routing.projection import load_for, policy_in_force
 from services.routing.timers import LEVELS
 
@@ -112,7 +112,10 @@ def act(ledger: Ledger, clock: Clock, case_id: str, principal: access.Principal,
     for attempt in range(MAX_TRIES):
         case, events = visible_case(ledger, case_id, principal)
         policy, load = _policy(ledger, case.county)
-        new = decide(case, policy, load)
+        try:
+            new = decide(case, policy, load)
+        except (NoUnitError, KeyError) as exc:
+            raise Conflict(f"the county's policy in force cannot place this case: {exc.args[0]}", "no_unit") from None
         meta = Metadata(actor=principal.actor, county=case.county, correlation_id=case_id,
                         causation_id=events[-1].event_id)
         try:
@@ -237,6 +240,9 @@ def supervise(principal, command, clock: Clock) -> Decide:
         data = {"case_id": case.case_id, "level": command["level"], "by": principal.actor,
                 "note": mask_free_text(command["note"].strip())}
         hours = command["reply_within_hours"]
+        if hours is not None and command["level"] == "chase":
+            raise ApiError(422, "invalid_fields", "a chase (催办) asks for no written reply",
+                           {"reply_within_hours": ["only for supervise or listed"]})
         if hours is None and command["level"] != "chase":
             rung = next((p for p in policy.escalation["pressure"] if p["level"] == command["level"]), None)
             hours = rung and rung.get("reply_within_hours")

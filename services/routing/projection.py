@@ -63,7 +63,8 @@ def record_case(conn: Connection, policy: CountyPolicy | None, case: CaseFile) -
         "unit": case.unit, "cadre": case.cadre, "urgency": case.urgency, "summary": case.summary,
         "response_due": case.response_due if case.status == "assigned" else None,
         "resolution_due": case.resolution_due, "overdue": overdue, "pressure": case.pressure,
-        "reply_due": case.reply_due, "is_open": case.is_open, "version": case.version})
+        "reply_due": case.reply_due, "is_open": case.is_open,
+        "version": max((h["version"] for h in case.history if h["type"] in RoutingProjection.event_types), default=0)})
     timers = pending(policy, case) if policy is not None else []
     kinds = [t.kind for t in timers]
     conn.execute(delete(timers_table).where(timers_table.c.case_id == case.case_id,
@@ -75,7 +76,8 @@ def record_case(conn: Connection, policy: CountyPolicy | None, case: CaseFile) -
 
 class RoutingProjection:
     name = "routing.assignments"
-    event_types = frozenset({"policy.published", "case.reported", "case.merged", "case.assigned", "case.accepted",
+    event_types = frozenset({"policy.published", "case.reported", "case.merged", "case.urgency_raised",
+                             "case.assigned", "case.accepted",
                              "case.progress_noted", "case.transferred", "case.escalated", "case.returned",
                              "case.joint_handling_started", "case.chased", "case.supervised",
                              "case.deadline_warned", "case.overdue", "case.resolved", "case.delivered",
@@ -94,16 +96,24 @@ class RoutingProjection:
         if event.type == "case.reported" and case.status == "reported":
             case = self._append(conn, case, events, event, "assign", self._assignment)
         elif event.type == "case.followed_up" and case.status == "followed_up" and case.rating == "unsatisfied" \
-                and events[-1].event_id == event.event_id:
+                and [e for e in events if e.type == "case.followed_up"][-1].event_id == event.event_id:
             case = self._append(conn, case, events, event, "reopen", self._reopening)
         record_case(conn, policy_in_force(conn, case.county) if case.county else None, case)
 
     def _keep_policy(self, conn: Connection, d: dict) -> None:
         exists = conn.execute(select(func.count()).select_from(policies_table).where(
             policies_table.c.county == d["county"], policies_table.c.version == d["version"])).scalar()
-        if not exists:
-            conn.execute(policies_table.insert().values(county=d["county"], version=d["version"],
-                                                        policy=json.dumps(d["policy"], ensure_ascii=False)))
+        if exists:
+            return
+        conn.execute(policies_table.insert().values(county=d["county"], version=d["version"],
+                                                    policy=json.dumps(d["policy"], ensure_ascii=False)))
+        # A new version may move the timers (warning hours, the pressure ladder): rewrite the pending
+        # timers of the county's open cases, so none waits on the old numbers.
+        policy = policy_in_force(conn, d["county"])
+        open_ids = [r.case_id for r in conn.execute(select(cases_table.c.case_id).where(
+            cases_table.c.county == d["county"], cases_table.c.is_open.is_(True)))]
+        for case_id in open_ids:
+            record_case(conn, policy, fold(case_id, self.ledger.read_stream(f"case-{case_id}", conn=conn)))
 
     def _append(self, conn, case, events, cause, kind, decide) -> CaseFile:
         policy = policy_in_force(conn, cause.county)

@@ -38,6 +38,7 @@ class SweepResult:
     due: int = 0          # cases with a timer due
     appended: int = 0     # events appended
     conflicts: int = 0    # cases that moved meanwhile (decided again next round)
+    failed: int = 0       # cases that could not be decided (logged; the others go on)
 
 
 class Sweeper:
@@ -62,7 +63,7 @@ class Sweeper:
         result = SweepResult(due=len(case_ids))
         if not case_ids:
             return result
-        writes = self._decide(case_ids, now)
+        writes, result.failed = self._decide(case_ids, now)
         if writes:
             try:
                 result.appended = len(self.ledger.append_many(writes))
@@ -76,8 +77,10 @@ class Sweeper:
             log.info("timer sweep: %d due, %d events, %d moved meanwhile", result.due, result.appended, result.conflicts)
         return result
 
-    def _decide(self, case_ids: list[str], now: datetime) -> list[StreamWrite]:
-        writes = []
+    def _decide(self, case_ids: list[str], now: datetime) -> tuple[list[StreamWrite], int]:
+        """The appends of a round, and how many cases could not be decided. One case the policy in force
+        cannot place (a category or unit gone from a newer version) must not stop every other timer."""
+        writes, failed = [], 0
         with read_transaction(self.ledger.engine) as conn:
             streams = self.ledger.read_streams([stream_of(c) for c in case_ids], conn=conn)
             loads: dict[str, dict] = {}
@@ -92,7 +95,13 @@ class Sweeper:
                     if county not in loads:
                         loads[county] = load_for(conn, county)
                     return loads[county]
-                steps = fire(policy, case, now, load)
+                try:
+                    steps = fire(policy, case, now, load)
+                except (LookupError, ValueError) as exc:
+                    failed += 1
+                    log.error("timer sweep: case %s cannot be decided under %s policy version %s: %s",
+                              case_id, case.county, policy.version, exc)
+                    continue
                 for step in steps:       # the next escalation in this round sees the cadre's new case
                     if step.type == "case.escalated":
                         counts = load()
@@ -102,4 +111,4 @@ class Sweeper:
                                     causation_id=events[-1].event_id)
                     writes.append(StreamWrite(stream_of(case_id), [NewEvent(s.type, s.data, meta, event_id=s.event_id)
                                                                    for s in steps], case.version))
-        return writes
+        return writes, failed

@@ -192,6 +192,7 @@ def test_wechat_messages_are_signed_fresh_and_registered_once(stack, wechat_secr
     assert code == 200 and again["case_id"] == made["case_id"] and again["status"] == "already_registered"
     assert _wechat(stack, wechat_secret, _message(), signature="sha256=" + "0" * 64)[0] == 401
     assert _wechat(stack, "not-the-secret", _message())[0] == 401
+    assert _wechat(stack, wechat_secret, _message(), signature="sha256=é")[0] == 401
     code, err = _wechat(stack, wechat_secret, _message(timestamp=int(time.time()) - 3600))
     assert code == 422 and set(err["error"]["fields"]) == {"timestamp"}
     code, err = _wechat(stack, wechat_secret, _message(summary="", location={}))

@@ -139,4 +139,5 @@ def test_errors_follow_the_spec_format(stack, api_key):
     assert _get(stack, "/open311/v2/services.json?jurisdiction_id=atlantis")[0] == 404
     assert _get(stack, f"/open311/v2/services.yaml?{J}")[0] == 404
     assert _get(stack, f"/open311/v2/requests.json?{J}&start_date=yesterday")[0] == 400
+    assert _get(stack, f"/open311/v2/requests.json?{J}&end_date=0001-01-01T00:00:00Z")[0] == 400
     assert _get(stack, f"/open311/v2/requests/00000000-0000-4000-8000-000000000000.json?{J}")[0] == 404

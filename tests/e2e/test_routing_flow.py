@@ -88,6 +88,9 @@ def test_supervision_requires_a_written_reply_and_only_rises(stack, tokens):
     assert code == 200 and body["events"] == ["case.supervised"]
     code, body = _post(stack, tokens["supervisor"], case_id, "supervise", {"level": "chase", "note": "催办"})
     assert code == 409 and body["error"]["code"] == "pressure_only_rises"
+    code, body = _post(stack, tokens["supervisor"], _new_case(stack, tokens), "supervise",
+                       {"level": "chase", "note": "催办", "reply_within_hours": 4})
+    assert code == 422 and set(body["error"]["fields"]) == {"reply_within_hours"}
     code, why = stack.request("GET", f"/api/v1/cases/{case_id}/routing", token=tokens["operator"])
     assert why["current"]["pressure"] == "supervise" and why["current"]["reply_due"]
     assert _post(stack, tokens["village"], case_id, "notes", {"note": "已安排施工", "reply_to": "supervise"})[0] == 200

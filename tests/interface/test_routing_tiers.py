@@ -150,3 +150,21 @@ def test_an_unsatisfied_follow_up_reopens_one_tier_up_where_the_policy_says(worl
     assert (results["ziyang"].tier, results["ziyang"].unit) == ("town", "chengguan-centre")
     assert (results["longjiang"].tier, results["longjiang"].unit) == ("village", "heigang.kaoshan-station")
     assert results["ziyang"].first_contact == "zy-c001"          # 首问负责制 survives the reopening
+
+
+def test_a_case_the_new_policy_cannot_place_does_not_stop_other_timers(world):
+    """A newer policy version drops a category: its open cases are logged and skipped by the sweep, and
+    every other case's timers go on."""
+    from minqing import county
+    stranded = world.report("longjiang", "202", "heigang", "heigang.kaoshan")
+    other = world.report("longjiang", "301", "heigang", "heigang.kaoshan")
+    doc = county.read_policy_file(county_path := __import__("pathlib").Path(__file__).resolve().parents[2]
+                                  / "deploy" / "counties" / "longjiang.yaml")
+    assert county_path.exists()
+    doc["categories"] = [c for c in doc["categories"] if c["code"] != "202"]
+    county.publish(world.ledger, doc, "test:suite")
+    world.settle()
+    world.at("2026-10-16T00:00:00Z")        # both village limits have lapsed
+    assert world.case(other).tier == "township"
+    assert "case.escalated" not in world.types(stranded)
+    assert world.sweeper.sweep().failed == 1          # still logged and skipped, round after round

@@ -42,7 +42,8 @@ def test_broken_references_are_reported_with_their_paths(policy):
     broken["categories"][0]["department"] = "heigang-centre"
     with pytest.raises(PolicyError) as info:
         validate_policy(broken)
-    assert set(info.value.errors) == {"cadres.0.unit", "units.1.covers.0", "categories.0.department"}
+    # cadre 0 was the only cadre of unit 0, which now has nobody
+    assert set(info.value.errors) == {"cadres.0.unit", "units.1.covers.0", "categories.0.department", "units.0.code"}
 
 
 def test_field_errors_are_reported_with_their_paths(policy):

@@ -89,3 +89,11 @@ def test_broken_references_in_ladders_and_limits_are_refused_with_their_paths(po
     with pytest.raises(PolicyError) as info:
         validate_policy(ladder)
     assert set(info.value.errors) == {"escalation.pressure"}
+
+
+def test_a_unit_without_a_cadre_is_refused(policies):
+    broken = copy.deepcopy(policies["ziyang"])
+    broken["cadres"] = [c for c in broken["cadres"] if c["unit"] != "huangu-centre"]
+    with pytest.raises(PolicyError) as info:
+        validate_policy(broken)
+    assert set(info.value.errors) == {"units.6.code"}
