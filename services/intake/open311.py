@@ -3,9 +3,15 @@ apart from HTTP so it can be checked against the spec on its own. The county id 
 `jurisdiction_id`; JSON and XML, chosen by the resource's extension as the spec says.
 
 Decisions (the spec leaves them to each jurisdiction):
-- A service is a category of the county's catalogue: `service_code` is its code, `metadata` is true,
-  because routing needs the place: the service definition asks for the `township` (required),
-  `village` and `hamlet` as single-value lists of the county's places.
+- A service is a category of the county's catalogue: `service_code` is its code, `service_name` its
+  name, `keywords` its key, `group` the name of its start tier, `description` its name and, when it
+  has one, the responsible department; `type` is realtime. `metadata` is true because routing needs
+  the place: the service definition asks for the `township` (required), `village` and `hamlet` as
+  single-value lists of the county's places (order 1..3).
+- POST builds intake's report (channel open311): summary = description or the category's name,
+  address = address_string (or `address_id:<id>`), media_url = the one attachment. Every problem of a
+  form is answered at once; each error's code is the status the spec gives for it (404 for an unknown
+  service_code, else 400), and the HTTP status is 404 only when nothing else is wrong.
 - `service_request_id` is the case id (a UUID: not guessable). The request is registered at once, so
   POST answers with the id (and the resident's tracking number and PIN in `service_notice`); the
   tokens resource answers for those ids too.
@@ -13,7 +19,13 @@ Decisions (the spec leaves them to each jurisdiction):
   GET requests without one show the public fields only: no description, address, coordinates or
   media (residents' home addresses are not public); with one, everything.
 - Names, phone, e-mail, device and account ids go to the personal-data vault, never into events.
-  Without a phone the request is anonymous.
+  Without a phone the request is anonymous (the name is 居民 when a phone comes without one).
+- GET requests: `service_request_id` overrides every other argument, as the spec says; otherwise
+  the window defaults to the last 90 days and at most 1000 requests. Datetimes are W3C (ISO 8601
+  with offset) in the county's time zone. `status_notes` says the Minqing status in plain Chinese.
+- Rendering: JSON is the spec's Spark mapping (arrays of objects; the definition is one object);
+  XML is built with ElementTree, None as an empty element, booleans as true/false, and characters
+  XML 1.0 forbids dropped (one pasted control character would otherwise break a whole list).
 """
 from __future__ import annotations
 
@@ -38,16 +50,19 @@ STATUS_NOTES = {"reported": "已受理，正在派单", "assigned": "已派单�
 
 
 class Open311Error(Exception):
-    """One or more problems, answered in the spec's error format with the given HTTP status."""
+    """One or more problems, answered in the spec's error format with the given HTTP status.
 
-    def __init__(self, status: int, problems: Iterable[str]):
+    A problem is a description (its code is then the HTTP status) or a (code, description) pair:
+    the spec lets the body's codes be more specific than the HTTP status."""
+
+    def __init__(self, status: int, problems: Iterable[str | tuple[int, str]]):
         self.status = status
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+        self.problems = [p if isinstance(p, tuple) else (status, p) for p in problems]
+        super().__init__("; ".join(d for _, d in self.problems))
 
 
 def error_items(error: Open311Error) -> list[dict]:
-    return [{"code": error.status, "description": p} for p in error.problems]
+    return [{"code": code, "description": description} for code, description in error.problems]
 
 
 # ---- services ----------------------------------------------------------------------------------
@@ -85,7 +100,7 @@ def _attribute(code: str, order: int, required: bool, description: str, values: 
 
 # ---- POST requests -----------------------------------------------------------------------------
 
-def _number(form: Mapping[str, str], name: str, low: float, high: float, problems: list[str]) -> float | None:
+def _number(form: Mapping[str, str], name: str, low: float, high: float, problems: list) -> float | None:
     raw = form.get(name)
     if raw in (None, ""):
         return None
@@ -99,18 +114,30 @@ def _number(form: Mapping[str, str], name: str, low: float, high: float, problem
     return value
 
 
+def _place_problem(form: Mapping[str, str], policy: CountyPolicy, township: str) -> str | None:
+    """The attribute naming a place this county does not have (codes or names, as intake takes)."""
+    village = (form.get("attribute[village]") or "").strip() or None
+    hamlet = (form.get("attribute[hamlet]") or "").strip() or None
+    try:
+        policy.resolve_place(township, village, hamlet)
+    except KeyError as exc:
+        return (f"attribute[{exc.args[0]}] is not a {exc.args[0]} of {policy.doc['name']} "
+                "(see the service definition)")
+    return None
+
+
 def parse_post(form: Mapping[str, str], policy: CountyPolicy) -> dict:
-    """The intake report for a POST requests form; every problem at once as Open311Error(400)."""
-    problems: list[str] = []
+    """The intake report for a POST requests form; every problem at once as one Open311Error."""
+    problems: list[str | tuple[int, str]] = []     # a tuple: a code other than 400 (see Open311Error)
     code = (form.get("service_code") or "").strip()
     category = policy.category(code) if code else None
     if not code:
         problems.append("service_code is required")
     elif category is None or category["code"] != code:
-        problems.append(f"service_code {code!r} is not a service of this jurisdiction")
+        problems.append((404, f"service_code {code!r} is not a service of this jurisdiction"))
     lat = _number(form, "lat", -90, 90, problems)
     lon = _number(form, "long", -180, 180, problems)
-    if (lat is None) != (lon is None) and not any("lat" in p or "long" in p for p in problems):
+    if (lat is None) != (lon is None) and not any(str(p).startswith(("lat ", "long ")) for p in problems):
         problems.append("lat and long must be given together")
     address = (form.get("address_string") or "").strip()
     address_id = (form.get("address_id") or "").strip()
@@ -121,6 +148,8 @@ def parse_post(form: Mapping[str, str], policy: CountyPolicy) -> dict:
     township = (form.get("attribute[township]") or "").strip()
     if not township:
         problems.append("attribute[township] is required (see the service definition)")
+    elif (place_problem := _place_problem(form, policy, township)) is not None:
+        problems.append(place_problem)
     description = (form.get("description") or "").strip()
     if len(description) > 4000:
         problems.append("description may have at most 4000 characters")
@@ -134,7 +163,7 @@ def parse_post(form: Mapping[str, str], policy: CountyPolicy) -> dict:
     if len(email) > 200 or (email and "@" not in email):
         problems.append("email is not an e-mail address")
     if problems:
-        raise Open311Error(400, problems)
+        raise Open311Error(404 if all(isinstance(p, tuple) for p in problems) else 400, problems)
     name = ((form.get("last_name") or "").strip() + (form.get("first_name") or "").strip())[:50] or "居民"
     contact = {k: (form.get(k) or "").strip()[:100] for k in ("email", "device_id", "account_id") if form.get(k)}
     return {
@@ -204,8 +233,17 @@ def _instant(args: Mapping[str, str], name: str) -> datetime | None:
     return moment
 
 
+def _listed(args: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in (args.get(name) or "").split(",") if item.strip()]
+
+
 def parse_filters(args: Mapping[str, str], now: datetime) -> dict:
-    statuses = [s for s in (args.get("status") or "").split(",") if s]
+    """GET requests' filters. `service_request_id` "overrides all other arguments" (spec): with it,
+    the others are neither checked nor applied (the dates are then only the default window)."""
+    ids = _listed(args, "service_request_id")[:MAX_RESULTS]
+    if ids:
+        return {"ids": ids, "codes": [], "statuses": [], "start": now - DEFAULT_WINDOW, "end": now}
+    statuses = _listed(args, "status")
     if any(s not in ("open", "closed") for s in statuses):
         raise Open311Error(400, ["status must be open, closed, or both separated by a comma"])
     start, end = _instant(args, "start_date"), _instant(args, "end_date")
@@ -215,18 +253,20 @@ def parse_filters(args: Mapping[str, str], now: datetime) -> dict:
         start = end - DEFAULT_WINDOW
     if end is not None and start > end:
         raise Open311Error(400, ["start_date must not be after end_date"])
-    ids = [i for i in (args.get("service_request_id") or "").split(",") if i][:MAX_RESULTS]
-    codes = [c for c in (args.get("service_code") or "").split(",") if c]
-    return {"ids": ids, "codes": codes, "statuses": statuses, "start": start, "end": end}
+    return {"ids": [], "codes": _listed(args, "service_code"), "statuses": statuses, "start": start, "end": end}
 
 
 # ---- rendering ---------------------------------------------------------------------------------
 
-_XML = {   # kind → (root element, item element)
+_XML = {   # kind → (root element, item element); POST's answer and a token's are requests too
     "services": ("services", "service"),
     "service_requests": ("service_requests", "request"),
+    "post_result": ("service_requests", "request"),
+    "tokens": ("service_requests", "request"),
     "errors": ("errors", "error"),
 }
+# What XML 1.0 cannot carry even escaped; ElementTree would write it raw and break the document.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _xml_value(parent: ET.Element, key: str, value: Any) -> None:
@@ -234,7 +274,7 @@ def _xml_value(parent: ET.Element, key: str, value: Any) -> None:
     if isinstance(value, bool):
         element.text = "true" if value else "false"
     elif value is not None:
-        element.text = str(value)
+        element.text = _NOT_XML.sub("", str(value))
 
 
 def _definition_xml(definition: dict) -> ET.Element:
@@ -256,7 +296,11 @@ def _definition_xml(definition: dict) -> ET.Element:
 
 
 def render(kind: str, payload: Any, fmt: str) -> tuple[bytes, str]:
-    """(body, content type) of `payload` — a list of items, or the service definition — in `fmt`."""
+    """(body, content type) of `payload` — a list of items, or the service definition — in `fmt`.
+
+    `kind` is services, service_definition, service_requests, post_result, tokens or errors."""
+    if kind != "service_definition" and kind not in _XML:
+        raise ValueError(f"no Open311 resource {kind!r}")
     if fmt not in FORMATS:
         raise Open311Error(404, [f"format {fmt!r} is not supported; use .json or .xml"])
     if fmt == "json":
