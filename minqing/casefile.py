@@ -97,9 +97,12 @@ class CaseFile:
                            units_seen=self._seen(d["unit"]), first_contact=self.first_contact or d.get("first_contact"),
                            **_NEW_HOLDING)
         elif event.type in ("case.transferred", "case.escalated"):
+            holding = dict(_NEW_HOLDING)
+            if event.type == "case.transferred" and self.status != "returned":
+                holding.update(pressure=self.pressure, reply_due=self.reply_due)   # pressure follows a sideways move
             changes.update(unit=d["to_unit"], cadre=d["to_cadre"], resolution_due=d["resolution_due"],
                            response_due=d.get("response_due"), policy_version=d["policy_version"],
-                           units_seen=self._seen(d["to_unit"]), **_NEW_HOLDING)
+                           units_seen=self._seen(d["to_unit"]), **holding)
             if d.get("to_tier"):
                 changes["tier"] = d["to_tier"]
         elif event.type == "case.accepted":

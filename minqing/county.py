@@ -331,11 +331,25 @@ class Place:
         return [c for c in (self.hamlet, self.village, self.township) if c] + ["county"]
 
 
+def _lift(policy: Mapping[str, Any]) -> dict:
+    """A policy published before tiers were objects and timers were configurable (issue #5) reads as
+    the same policy with glossary-level tiers and the default timers and duplicate rules."""
+    if all(isinstance(t, Mapping) for t in policy["tiers"]) and "escalation" in policy and "duplicates" in policy:
+        return dict(policy)
+    lifted = dict(policy)
+    lifted["tiers"] = [t if isinstance(t, Mapping) else {"code": t, "name": LEVEL_NAMES.get(t, t), "level": t,
+                                                          "joint": False, "dispatch_day": None}
+                       for t in policy["tiers"]]
+    lifted.setdefault("escalation", _Escalation().load({}))
+    lifted.setdefault("duplicates", _Duplicates().load({}))
+    return lifted
+
+
 class CountyPolicy:
     """Read-only lookups over one published policy version."""
 
     def __init__(self, policy: Mapping[str, Any], version: int):
-        self.doc = policy
+        self.doc = _lift(policy)
         self.version = version
         self.county = policy["county"]
 

@@ -81,12 +81,11 @@ def next_dispatch_meeting(calendar: WorkCalendar, at: datetime, day_of_month: in
     year, month = today.year, today.month
     while True:
         meeting = date(year, month, day_of_month)
+        while not calendar.is_working_day(meeting):
+            meeting += timedelta(days=1)
         if meeting > today:
-            break
+            return meeting
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    while not calendar.is_working_day(meeting):
-        meeting += timedelta(days=1)
-    return meeting
 
 
 def deadlines(policy: CountyPolicy, category: dict, tier: dict, at: datetime) -> tuple[datetime, datetime, str]:
@@ -182,6 +181,10 @@ def decide_transfer(policy: CountyPolicy, case, to_unit: str, at: datetime, reas
         raise ValueError(f"category {category['code']} is not handled at tier {tier['code']}")
     cadre, cadre_why = choose_cadre(policy, unit, place_of(case.location), load)
     response_due, due, limit_words = deadlines(policy, category, tier, at)
+    if not any_tier and case.resolution_due:       # 转办 sideways keeps the promise made (推诿必究)
+        kept = datetime.fromisoformat(case.resolution_due.replace("Z", "+00:00"))
+        if kept < due:
+            due, limit_words = kept, f"keeps the resolution deadline {case.resolution_due} it had"
     return {
         "case_id": case.case_id, "from_unit": case.unit or case.returned_by, "to_unit": unit["code"],
         "to_tier": tier["code"],

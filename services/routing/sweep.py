@@ -25,7 +25,7 @@ from sqlalchemy import select
 from minqing.casefile import fold, stream_of
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction
-from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent, StreamWrite
+from minqing.ledger import ConcurrencyError, DuplicateEventIdError, Ledger, Metadata, NewEvent, StreamWrite
 from services.routing.projection import load_for, policy_in_force
 from services.routing.tables import timers_table
 from services.routing.timers import ACTOR, fire
@@ -67,11 +67,11 @@ class Sweeper:
         if writes:
             try:
                 result.appended = len(self.ledger.append_many(writes))
-            except ConcurrencyError:
+            except (ConcurrencyError, DuplicateEventIdError):     # a case moved, or another sweep got there
                 for write in writes:
                     try:
                         result.appended += len(self.ledger.append(write.stream, write.events, write.expected_version))
-                    except ConcurrencyError:
+                    except (ConcurrencyError, DuplicateEventIdError):
                         result.conflicts += 1
         if result.appended or result.conflicts:
             log.info("timer sweep: %d due, %d events, %d moved meanwhile", result.due, result.appended, result.conflicts)

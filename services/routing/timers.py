@@ -110,9 +110,12 @@ def fire(policy: CountyPolicy, case: CaseFile, now: datetime, load=None) -> list
         if f"{deadline}_overdue" in due:
             steps.append(_step("case.overdue", _deadline_data(case, deadline, when), deadline, when))
     if "resolution_overdue" in due and overdue_action(policy, case) == "escalate":
-        escalation = decide_escalation(policy, case, now, f"the resolution deadline {case.resolution_due} lapsed "
-                                       f"at tier {case.tier} (限时办结)", automatic=True,
-                                       load=load() if callable(load) else load)
+        try:
+            escalation = decide_escalation(policy, case, now, f"the resolution deadline {case.resolution_due} lapsed "
+                                           f"at tier {case.tier} (限时办结)", automatic=True,
+                                           load=load() if callable(load) else load)
+        except LookupError:      # the policy in force cannot place it above: the lapse stands, pressure follows
+            escalation = None
         if escalation is not None:
             steps.append(_step("case.escalated", escalation, case.tier, case.resolution_due))
             co_units = joint_units_for(policy, case, escalation["to_tier"])

@@ -153,8 +153,8 @@ def test_an_unsatisfied_follow_up_reopens_one_tier_up_where_the_policy_says(worl
 
 
 def test_a_case_the_new_policy_cannot_place_does_not_stop_other_timers(world):
-    """A newer policy version drops a category: its open cases are logged and skipped by the sweep, and
-    every other case's timers go on."""
+    """A newer policy version drops a category: its open cases cannot be escalated, so the lapse is
+    recorded (charged to the holder) and pressure follows; every other case's timers go on."""
     from minqing import county
     stranded = world.report("longjiang", "202", "heigang", "heigang.kaoshan")
     other = world.report("longjiang", "301", "heigang", "heigang.kaoshan")
@@ -167,4 +167,5 @@ def test_a_case_the_new_policy_cannot_place_does_not_stop_other_timers(world):
     world.at("2026-10-16T00:00:00Z")        # both village limits have lapsed
     assert world.case(other).tier == "township"
     assert "case.escalated" not in world.types(stranded)
-    assert world.sweeper.sweep().failed == 1          # still logged and skipped, round after round
+    assert {"case.overdue", "case.chased", "case.supervised"} <= set(world.types(stranded))   # 2+ days past
+    assert world.sweeper.sweep().failed == 0

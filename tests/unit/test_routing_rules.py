@@ -43,6 +43,19 @@ def test_the_dispatch_meeting_is_the_next_25th_or_the_next_working_day_after_it(
     # arriving on the meeting day itself: the agenda is set, so the next month's meeting
     assert next_dispatch_meeting(calendar, datetime(2026, 11, 25, 2, 0, tzinfo=UTC), 25) == date(2026, 12, 25)
     assert next_dispatch_meeting(calendar, datetime(2026, 12, 26, 2, 0, tzinfo=UTC), 25) == date(2027, 1, 25)
+    # arriving on a Sunday the 25th: the meeting is held on Monday the 26th, still ahead
+    assert next_dispatch_meeting(calendar, datetime(2026, 10, 25, 2, 0, tzinfo=UTC), 25) == date(2026, 10, 26)
+
+
+def test_a_policy_published_before_tier_objects_still_reads(policies):
+    """DESIGN principle 7: old versions stay readable — string tiers and no timer section."""
+    old = copy.deepcopy(policies["longjiang"])
+    old["tiers"] = ["hamlet", "village", "township", "department"]
+    del old["escalation"], old["duplicates"]
+    lifted = CountyPolicy(old, 1)
+    assert [t["code"] for t in lifted.tiers] == ["hamlet", "village", "township", "department"]
+    assert lifted.next_tier("village")["code"] == "township" and lifted.escalation["on_resolution_overdue"] == "escalate"
+    assert lifted.catalogue()["tiers"][0] == {"code": "hamlet", "name": "屯/村民小组", "level": "hamlet"}
 
 
 def test_duty_cadres_share_the_load(policies):
