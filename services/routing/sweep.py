@@ -84,10 +84,13 @@ class Sweeper:
         with read_transaction(self.ledger.engine) as conn:
             streams = self.ledger.read_streams([stream_of(c) for c in case_ids], conn=conn)
             loads: dict[str, dict] = {}
+            policies: dict[str, object] = {}      # one policy lookup per county per round, not per case
             for case_id in case_ids:
                 events = streams[stream_of(case_id)]
                 case = fold(case_id, events)
-                policy = policy_in_force(conn, case.county) if case.county else None
+                if case.county and case.county not in policies:
+                    policies[case.county] = policy_in_force(conn, case.county)
+                policy = policies.get(case.county) if case.county else None
                 if policy is None:
                     continue
 
