@@ -50,6 +50,8 @@ POLICY: dict[str, frozenset[str]] = {
     "notifications.read": frozenset({"auditor", "admin"}),
     "access_log.read": frozenset({"auditor"}),
     "events.read": frozenset({"integrator"}),
+    "case.follow_up": frozenset({"operator"}),                   # enter a 回访 rating after a call
+    "subscriptions.manage": frozenset({"integrator", "admin"}),
     "open311.submit": frozenset({"operator", "integrator"}),    # an Open311 api_key
 }
 

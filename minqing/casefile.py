@@ -68,6 +68,7 @@ class CaseFile:
     reopened: int = 0
     merged_into: str | None = None
     reports: int = 1                        # how many reports of this matter (duplicates merged into it)
+    reporter_subject: str | None = None     # the resident's vault subject; None when anonymous
     history: tuple[dict, ...] = field(default_factory=tuple)
 
     @property
@@ -90,7 +91,8 @@ class CaseFile:
         if event.type == "case.reported":
             changes.update(county=d["county"], tracking_no=d["tracking_no"], category=d["category"],
                            channel=d["channel"], kind=d["kind"], urgency=d["urgency"], summary=d["summary"],
-                           location=d["location"], reported_at=d["reported_at"], registered_at=event.recorded_at)
+                           location=d["location"], reported_at=d["reported_at"], registered_at=event.recorded_at,
+                           reporter_subject=(d.get("reporter") or {}).get("subject"))
         elif event.type == "case.assigned":
             changes.update(tier=d["tier"], unit=d["unit"], cadre=d["cadre"], response_due=d["response_due"],
                            resolution_due=d["resolution_due"], policy_version=d["policy_version"],

@@ -209,8 +209,13 @@ class CaseDelivered(CaseEvent):
 
 
 class CaseFollowedUp(CaseEvent):
+    """回访: the resident's rating of the result (reply code 1 satisfied, 2 basically satisfied,
+    3 unsatisfied), or `unreachable` after the county's asks went unanswered."""
     rating = fields.String(required=True, validate=validate.OneOf(RATINGS))
     via = fields.String(required=True, validate=validate.OneOf(("sms", "call", "visit", "online")))
+    # optional (added without a new version; absent in older events)
+    asks = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=20))
+    by = fields.String(load_default=None, allow_none=True, validate=_ID)      # the operator who entered it
 
 
 class CaseReason(CaseEvent):
@@ -222,7 +227,7 @@ class NotificationEvent(_Strict):
     case_id = fields.String(load_default=None, allow_none=True, validate=_ID)
     channel = fields.String(required=True, validate=validate.OneOf(("log", "sms", "email", "webhook")))
     template = fields.String(required=True, validate=_ID)
-    recipient_role = fields.String(required=True, validate=validate.OneOf(("resident", "cadre", "supervisor", "subscriber")))
+    recipient_role = fields.String(required=True, validate=validate.OneOf(("resident", "cadre", "supervisor", "board", "subscriber")))
     recipient_masked = fields.String(required=True, validate=validate.Length(max=100))
     caused_by = fields.String(required=True, validate=_ID)
     attempts = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))

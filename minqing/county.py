@@ -146,6 +146,65 @@ class _Duplicates(Schema):
     radius_m = fields.Integer(load_default=100, strict=True, validate=validate.Range(min=1, max=5000))
 
 
+_HHMM = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a local time HH:MM")
+
+# The notify templates a county may override (services/notify/templates/<language>/<name>.txt).
+NOTIFY_TEMPLATES = ("receipt", "assignment", "deadline_warning", "overdue", "escalation", "result",
+                    "follow_up", "on_site_day")
+LANGUAGES = ("zh", "en")
+
+
+class _QuietHours(Schema):
+    """No SMS to residents between `start` and `end` (local time), unless the case is urgent."""
+    start = fields.String(required=True, validate=_HHMM)
+    end = fields.String(required=True, validate=_HHMM)
+
+
+class _FollowUp(Schema):
+    """回访: asked `after_minutes` after the result is delivered; a resident who has not replied within
+    `reply_within_minutes` is asked again, up to `attempts` asks, then recorded as unreachable."""
+    after_minutes = fields.Integer(load_default=24 * 60, strict=True, validate=validate.Range(min=0, max=60 * 24 * 30))
+    reply_within_minutes = fields.Integer(load_default=48 * 60, strict=True,
+                                          validate=validate.Range(min=1, max=60 * 24 * 30))
+    attempts = fields.Integer(load_default=2, strict=True, validate=validate.Range(min=1, max=5))
+
+
+class _OnSiteDays(Schema):
+    """Seed 004: 规定每月10日下午为驻点工作日，提前两天发布公告 — the units of `tier` hold an on-site day
+    on `day_of_month` from `time`; it is announced `announce_days_ahead` days before, at `announce_at`."""
+    tier = fields.String(required=True, validate=_CODE)
+    day_of_month = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=28))
+    time = fields.String(load_default="14:00", validate=_HHMM)
+    announce_days_ahead = fields.Integer(load_default=2, strict=True, validate=validate.Range(min=0, max=14))
+    announce_at = fields.String(load_default="09:00", validate=_HHMM)
+
+
+def _template_text(value: str) -> None:
+    import jinja2.sandbox
+    try:
+        jinja2.sandbox.SandboxedEnvironment().parse(value)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValidationError(f"not a valid Jinja2 template: {exc.message} (line {exc.lineno})")
+
+
+class _Notify(Schema):
+    """What notify does for this county (issue #6)."""
+    language = fields.String(load_default="zh", validate=validate.OneOf(LANGUAGES))
+    quiet_hours = fields.Nested(_QuietHours, load_default=lambda: {"start": "21:00", "end": "08:00"}, allow_none=True)
+    follow_up = fields.Nested(_FollowUp, load_default=lambda: _FollowUp().load({}))
+    on_site_days = fields.Nested(_OnSiteDays, load_default=None, allow_none=True)
+    allow_private_webhooks = fields.Boolean(load_default=False)   # subscribers on the county's own network
+    templates = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(LANGUAGES)),
+        values=fields.Dict(keys=fields.String(validate=validate.OneOf(NOTIFY_TEMPLATES)),
+                           values=fields.String(validate=[validate.Length(min=1, max=2000), _template_text])),
+        load_default=dict)
+
+
+def notify_defaults() -> dict:
+    return _Notify().load({})
+
+
 class _Category(Schema):
     code = fields.String(required=True, validate=_CODE)
     key = fields.String(required=True, validate=_CODE)
@@ -185,6 +244,7 @@ class _Policy(Schema):
     units = fields.List(fields.Nested(_Unit), required=True, validate=validate.Length(min=1))
     cadres = fields.List(fields.Nested(_Cadre), required=True, validate=validate.Length(min=1))
     categories = fields.List(fields.Nested(_Category), required=True, validate=validate.Length(min=1))
+    notify = fields.Nested(_Notify, load_default=notify_defaults)
 
     @validates_schema
     def _references(self, data, **_):
@@ -241,6 +301,9 @@ class _Policy(Schema):
             for tier in cat["time_limits"]:
                 if tier not in tiers:
                     errors[f"categories.{i}.time_limits.{tier}"] = [f"{tier!r} is not one of this county's tiers"]
+        on_site = data["notify"]["on_site_days"]
+        if on_site is not None and on_site["tier"] not in tiers:
+            errors["notify.on_site_days.tier"] = [f"{on_site['tier']!r} is not one of this county's tiers"]
         if errors:
             raise ValidationError(errors)
 
@@ -342,6 +405,7 @@ def _lift(policy: Mapping[str, Any]) -> dict:
                        for t in policy["tiers"]]
     lifted.setdefault("escalation", _Escalation().load({}))
     lifted.setdefault("duplicates", _Duplicates().load({}))
+    lifted.setdefault("notify", notify_defaults())
     return lifted
 
 
@@ -388,6 +452,22 @@ class CountyPolicy:
     @property
     def escalation(self) -> dict:
         return self.doc["escalation"]
+
+    @property
+    def notify(self) -> dict:
+        return self.doc["notify"]
+
+    def cadre(self, cadre_id: str) -> dict | None:
+        return next((c for c in self.doc["cadres"] if c["id"] == cadre_id), None)
+
+    def township_of_unit(self, code: str) -> str | None:
+        """The township a unit serves (the supervisor who answers for it), None for county-wide units."""
+        unit = self.unit(code)
+        for place in (unit or {}).get("covers", []):
+            info = self._places.get(place)
+            if info is not None:
+                return info["township"]
+        return None
 
     def place_name(self, code: str | None) -> str | None:
         return self._places.get(code, {}).get("name") if code else None

@@ -13,14 +13,13 @@ resident submits to `POST /api/v1/channels/wechat/{county}` as JSON, signed.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import datetime, timezone
 
 from marshmallow import Schema, fields, validate
 from sqlalchemy import Connection, select
 
+from minqing import signing
 from minqing.clock import isoformat
 from minqing.db import upsert
 from minqing.http import ApiError
@@ -57,9 +56,7 @@ def new_secret(conn: Connection, vault: Vault, county: str, at: datetime) -> str
 def verify(conn: Connection, vault: Vault, county: str, body: bytes, header: str | None) -> None:
     row = conn.execute(select(channel_secrets_table.c.secret).where(
         channel_secrets_table.c.county == county, channel_secrets_table.c.channel == CHANNEL)).first()
-    expected = hmac.new(vault.unseal(row.secret), body, hashlib.sha256).hexdigest() if row else None
-    given = (header or "").removeprefix("sha256=").encode("utf-8", "replace")
-    if expected is None or not hmac.compare_digest(expected.encode(), given):
+    if not signing.matches(vault.unseal(row.secret) if row else None, body, header):
         raise ApiError(401, "bad_signature", "the X-Minqing-Signature header does not match the body",
                        {"X-Minqing-Signature": ["missing or wrong (HMAC-SHA256 of the body, hex, as sha256=…)"]})
 

@@ -1,10 +1,17 @@
-"""The delivery outbox: rules decide *what* to send inside the projection transaction; the sender
-delivers pending rows and records each delivery as `notification.sent` (or, after the configured
-attempts, `notification.failed`) in the same transaction that marks the row.
+"""The delivery outbox: rules (services/notify/rules.py) put rows here inside the projection's
+transaction; the sender takes due rows, delivers them and records each outcome on the ledger.
 
-A crash after a channel accepted a message but before the row was marked re-sends that message on
-restart: delivery to an outside channel is at-least-once, and the outbox key is passed to the
-channel as an idempotency key so gateways that honour one deliver it once.
+At most once per key (issue #6 §3):
+- a row is *claimed* under a lease, so two notify instances never take the same row;
+- just before the channel is called the row is marked *sending* in its own transaction;
+- after the channel took it, the row is marked *sent* and `notification.sent` appended, together.
+A claimed row whose lease lapsed was never handed to a channel and goes back to pending. A *sending*
+row whose lease lapsed may or may not have reached the channel (the sender died in between): it is
+never sent again on its own but failed as "interrupted" and listed for operators, who decide
+(`minqing notify retry KEY`). The key also travels to the channel as an idempotency key.
+
+Failures are retried with exponential backoff (MINQING_NOTIFY_BACKOFF_SECONDS, doubling); after
+MINQING_NOTIFY_MAX_ATTEMPTS the row is failed and `notification.failed` appended.
 """
 from __future__ import annotations
 
@@ -14,137 +21,176 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, select, update
 
-from minqing.casefile import fold
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction, write_transaction
-from minqing.ledger import ANY, Ledger, Metadata, NewEvent, RecordedEvent
+from minqing.ledger import ANY, Ledger, Metadata, NewEvent
 from minqing.personal_data import mask_free_text
 from minqing.vault import Vault
-from services.notify.channels import Channel
-from services.notify.tables import outbox_table
+from services.notify import templates
+from services.notify.channels import Channel, Message
+from services.notify.quiet import defer_for_quiet
+from services.notify.rules import policy_for
+from services.notify.tables import contacts_table, outbox_table
 
 log = logging.getLogger("minqing.notify")
 ACTOR = "service:notify"
-MAX_ATTEMPTS = 5
+LEASE = timedelta(minutes=2)
 _NS = uuid.UUID("0c7d8a1e-5b1f-4c55-8d2e-2f9b7e5a4c31")
 
 
-def enqueue(conn: Connection, event: RecordedEvent, *, template: str, recipient_role: str, recipient_ref: str,
-            recipient_masked: str, body: str, channel: str, now: str) -> None:
-    key = f"{event.event_id}:{template}:{recipient_role}"
-    if conn.execute(select(outbox_table.c.key).where(outbox_table.c.key == key)).first() is not None:
-        return
-    conn.execute(outbox_table.insert().values(
-        key=key, case_id=event.data.get("case_id"), county=event.county, channel=channel, template=template,
-        recipient_role=recipient_role, recipient_ref=recipient_ref, recipient_masked=recipient_masked, body=body,
-        caused_by=event.event_id, status="pending", attempts=0, next_attempt_at=now))
+def _stream(row) -> str:
+    return f"case-{row.case_id}" if row.case_id else f"notify-{row.county}"
 
 
-class NotificationRules:
-    """Which events notify whom (the walking skeleton: the receipt and the assignment)."""
-    name = "notify.rules"
-    event_types = frozenset({"case.reported", "case.assigned"})
-
-    def __init__(self, ledger: Ledger, config=None):
-        self.ledger = ledger
-
-    def apply(self, conn: Connection, event: RecordedEvent) -> None:
-        d = event.data
-        if event.type == "case.reported":
-            enqueue(conn, event, template="receipt", recipient_role="resident",
-                    recipient_ref=d["reporter"]["subject"], recipient_masked=d["reporter"]["phone_masked"],
-                    body=(f"您反映的诉求已受理，受理编号 {d['tracking_no']}。"
-                          f"可凭受理编号和查询码查询办理进度。"),
-                    channel="log", now=event.recorded_at)
-        elif event.type == "case.assigned":
-            case = fold(d["case_id"], self.ledger.read_stream(event.stream, conn=conn))
-            enqueue(conn, event, template="assignment", recipient_role="cadre", recipient_ref=d["cadre"],
-                    recipient_masked=d["cadre"],
-                    body=(f"新派单 {case.tracking_no}（类别 {case.category}）：请于 {d['response_due']} 前受理，"
-                          f"{d['resolution_due']} 前办结。"),
-                    channel="log", now=event.recorded_at)
-
-    @staticmethod
-    def drop(conn: Connection) -> None:
-        conn.execute(outbox_table.delete())
-
-
-def _record(conn: Connection, ledger: Ledger, row, event_type: str, attempts: int, error: str | None = None) -> None:
-    data = {"key": row.key, "case_id": row.case_id, "channel": row.channel, "template": row.template,
+def _record(conn: Connection, ledger: Ledger, row, event_type: str, attempts: int, channel: str,
+            error: str | None = None) -> None:
+    data = {"key": row.key, "case_id": row.case_id, "channel": channel, "template": row.template,
             "recipient_role": row.recipient_role, "recipient_masked": row.recipient_masked,
             "caused_by": row.caused_by, "attempts": attempts}
     if error is not None:
         data["error"] = error
-    stream = f"case-{row.case_id}" if row.case_id else f"notification-{row.key}"
-    ledger.append(stream, [NewEvent(event_type, data, Metadata(actor=ACTOR, county=row.county,
-                                                               correlation_id=row.case_id, causation_id=row.caused_by),
-                                    event_id=str(uuid.uuid5(_NS, f"{event_type}:{row.key}")))],
-                  ANY, conn=conn)
+    events = [NewEvent(event_type, data, Metadata(actor=ACTOR, county=row.county, correlation_id=row.case_id,
+                                                  causation_id=row.caused_by),
+                       event_id=str(uuid.uuid5(_NS, f"{event_type}:{row.key}:{row.retries}")))]
+    if event_type == "notification.sent" and row.template == "result" and row.case_id:
+        # 统一送达: the result reached the resident's channel — the case is delivered
+        events.append(NewEvent("case.delivered", {"case_id": row.case_id, "channel": channel},
+                               Metadata(actor=ACTOR, county=row.county, correlation_id=row.case_id,
+                                        causation_id=row.caused_by),
+                               event_id=str(uuid.uuid5(_NS, f"case.delivered:{row.key}:{row.retries}"))))
+    ledger.append(_stream(row), events, ANY, conn=conn)
 
 
-LEASE = timedelta(minutes=5)
+def recover_expired(ledger: Ledger, clock: Clock) -> int:
+    """Lapsed leases: claimed rows back to pending; interrupted sends failed for an operator to decide."""
+    now = isoformat(clock.now())
+    with write_transaction(ledger.engine) as conn:
+        conn.execute(update(outbox_table).where(outbox_table.c.status == "claimed",
+                                                outbox_table.c.next_attempt_at <= now).values(status="pending"))
+        lost = conn.execute(select(outbox_table).where(outbox_table.c.status == "sending",
+                                                       outbox_table.c.next_attempt_at <= now)).all()
+        for row in lost:
+            error = "interrupted while sending: delivery unknown, not repeated (retry it if it did not arrive)"
+            conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
+                         .values(status="failed", last_error=error))
+            _record(conn, ledger, row, "notification.failed", max(row.attempts, 1), row.channel_used or row.channel, error)
+    return len(lost)
 
 
 def claim_due(ledger: Ledger, clock: Clock, limit: int) -> list:
-    """Take up to `limit` due rows for this sender: status `sending` with a lease, so several notify
-    instances never send the same row, and a sender that died mid-send leaves it for another after
-    the lease (at-least-once)."""
     now = clock.now()
-    due = (select(outbox_table.c.key).where(outbox_table.c.status.in_(("pending", "sending")),
+    due = (select(outbox_table.c.key).where(outbox_table.c.status == "pending",
                                             outbox_table.c.next_attempt_at <= isoformat(now))
-           .order_by(outbox_table.c.next_attempt_at).limit(limit))
+           .order_by(outbox_table.c.next_attempt_at, outbox_table.c.key).limit(limit))
     if ledger.engine.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     with write_transaction(ledger.engine) as conn:
         keys = [r.key for r in conn.execute(due)]
         if not keys:
             return []
-        conn.execute(update(outbox_table).where(outbox_table.c.key.in_(keys))
-                     .values(status="sending", next_attempt_at=isoformat(now + LEASE)))
+        conn.execute(update(outbox_table).where(outbox_table.c.key.in_(keys), outbox_table.c.status == "pending")
+                     .values(status="claimed", next_attempt_at=isoformat(now + LEASE)))
         return conn.execute(select(outbox_table).where(outbox_table.c.key.in_(keys))
-                            .order_by(outbox_table.c.key)).all()
+                            .order_by(outbox_table.c.next_attempt_at, outbox_table.c.key)).all()
 
 
-def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], clock: Clock, limit: int = 50) -> int:
+def _address(conn: Connection, vault: Vault, row) -> tuple[str, str | None]:
+    """(channel, address) for the row's recipient, read from the vault just before sending."""
+    kind, _, ref = row.recipient_ref.partition(":")
+    if kind == "resident":
+        fields = vault.reveal(conn, ref)
+        if fields is None:
+            raise LookupError("the resident's contact details were erased")
+        return "sms", fields.get("phone")
+    contact = conn.execute(select(contacts_table).where(contacts_table.c.county == row.county,
+                                                        contacts_table.c.recipient == row.recipient_ref)).first()
+    if contact is None or contact.channel == "log":
+        return "log", None
+    fields = vault.reveal(conn, contact.subject) or {}
+    return contact.channel, fields.get({"sms": "phone", "email": "email", "webhook": "webhook"}[contact.channel])
+
+
+def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], clock: Clock, *, limit: int = 50,
+                max_attempts: int = 5, backoff_seconds: float = 2.0) -> int:
+    recover_expired(ledger, clock)
     delivered = 0
     for row in claim_due(ledger, clock, limit):
         attempts = row.attempts + 1
-        try:
-            address = None
-            if row.recipient_role == "resident":
-                with read_transaction(ledger.engine) as conn:
-                    fields = vault.reveal(conn, row.recipient_ref)
-                if fields is None:
-                    raise LookupError("the resident's contact details were erased")
-                address = fields.get("phone")
-            channels[row.channel].send(address, row.recipient_masked, row.body, row.key)
-        except Exception as exc:
-            error = mask_free_text(f"{type(exc).__name__}: {exc}")[:1000]     # a gateway may echo the address
-            with write_transaction(ledger.engine) as conn:
-                if attempts >= MAX_ATTEMPTS:
-                    conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
-                                 .values(status="failed", attempts=attempts, last_error=error))
-                    _record(conn, ledger, row, "notification.failed", attempts, error)
-                else:
-                    retry_at = isoformat(clock.now() + timedelta(seconds=2 ** attempts))
-                    conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
-                                 .values(status="pending", attempts=attempts, next_attempt_at=retry_at,
-                                         last_error=error))
-            log.warning("notification %s attempt %d failed: %s", row.key, attempts, error)
-            continue
+        channel_name = row.channel
         with write_transaction(ledger.engine) as conn:
             marked = conn.execute(update(outbox_table).where(outbox_table.c.key == row.key,
-                                                             outbox_table.c.status == "sending")
-                                  .values(status="sent", attempts=attempts, sent_at=isoformat(clock.now())))
-            if marked.rowcount == 1:
-                _record(conn, ledger, row, "notification.sent", attempts)
+                                                             outbox_table.c.status == "claimed")
+                                  .values(status="sending", attempts=attempts,
+                                          next_attempt_at=isoformat(clock.now() + LEASE)))
+        if marked.rowcount != 1:
+            continue
+        try:
+            with read_transaction(ledger.engine) as conn:
+                channel_name, address = _address(conn, vault, row)
+            if channel_name not in channels:
+                channel_name, address = "log", None        # not configured here: the log says what would go
+            channels[channel_name].send(Message(key=row.key, address=address, recipient_masked=row.recipient_masked,
+                                                title=templates.title(row.template, _language(ledger, row.county)),
+                                                body=row.body))
+        except Exception as exc:
+            error = mask_free_text(f"{type(exc).__name__}: {exc}")[:1000]     # a gateway may echo the address
+            _failed_attempt(ledger, row, attempts, channel_name, error, clock, max_attempts, backoff_seconds)
+            continue
+        with write_transaction(ledger.engine) as conn:
+            done = conn.execute(update(outbox_table).where(outbox_table.c.key == row.key,
+                                                           outbox_table.c.status == "sending")
+                                .values(status="sent", sent_at=isoformat(clock.now()), channel_used=channel_name))
+            if done.rowcount == 1:
+                _record(conn, ledger, row, "notification.sent", attempts, channel_name)
                 delivered += 1
     return delivered
 
 
+def _language(ledger: Ledger, county: str) -> str:
+    with read_transaction(ledger.engine) as conn:
+        policy = policy_for(conn, county)
+    return policy.notify["language"] if policy else "zh"
+
+
+def _failed_attempt(ledger: Ledger, row, attempts: int, channel: str, error: str, clock: Clock,
+                    max_attempts: int, backoff_seconds: float) -> None:
+    with write_transaction(ledger.engine) as conn:
+        if attempts >= max_attempts:
+            conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
+                         .values(status="failed", last_error=error, channel_used=channel))
+            _record(conn, ledger, row, "notification.failed", attempts, channel, error)
+        else:
+            retry_at = clock.now() + timedelta(seconds=backoff_seconds * 2 ** (attempts - 1))
+            if row.quiet:
+                policy = policy_for(conn, row.county)
+                if policy is not None:
+                    retry_at = defer_for_quiet(retry_at, policy.notify["quiet_hours"], policy.doc["timezone"])
+            conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
+                         .values(status="pending", next_attempt_at=isoformat(retry_at), last_error=error))
+    log.warning("notification %s attempt %d failed: %s", row.key, attempts, error)
+
+
+def retry(ledger: Ledger, clock: Clock, county: str, key: str | None = None) -> list[str]:
+    """Put failed notifications of `county` (one `key`, or all) back in line for a fresh set of attempts."""
+    with write_transaction(ledger.engine) as conn:
+        query = select(outbox_table.c.key).where(outbox_table.c.county == county, outbox_table.c.status == "failed")
+        if key is not None:
+            query = query.where(outbox_table.c.key == key)
+        keys = [r.key for r in conn.execute(query)]
+        if keys:
+            conn.execute(update(outbox_table).where(outbox_table.c.key.in_(keys))
+                         .values(status="pending", attempts=0, retries=outbox_table.c.retries + 1,
+                                 next_attempt_at=isoformat(clock.now()), last_error=None))
+    return keys
+
+
 def list_outbox(conn: Connection, county: str, status: str | None = None, limit: int = 100) -> list[dict]:
     query = (select(outbox_table).where(outbox_table.c.county == county)
-             .order_by(outbox_table.c.next_attempt_at.desc()).limit(limit))
+             .order_by(outbox_table.c.next_attempt_at.desc(), outbox_table.c.key).limit(limit))
     if status:
         query = query.where(outbox_table.c.status == status)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    for row in rows:
+        row.pop("recipient_ref", None)
+        row.pop("quiet", None)
+    return rows

@@ -1,0 +1,110 @@
+"""回访 (follow-up, issue #6 §4): after a result is delivered the resident is asked to rate it.
+
+- The ask goes out `follow_up.after_minutes` after `case.delivered` (rules.py schedules it).
+- The resident replies by SMS with a code — 1 satisfied, 2 basically satisfied, 3 unsatisfied — which
+  the SMS gateway forwards to `POST /api/v1/channels/sms/{county}`; or an operator enters the rating
+  after a call (`POST /api/v1/cases/{id}/follow-up`).
+- No reply within `reply_within_minutes`: asked again, up to `attempts` asks; then `unreachable`.
+Each outcome is one `case.followed_up`, appended against the version of the case it read, so an SMS
+reply and an operator's entry racing each other cannot both count. Routing reopens an unsatisfied case.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from minqing.casefile import fold, stream_of
+from minqing.clock import Clock, isoformat
+from minqing.db import write_transaction
+from minqing.ledger import ConcurrencyError, DuplicateEventIdError, Ledger, Metadata, NewEvent
+from services.notify.rules import case_context, compose, policy_for
+from services.notify.tables import followups_table
+
+log = logging.getLogger("minqing.notify")
+REPLY_CODES = {"1": "satisfied", "2": "basically_satisfied", "3": "unsatisfied"}
+AWAITING = ("resolved", "delivered")       # a case whose latest result has not been rated yet
+_NS = uuid.UUID("6b1c1b3e-9d0e-4a8a-9a53-7d4a0f3e2c11")
+_CODE = re.compile(r"^\s*([123])\s*(?:[.。,，!！]?\s*)$")
+
+
+class NotAwaiting(Exception):
+    """The case has no result waiting for a rating (not resolved yet, or already rated)."""
+
+    def __init__(self, status: str):
+        self.status = status
+        super().__init__(f"the case is {status}, not waiting for a follow-up rating")
+
+
+def reply_code(text: str) -> str | None:
+    """The rating a reply text carries ('1', ' 2 ', '3。'), or None when it is not a reply code."""
+    match = _CODE.match(text or "")
+    return REPLY_CODES[match.group(1)] if match else None
+
+
+def record_follow_up(ledger: Ledger, case_id: str, rating: str, via: str, *, actor: str, county: str,
+                     asks: int | None = None, by: str | None = None, event_id: str | None = None) -> int:
+    """Append `case.followed_up` if the case still awaits its rating; return its ledger position."""
+    stream = stream_of(case_id)
+    for _ in range(10):
+        history = ledger.read_stream(stream)
+        case = fold(case_id, history)
+        if case.status not in AWAITING:
+            raise NotAwaiting(case.status)
+        data = {"case_id": case_id, "rating": rating, "via": via, "asks": asks, "by": by}
+        event = NewEvent("case.followed_up", data, Metadata(actor=actor, county=county, correlation_id=case_id),
+                         event_id=event_id or str(uuid.uuid4()))
+        try:
+            return ledger.append(stream, [event], expected_version=case.version)[0].position
+        except ConcurrencyError:
+            continue      # a notification record or a racing rating moved the case: read it again
+    raise ConcurrencyError(stream, -1, -1)
+
+
+def advance(ledger: Ledger, clock: Clock) -> int:
+    """Ask whoever is due, and record as unreachable whoever has used up their asks. Returns actions taken."""
+    now = clock.now()
+    taken = 0
+    with write_transaction(ledger.engine) as conn:
+        due = conn.execute(select(followups_table).where(followups_table.c.status.in_(("scheduled", "asked")),
+                                                         followups_table.c.next_due <= isoformat(now))
+                           .order_by(followups_table.c.next_due).limit(100)).all()
+    for row in due:
+        with write_transaction(ledger.engine) as conn:
+            policy = policy_for(conn, row.county)
+            if policy is None:
+                continue
+            follow = policy.notify["follow_up"]
+            if row.asks < follow["attempts"]:
+                history = ledger.read_stream(stream_of(row.case_id), conn=conn)
+                case = fold(row.case_id, history)
+                ctx = case_context(policy, case, history[0].data["reporter"]["phone_masked"])
+                compose(conn, policy, case, "follow_up", f"resident:{row.subject}", ctx,
+                        key=f"{row.id}:follow_up:{row.asks + 1}", caused_by=row.id, at=isoformat(now))
+                conn.execute(update(followups_table).where(followups_table.c.id == row.id).values(
+                    status="asked", asks=row.asks + 1, asked_at=isoformat(now),
+                    next_due=isoformat(now + timedelta(minutes=follow["reply_within_minutes"]))))
+                taken += 1
+                continue
+        try:
+            record_follow_up(ledger, row.case_id, "unreachable", "sms", actor="service:notify", county=row.county,
+                             asks=row.asks, event_id=str(uuid.uuid5(_NS, f"unreachable:{row.id}")))
+        except (NotAwaiting, DuplicateEventIdError):
+            pass            # rated meanwhile, or recorded by another instance
+        with write_transaction(ledger.engine) as conn:
+            conn.execute(update(followups_table).where(followups_table.c.id == row.id,
+                                                       followups_table.c.status.in_(("scheduled", "asked")))
+                         .values(status="unreachable"))
+        taken += 1
+    return taken
+
+
+def awaiting_reply(conn, county: str, subject: str):
+    """The resident's follow-up that a reply answers: the latest one asked and not yet answered."""
+    return conn.execute(select(followups_table).where(followups_table.c.county == county,
+                                                      followups_table.c.subject == subject,
+                                                      followups_table.c.status == "asked")
+                        .order_by(followups_table.c.asked_at.desc()).limit(1)).first()
