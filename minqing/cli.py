@@ -206,7 +206,6 @@ def _notify_parts(settings):
 
 def cmd_notify(args, settings) -> int:
     from minqing.clock import SYSTEM_CLOCK
-    from minqing.county import CountyPolicy
     from minqing.db import read_transaction, write_transaction
     from services.notify import contacts, outbox
     engine, ledger, vault = _notify_parts(settings)
@@ -225,10 +224,9 @@ def cmd_notify(args, settings) -> int:
         for key in keys:
             print(f"queued again: {key}")
         return 0
-    published = _published_policy(ledger, args.county)
-    if published is None:
+    policy = _published_policy(ledger, args.county)
+    if policy is None:
         return _fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
-    policy = CountyPolicy(published.data["policy"], published.data["version"])
     if args.action == "contact-list":
         with read_transaction(engine) as conn:
             rows = contacts.list_contacts(conn, args.county)

@@ -96,24 +96,25 @@ class Worker(DependencyProvider):
 
     def start(self):
         self._running = True
-        self.container.spawn_managed_thread(self._loop, identifier="notify-worker")
+        ledger, vault, s = self.ledger_provider.ledger, self.vault_provider.vault, self.settings
+        # two loops, so a slow or unreachable subscriber never holds up residents' and cadres' messages
+        self.container.spawn_managed_thread(lambda: self._loop((
+            ("deliver", lambda: SENT.inc(deliver_due(ledger, vault, self.channels, SYSTEM_CLOCK,
+                                                     max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds))),
+            ("follow-up", lambda: followup.advance(ledger, SYSTEM_CLOCK)),
+            ("announce", lambda: announcements.announce(ledger, SYSTEM_CLOCK)),
+        )), identifier="notify-outbox")
+        self.container.spawn_managed_thread(lambda: self._loop((
+            ("webhooks", lambda: WEBHOOKS.inc(subscriptions.deliver_round(ledger, vault, SYSTEM_CLOCK,
+                                                                          timeout=s.webhook_timeout))),
+        )), identifier="notify-webhooks")
 
     def stop(self):
         self._running = False
 
     kill = stop
 
-    def _loop(self):
-        ledger, vault = self.ledger_provider.ledger, self.vault_provider.vault
-        s = self.settings
-        steps = (
-            ("deliver", lambda: SENT.inc(deliver_due(ledger, vault, self.channels, SYSTEM_CLOCK,
-                                                     max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds))),
-            ("follow-up", lambda: followup.advance(ledger, SYSTEM_CLOCK)),
-            ("announce", lambda: announcements.announce(ledger, SYSTEM_CLOCK)),
-            ("webhooks", lambda: WEBHOOKS.inc(subscriptions.deliver_round(ledger, vault, SYSTEM_CLOCK,
-                                                                          timeout=s.webhook_timeout))),
-        )
+    def _loop(self, steps):
         while self._running:
             started = time.perf_counter()
             for name, step in steps:
@@ -122,7 +123,7 @@ class Worker(DependencyProvider):
                 except Exception:
                     log.exception("notify %s step failed; retrying next round", name)
             ROUND.observe(time.perf_counter() - started)
-            time.sleep(s.interval)
+            time.sleep(self.settings.interval)
 
     def get_dependency(self, worker_ctx):
         return self

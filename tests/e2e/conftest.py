@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.notify_servers import HttpRecorder, SmtpRecorder
 from tests.support import Watcher, county_dir
 
 from minqing import devstack
@@ -113,14 +114,33 @@ def broker_tap(rabbit):
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, stack_db, rabbit, broker_tap):
+def sms_gateway():
+    """The stack's SMS gateway: a local HTTP server that records every message (MINQING_SMS_URL)."""
+    server = HttpRecorder()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    """The stack's SMTP server (aiosmtpd), recording every e-mail (MINQING_SMTP_HOST/PORT)."""
+    server = SmtpRecorder()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, stack_db, rabbit, broker_tap, sms_gateway, smtp_server):
     run_dir = tmp_path_factory.mktemp("stack")
     counties = county_dir(tmp_path_factory.mktemp("policies"), "deploy/counties/longjiang.yaml",
                           "tests/fixtures/counties/heping.yaml")
     port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": stack_db,
            "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties),
-           "MINQING_SWEEP_SECONDS": "1"}
+           "MINQING_SWEEP_SECONDS": "1", "MINQING_SMS_URL": sms_gateway.url + "/sms",
+           "MINQING_SMTP_HOST": "127.0.0.1", "MINQING_SMTP_PORT": str(smtp_server.port),
+           "MINQING_SMTP_FROM": "minqing@heping.example", "MINQING_NOTIFY_SECONDS": "0.3",
+           "MINQING_NOTIFY_BACKOFF_SECONDS": "0.5"}
     s = Stack(run_dir, env, port).start()
     yield s
     s.stop()

@@ -71,6 +71,12 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/notifications"): {"auditor", "admin", "auditor@other-county", "admin@other-county"},
     ("GET", "/api/v1/access-log"): {"auditor", "auditor@other-county"},
     ("GET", "/api/v1/events"): {"integrator"},
+    ("POST", "/api/v1/channels/sms/{county}"): set(),           # a body signature, not a token, admits
+    ("POST", "/api/v1/cases/{case_id}/follow-up"): {"operator"},
+    ("POST", "/api/v1/subscriptions"): {"integrator", "admin", "admin@other-county"},
+    ("GET", "/api/v1/subscriptions"): {"integrator", "admin", "admin@other-county"},   # each their own county's
+    ("GET", "/api/v1/subscriptions/{sub_id}"): {"integrator", "admin"},
+    ("DELETE", "/api/v1/subscriptions/{sub_id}"): {"integrator", "admin"},
 }
 
 
@@ -95,6 +101,15 @@ def world(stack, stack_db):
     return {"tokens": tokens, "case": case}
 
 
+PUBLIC_HOOK = "http://93.184.216.34/minqing-matrix"     # a public address: admitted, though never reached here
+
+
+def _subscription(stack, world) -> str:
+    code, sub = stack.request("POST", "/api/v1/subscriptions", {"url": PUBLIC_HOOK}, token=world["tokens"]["integrator"])
+    assert code == 201, sub
+    return sub["id"]
+
+
 BODIES = {
     "/resolve": {"resolution": "已修复"},
     "/accept": {},
@@ -104,6 +119,8 @@ BODIES = {
     "/return": {"reason": "不属本站职责"},
     "/transfer": {"to_unit": "shanquan.pingan-station", "reason": "属平安村"},
     "/supervise": {"level": "chase", "note": "请加快办理"},
+    "/follow-up": {"rating": "1"},
+    "/subscriptions": {"url": PUBLIC_HOOK},
     "/{county}": {"msg_id": "m1", "openid": "o1", "timestamp": 0, "category": "202", "summary": "x",
                   "location": {"township": "heigang"}, "reporter": {"name": "王五", "phone": "13900000000"}},
 }
@@ -129,6 +146,9 @@ def _call(stack, world, method: str, path: str, who: str):
     token = world["tokens"].get(who)
     filled = (path.replace("{case_id}", case["case_id"]).replace("{tracking_no}", case["tracking_no"])
               .replace("{county}", "longjiang").replace("{cadre}", "lj-c002"))
+    if "{sub_id}" in path:       # a removal gets a subscription of its own, so later reads still find theirs
+        sub_id = _subscription(stack, world) if method == "DELETE" else world.setdefault("sub", _subscription(stack, world))
+        filled = filled.replace("{sub_id}", sub_id)
     if path == "/api/v1/track/{tracking_no}":
         filled += "?pin=" + case["pin"]
     body = None
