@@ -234,3 +234,44 @@ def test_a_resident_who_never_replies_is_asked_again_then_recorded_unreachable(w
     assert len(asks) == 2
     rated = [e for e in ledger.read_stream("case-c-0007") if e.type == "case.followed_up"]
     assert len(rated) == 1 and rated[0].data["rating"] == "unreachable" and rated[0].data["asks"] == 2
+
+
+def _recipients(ledger, template):
+    with write_transaction(ledger.engine) as conn:
+        return sorted((r.recipient_ref, r.channel) for r in conn.execute(
+            outbox_table.select().where(outbox_table.c.template == template)))
+
+
+def test_overdue_and_escalation_reach_the_holder_the_new_unit_and_their_supervisors(world):
+    """Issue #6 §4: overdue to the cadre and their supervisor; escalation to the new unit and the
+    supervisor (of the township the unit serves; the county's for a county department)."""
+    ledger, vault, rules, clock = world
+    from services.notify import contacts
+    from minqing.county import CountyPolicy, read_policy_file
+    with write_transaction(ledger.engine) as conn:
+        contacts.set_contact(conn, vault, CountyPolicy(read_policy_file(HEPING), 1), "supervisor:hp-town", "email",
+                             "town@heping.example", clock.now())
+    report(ledger, vault, "c-0008")
+    meta = _meta("service:routing")
+    ledger.append("case-c-0008", [
+        NewEvent("case.assigned", {"case_id": "c-0008", "unit": "hp-town.east-station", "cadre": "hp-c001",
+                                   "tier": "village", "response_due": "2026-03-03T01:00:00.000000Z",
+                                   "resolution_due": "2026-03-04T16:00:00.000000Z", "policy_version": 1,
+                                   "rule": "test"}, meta),
+        NewEvent("case.overdue", {"case_id": "c-0008", "deadline": "resolution", "due": "2026-03-04T16:00:00.000000Z",
+                                  "holder_unit": "hp-town.east-station", "holder_cadre": "hp-c001"}, meta),
+        NewEvent("case.escalated", {"case_id": "c-0008", "from_unit": "hp-town.east-station", "from_tier": "village",
+                                    "to_unit": "hp-town-centre", "to_tier": "township", "to_cadre": "hp-c002",
+                                    "reason": "超期未办结，自动上报", "automatic": True,
+                                    "resolution_due": "2026-03-10T16:00:00.000000Z", "policy_version": 1}, meta),
+        NewEvent("case.escalated", {"case_id": "c-0008", "from_unit": "hp-town-centre", "from_tier": "township",
+                                    "to_unit": "hp-dept.transport", "to_tier": "department", "to_cadre": "hp-c003",
+                                    "reason": "需部门处理", "automatic": False,
+                                    "resolution_due": "2026-03-20T16:00:00.000000Z", "policy_version": 1}, meta)])
+    rules.catch_up()
+    assert _recipients(ledger, "overdue") == [("cadre:hp-c001", "log"), ("supervisor:hp-town", "email")]
+    assert _recipients(ledger, "escalation") == [("cadre:hp-c002", "log"), ("cadre:hp-c003", "log"),
+                                                 ("supervisor:county", "log"), ("supervisor:hp-town", "email")]
+    with write_transaction(ledger.engine) as conn:
+        bodies = [r.body for r in conn.execute(outbox_table.select().where(outbox_table.c.template == "escalation"))]
+    assert any("和平镇便民服务中心" in b and "自动" in b for b in bodies)
