@@ -22,17 +22,22 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"configuration error: {name} must be a whole number, got {raw!r}")
 
 
-def _seconds(name: str, default: float) -> float:
+def env_number(name: str, default: float, low: float, high: float) -> float:
+    """A number from the environment within [low, high], or a configuration error naming the variable."""
     raw = os.environ.get(name)
     if raw in (None, ""):
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = -1
-    if not 0.1 <= value <= 3600:
-        raise SystemExit(f"configuration error: {name} must be seconds between 0.1 and 3600, got {raw!r}")
+        value = low - 1
+    if not low <= value <= high:
+        raise SystemExit(f"configuration error: {name} must be a number between {low:g} and {high:g}, got {raw!r}")
     return value
+
+
+def _seconds(name: str, default: float) -> float:
+    return env_number(name, default, 0.1, 3600)
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,17 @@ resident submits to `POST /api/v1/channels/wechat/{county}` as JSON, signed.
 """
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timezone
 
 from marshmallow import Schema, fields, validate
 from sqlalchemy import Connection, select
 
 from minqing import signing
-from minqing.clock import isoformat
-from minqing.db import upsert
-from minqing.http import ApiError
 from minqing.vault import Vault
 from services.intake.schemas import AttachmentIn, LocationIn, NOT_BLANK, ReporterIn
 from services.intake.tables import channel_secrets_table, external_refs_table
 
 CHANNEL = "wechat"
-MAX_SKEW_SECONDS = 300
 
 
 class WeChatIn(Schema):
@@ -47,24 +42,14 @@ class WeChatIn(Schema):
 
 
 def new_secret(conn: Connection, vault: Vault, county: str, at: datetime) -> str:
-    secret = secrets.token_urlsafe(32)
-    upsert(conn, channel_secrets_table, {"county": county, "channel": CHANNEL},
-           {"secret": vault.seal(secret.encode()), "created_at": isoformat(at)})
-    return secret
+    return signing.new_channel_secret(conn, vault, channel_secrets_table, county, CHANNEL, at)
 
 
 def verify(conn: Connection, vault: Vault, county: str, body: bytes, header: str | None) -> None:
-    row = conn.execute(select(channel_secrets_table.c.secret).where(
-        channel_secrets_table.c.county == county, channel_secrets_table.c.channel == CHANNEL)).first()
-    if not signing.matches(vault.unseal(row.secret) if row else None, body, header):
-        raise ApiError(401, "bad_signature", "the X-Minqing-Signature header does not match the body",
-                       {"X-Minqing-Signature": ["missing or wrong (HMAC-SHA256 of the body, hex, as sha256=…)"]})
+    signing.require_signature(conn, vault, channel_secrets_table, county, CHANNEL, body, header)
 
 
-def check_fresh(timestamp: int, now: datetime) -> None:
-    if abs(now.timestamp() - timestamp) > MAX_SKEW_SECONDS:
-        raise ApiError(422, "invalid_fields", "the message is too old or from the future",
-                       {"timestamp": [f"must be within {MAX_SKEW_SECONDS} seconds of now (Unix seconds)"]})
+check_fresh = signing.require_fresh
 
 
 def seen(conn: Connection, county: str, msg_id: str) -> dict | None:

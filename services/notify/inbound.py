@@ -9,7 +9,6 @@ out of the record and answered with `ignored` and the reason, so the gateway doe
 """
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 
 from marshmallow import Schema, fields, validate
@@ -18,12 +17,10 @@ from sqlalchemy import Connection, select
 from minqing import signing
 from minqing.clock import isoformat
 from minqing.db import upsert
-from minqing.http import ApiError
 from minqing.vault import Vault
 from services.notify.tables import inbound_messages_table, inbound_secrets_table
 
 CHANNEL = "sms"
-MAX_SKEW_SECONDS = 300
 
 
 class SmsReplyIn(Schema):
@@ -43,24 +40,14 @@ class SmsReplyOut(Schema):
 
 
 def new_secret(conn: Connection, vault: Vault, county: str, at: datetime) -> str:
-    secret = secrets.token_urlsafe(32)
-    upsert(conn, inbound_secrets_table, {"county": county, "channel": CHANNEL},
-           {"secret": vault.seal(secret.encode()), "created_at": isoformat(at)})
-    return secret
+    return signing.new_channel_secret(conn, vault, inbound_secrets_table, county, CHANNEL, at)
 
 
 def verify(conn: Connection, vault: Vault, county: str, body: bytes, header: str | None) -> None:
-    row = conn.execute(select(inbound_secrets_table.c.secret).where(
-        inbound_secrets_table.c.county == county, inbound_secrets_table.c.channel == CHANNEL)).first()
-    if not signing.matches(vault.unseal(row.secret) if row else None, body, header):
-        raise ApiError(401, "bad_signature", f"the {signing.HEADER} header does not match the body",
-                       {signing.HEADER: ["missing or wrong (HMAC-SHA256 of the body, hex, as sha256=…)"]})
+    signing.require_signature(conn, vault, inbound_secrets_table, county, CHANNEL, body, header)
 
 
-def check_fresh(timestamp: int, now: datetime) -> None:
-    if abs(now.timestamp() - timestamp) > MAX_SKEW_SECONDS:
-        raise ApiError(422, "invalid_fields", "the message is too old or from the future",
-                       {"timestamp": [f"must be within {MAX_SKEW_SECONDS} seconds of now (Unix seconds)"]})
+check_fresh = signing.require_fresh
 
 
 def seen(conn: Connection, county: str, msg_id: str) -> dict | None:

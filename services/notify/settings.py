@@ -9,20 +9,9 @@ import json
 import os
 from dataclasses import dataclass
 
+from minqing.config import env_number
+
 DEFAULT_SMS_BODY = '{"to": "{to}", "text": "{text}", "id": "{key}"}'
-
-
-def _number(name: str, default: float, low: float, high: float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise SystemExit(f"configuration error: {name} must be a number between {low:g} and {high:g}, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -64,17 +53,17 @@ def load() -> NotifySettings:
             raise SystemExit("configuration error: MINQING_SMS_BODY must be JSON once {to}, {text} and {key} are filled")
         sms = SmsSettings(url=os.environ["MINQING_SMS_URL"], body_template=template,
                           authorization=os.environ.get("MINQING_SMS_AUTHORIZATION") or None,
-                          timeout=_number("MINQING_SMS_TIMEOUT", 10, 0.5, 120))
+                          timeout=env_number("MINQING_SMS_TIMEOUT", 10, 0.5, 120))
     smtp = None
     if os.environ.get("MINQING_SMTP_HOST"):
-        smtp = SmtpSettings(host=os.environ["MINQING_SMTP_HOST"], port=int(_number("MINQING_SMTP_PORT", 25, 1, 65535)),
+        smtp = SmtpSettings(host=os.environ["MINQING_SMTP_HOST"], port=int(env_number("MINQING_SMTP_PORT", 25, 1, 65535)),
                             sender=os.environ.get("MINQING_SMTP_FROM") or "minqing@localhost",
                             user=os.environ.get("MINQING_SMTP_USER") or None,
                             password=os.environ.get("MINQING_SMTP_PASSWORD") or None,
                             starttls=os.environ.get("MINQING_SMTP_STARTTLS", "") in ("1", "true", "yes"),
-                            timeout=_number("MINQING_SMTP_TIMEOUT", 10, 0.5, 120))
+                            timeout=env_number("MINQING_SMTP_TIMEOUT", 10, 0.5, 120))
     return NotifySettings(sms=sms, smtp=smtp,
-                          max_attempts=int(_number("MINQING_NOTIFY_MAX_ATTEMPTS", 5, 1, 20)),
-                          backoff_seconds=_number("MINQING_NOTIFY_BACKOFF_SECONDS", 2, 0.1, 3600),
-                          interval=_number("MINQING_NOTIFY_SECONDS", 0.5, 0.1, 60),
-                          webhook_timeout=_number("MINQING_WEBHOOK_TIMEOUT", 10, 0.5, 120))
+                          max_attempts=int(env_number("MINQING_NOTIFY_MAX_ATTEMPTS", 5, 1, 20)),
+                          backoff_seconds=env_number("MINQING_NOTIFY_BACKOFF_SECONDS", 2, 0.1, 3600),
+                          interval=env_number("MINQING_NOTIFY_SECONDS", 0.5, 0.1, 60),
+                          webhook_timeout=env_number("MINQING_WEBHOOK_TIMEOUT", 10, 0.5, 120))
