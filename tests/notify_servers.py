@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from email import message_from_bytes
 from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,11 +21,14 @@ class HttpRecorder:
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.failing = False
+        self.delay = 0.0            # seconds to wait before answering (a slow gateway)
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if recorder.delay:
+                    time.sleep(recorder.delay)
                 with recorder.lock:
                     failing = recorder.failing
                     recorder.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,

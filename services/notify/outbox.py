@@ -5,6 +5,7 @@ At most once per key (issue #6 §3):
 - a row is *claimed* under a lease, so two notify instances never take the same row;
 - just before the channel is called the row is marked *sending* in its own transaction;
 - after the channel took it, the row is marked *sent* and `notification.sent` appended, together.
+The lease is MINQING_NOTIFY_LEASE_SECONDS (two minutes by default; longer than any channel's timeout).
 A claimed row whose lease lapsed was never handed to a channel and goes back to pending. A *sending*
 row whose lease lapsed may or may not have reached the channel (the sender died in between): it is
 never sent again on its own but failed as "interrupted" and listed for operators, who decide
@@ -77,7 +78,8 @@ def recover_expired(ledger: Ledger, clock: Clock) -> int:
     return len(lost)
 
 
-def claim_due(ledger: Ledger, clock: Clock, limit: int) -> list:
+def claim_due(ledger: Ledger, clock: Clock, limit: int, lease: timedelta = LEASE, owner: str | None = None) -> list:
+    """Take up to `limit` due rows under a lease held by `owner` (a sender round)."""
     now = clock.now()
     due = (select(outbox_table.c.key).where(outbox_table.c.status == "pending",
                                             outbox_table.c.next_attempt_at <= isoformat(now))
@@ -89,7 +91,7 @@ def claim_due(ledger: Ledger, clock: Clock, limit: int) -> list:
         if not keys:
             return []
         conn.execute(update(outbox_table).where(outbox_table.c.key.in_(keys), outbox_table.c.status == "pending")
-                     .values(status="claimed", next_attempt_at=isoformat(now + LEASE)))
+                     .values(status="claimed", claimed_by=owner, next_attempt_at=isoformat(now + lease)))
         return conn.execute(select(outbox_table).where(outbox_table.c.key.in_(keys))
                             .order_by(outbox_table.c.next_attempt_at, outbox_table.c.key)).all()
 
@@ -111,17 +113,20 @@ def _address(conn: Connection, vault: Vault, row) -> tuple[str, str | None]:
 
 
 def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], clock: Clock, *, limit: int = 50,
-                max_attempts: int = 5, backoff_seconds: float = 2.0) -> int:
+                max_attempts: int = 5, backoff_seconds: float = 2.0, lease: timedelta = LEASE) -> int:
     recover_expired(ledger, clock)
     delivered = 0
-    for row in claim_due(ledger, clock, limit):
+    owner = str(uuid.uuid4())
+    for row in claim_due(ledger, clock, limit, lease, owner):
         attempts = row.attempts + 1
         channel_name = row.channel
         with write_transaction(ledger.engine) as conn:
+            # still ours: a row whose claim lapsed while earlier rows were sent may have been taken by another
             marked = conn.execute(update(outbox_table).where(outbox_table.c.key == row.key,
-                                                             outbox_table.c.status == "claimed")
+                                                             outbox_table.c.status == "claimed",
+                                                             outbox_table.c.claimed_by == owner)
                                   .values(status="sending", attempts=attempts,
-                                          next_attempt_at=isoformat(clock.now() + LEASE)))
+                                          next_attempt_at=isoformat(clock.now() + lease)))
         if marked.rowcount != 1:
             continue
         try:
@@ -134,11 +139,12 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
                                                 body=row.body))
         except Exception as exc:
             error = mask_free_text(f"{type(exc).__name__}: {exc}")[:1000]     # a gateway may echo the address
-            _failed_attempt(ledger, row, attempts, channel_name, error, clock, max_attempts, backoff_seconds)
+            _failed_attempt(ledger, row, owner, attempts, channel_name, error, clock, max_attempts, backoff_seconds)
             continue
         with write_transaction(ledger.engine) as conn:
             done = conn.execute(update(outbox_table).where(outbox_table.c.key == row.key,
-                                                           outbox_table.c.status == "sending")
+                                                           outbox_table.c.status == "sending",
+                                                           outbox_table.c.claimed_by == owner)
                                 .values(status="sent", sent_at=isoformat(clock.now()), channel_used=channel_name))
             if done.rowcount == 1:
                 _record(conn, ledger, row, "notification.sent", attempts, channel_name)
@@ -152,21 +158,21 @@ def _language(ledger: Ledger, county: str) -> str:
     return policy.notify["language"] if policy else "zh"
 
 
-def _failed_attempt(ledger: Ledger, row, attempts: int, channel: str, error: str, clock: Clock,
+def _failed_attempt(ledger: Ledger, row, owner: str, attempts: int, channel: str, error: str, clock: Clock,
                     max_attempts: int, backoff_seconds: float) -> None:
+    mine = update(outbox_table).where(outbox_table.c.key == row.key, outbox_table.c.status == "sending",
+                                      outbox_table.c.claimed_by == owner)
     with write_transaction(ledger.engine) as conn:
         if attempts >= max_attempts:
-            conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
-                         .values(status="failed", last_error=error, channel_used=channel))
-            _record(conn, ledger, row, "notification.failed", attempts, channel, error)
+            if conn.execute(mine.values(status="failed", last_error=error, channel_used=channel)).rowcount == 1:
+                _record(conn, ledger, row, "notification.failed", attempts, channel, error)
         else:
             retry_at = clock.now() + timedelta(seconds=backoff_seconds * 2 ** (attempts - 1))
             if row.quiet:
                 policy = policy_for(conn, row.county)
                 if policy is not None:
                     retry_at = defer_for_quiet(retry_at, policy.notify["quiet_hours"], policy.doc["timezone"])
-            conn.execute(update(outbox_table).where(outbox_table.c.key == row.key)
-                         .values(status="pending", next_attempt_at=isoformat(retry_at), last_error=error))
+            conn.execute(mine.values(status="pending", next_attempt_at=isoformat(retry_at), last_error=error))
     log.warning("notification %s attempt %d failed: %s", row.key, attempts, error)
 
 

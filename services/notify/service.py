@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from marshmallow import Schema, fields, validate
 from nameko.extensions import DependencyProvider
@@ -100,7 +101,8 @@ class Worker(DependencyProvider):
         # two loops, so a slow or unreachable subscriber never holds up residents' and cadres' messages
         self.container.spawn_managed_thread(lambda: self._loop((
             ("deliver", lambda: SENT.inc(deliver_due(ledger, vault, self.channels, SYSTEM_CLOCK,
-                                                     max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds))),
+                                                     max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds,
+                                                     lease=timedelta(seconds=s.lease_seconds)))),
             ("follow-up", lambda: followup.advance(ledger, SYSTEM_CLOCK)),
             ("announce", lambda: announcements.announce(ledger, SYSTEM_CLOCK)),
         )), identifier="notify-outbox")

@@ -41,6 +41,7 @@ class NotifySettings:
     backoff_seconds: float      # the first retry waits this long, each further one twice as long
     interval: float             # how often the sender looks for due work
     webhook_timeout: float
+    lease_seconds: float        # how long a claimed or sending row is this sender's before it counts as abandoned
 
 
 def load() -> NotifySettings:
@@ -66,4 +67,5 @@ def load() -> NotifySettings:
                           max_attempts=int(env_number("MINQING_NOTIFY_MAX_ATTEMPTS", 5, 1, 20)),
                           backoff_seconds=env_number("MINQING_NOTIFY_BACKOFF_SECONDS", 2, 0.1, 3600),
                           interval=env_number("MINQING_NOTIFY_SECONDS", 0.5, 0.1, 60),
-                          webhook_timeout=env_number("MINQING_WEBHOOK_TIMEOUT", 10, 0.5, 120))
+                          webhook_timeout=env_number("MINQING_WEBHOOK_TIMEOUT", 10, 0.5, 120),
+                          lease_seconds=env_number("MINQING_NOTIFY_LEASE_SECONDS", 120, 1, 3600))

@@ -26,6 +26,7 @@ outbox_table = Table(
     Column("status", String(10), nullable=False, index=True),
     Column("attempts", Integer, nullable=False),
     Column("retries", Integer, nullable=False, default=0),   # operator retries after failure
+    Column("claimed_by", String(36), nullable=True),         # the sender round holding the lease
     Column("next_attempt_at", String(32), nullable=False, index=True),
     Column("last_error", Text, nullable=True),
     Column("sent_at", String(32), nullable=True),
