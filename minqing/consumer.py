@@ -119,7 +119,7 @@ class Follower:
         transient_delay = self.backoff
         while not self._stopping:
             try:
-                applied = self._apply_batch()
+                more = self._apply_batch()
             except Exception as exc:
                 if _is_transient(exc):
                     log.warning("%s: transient failure (%s); retrying in %.1fs", self.projection.name,
@@ -132,23 +132,37 @@ class Follower:
                 self._apply_one_by_one()
                 continue
             transient_delay = self.backoff
-            if not applied:
+            if not more:
                 return
 
-    def _apply_batch(self) -> int:
+    def _apply_batch(self) -> bool:
+        """Apply the next batch; True when there may be more to read right away.
+
+        A projection that names its event types reads only those, up to the ledger head read first
+        (everything at or below the head has committed: appends are serialised, principle 3), and
+        its checkpoint moves to that head, past the events it has no use for."""
         name = self.projection.name
+        types = self.projection.event_types
         with write_transaction(self.ledger.engine) as conn:
             position = checkpoints.load(conn, name, lock=True)
-            events = self.ledger.read_all(position, self.batch, conn=conn)
-            if not events:
+            if types is None:
+                events = self.ledger.read_all(position, self.batch, conn=conn)
+                more = len(events) == self.batch
+                reached = events[-1].position if events else position
+            else:
+                head = self.ledger.head(conn=conn)[0]
+                events = self.ledger.read_all(position, self.batch, types=types, upto=head, conn=conn)
+                more = len(events) == self.batch
+                reached = events[-1].position if more else head
+            if reached <= position:
                 self.position = position
-                return 0
+                return False
             for event in events:
                 if self.handles(event.type):
                     self.projection.apply(conn, event)
-            checkpoints.save(conn, name, events[-1].position)
-        self._advanced(events[-1].position, sum(1 for e in events if self.handles(e.type)))
-        return len(events)
+            checkpoints.save(conn, name, reached)
+        self._advanced(reached, len(events))
+        return more
 
     def _apply_one_by_one(self) -> None:
         """Apply the next batch event by event; park the first one that keeps failing."""

@@ -275,9 +275,11 @@ class Ledger:
         return out
 
     def read_all(self, after: int = 0, limit: int = 1000, *, types: Iterable[str] | None = None,
-                 conn: Connection | None = None) -> list[RecordedEvent]:
-        """Events with position > `after`, in order, at most `limit` of them."""
+                 upto: int | None = None, conn: Connection | None = None) -> list[RecordedEvent]:
+        """Events with position > `after` (and <= `upto`), in order, at most `limit` of them."""
         query = select(events_table).where(events_table.c.position > after)
+        if upto is not None:
+            query = query.where(events_table.c.position <= upto)
         if types is not None:
             query = query.where(events_table.c.type.in_(list(types)))
         return self._read(query.order_by(events_table.c.position).limit(limit), conn)

@@ -16,6 +16,7 @@ from minqing.clock import Clock, isoformat
 from minqing.db import increment
 from minqing.county import CountyPolicy
 from minqing.http import ApiError
+from minqing.offload import offload
 from minqing.ledger import ANY, NO_STREAM, Ledger, Metadata, NewEvent, StreamWrite
 from minqing.personal_data import mask_free_text, mask_name, mask_phone
 from minqing.vault import Vault
@@ -36,7 +37,8 @@ class Registered:
 
 
 def hash_pin(pin: str, salt: str) -> str:
-    return hashlib.pbkdf2_hmac("sha256", pin.encode(), salt.encode(), PIN_ITERATIONS).hex()
+    """Deliberately slow (~5 ms), so it runs off the service's event loop (minqing.offload)."""
+    return offload(hashlib.pbkdf2_hmac, "sha256", pin.encode(), salt.encode(), PIN_ITERATIONS).hex()
 
 
 def next_tracking_no(conn: Connection, policy: CountyPolicy, registered: datetime) -> str:
@@ -89,12 +91,22 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolic
         kept.update({k: v for k, v in (report.get("contact") or {}).items() if v})
         subject = vault.store(conn, kept)
     case_id = str(uuid.uuid4())
-    tracking_no = next_tracking_no(conn, policy, now)
     pin = f"{secrets.randbelow(10**6):06d}"
     salt = secrets.token_hex(8)
-    conn.execute(case_access_table.insert().values(case_id=case_id, tracking_no=tracking_no,
-                                                   pin_hash=hash_pin(pin, salt), salt=salt))
+    pin_hash = hash_pin(pin, salt)
     location = {"township": place.township, "village": place.village, "hamlet": place.hamlet}
+    masked_address = mask_free_text(loc["address"].strip()) if loc.get("address") else None
+    place_code = most_specific_place(location)
+    spot, coordinates = spot_of(masked_address), loc.get("coordinates")   # as a rebuild will see it
+    original = find_original(conn, policy, category["code"], subject, place_code, spot, coordinates, reported_at)
+    conn.execute(open_cases_table.insert().values(
+        case_id=case_id, county=policy.county, category=category["code"], subject=subject, place=place_code,
+        spot=spot, lat=(coordinates or {}).get("lat"), lon=(coordinates or {}).get("lon"),
+        reported_at=isoformat(reported_at), open=original is None, merged_into=original))
+    # The day's tracking counter is a row every report of the county waits for until commit: take it last.
+    tracking_no = next_tracking_no(conn, policy, now)
+    conn.execute(case_access_table.insert().values(case_id=case_id, tracking_no=tracking_no,
+                                                   pin_hash=pin_hash, salt=salt))
     data = {
         "case_id": case_id, "county": policy.county, "tracking_no": tracking_no, "channel": report["channel"],
         "category": category["code"], "kind": report["kind"], "urgency": report["urgency"],
@@ -107,7 +119,7 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolic
     }
     optional = {
         "details": mask_free_text(report["details"].strip()) if report.get("details") else None,
-        "address": mask_free_text(loc["address"].strip()) if loc.get("address") else None,
+        "address": masked_address,
         "coordinates": loc.get("coordinates"),
         "attachments": [{"ref": a["ref"], "media_type": a.get("media_type"),
                          "name": mask_free_text(a["name"]) if a.get("name") else None}
@@ -119,13 +131,6 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolic
     data.update({k: v for k, v in optional.items() if v})
     meta = Metadata(actor=actor, county=policy.county, correlation_id=case_id)
     events = [NewEvent("case.reported", data, meta)]
-    place_code = most_specific_place(location)
-    spot, coordinates = spot_of(data.get("address")), loc.get("coordinates")   # as a rebuild will see it
-    original = find_original(conn, policy, category["code"], subject, place_code, spot, coordinates, reported_at)
-    conn.execute(open_cases_table.insert().values(
-        case_id=case_id, county=policy.county, category=category["code"], subject=subject, place=place_code,
-        spot=spot, lat=(coordinates or {}).get("lat"), lon=(coordinates or {}).get("lon"),
-        reported_at=data["reported_at"], open=original is None, merged_into=original))
     writes = [StreamWrite(stream_of(case_id), events, NO_STREAM)]
     if original is not None:
         same = "the same resident" if subject and _subject_of(conn, original) == subject else "the same spot"
