@@ -52,6 +52,7 @@ POLICY: dict[str, frozenset[str]] = {
     "events.read": frozenset({"integrator"}),
     "case.follow_up": frozenset({"operator"}),                   # enter a 回访 rating after a call
     "subscriptions.manage": frozenset({"integrator", "admin"}),
+    "visit.log": frozenset({"cadre"}),                             # a cadre's own field visits
     "open311.submit": frozenset({"operator", "integrator"}),    # an Open311 api_key
 }
 

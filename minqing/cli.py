@@ -283,6 +283,52 @@ def cmd_subscription(args, settings) -> int:
     return 0
 
 
+# ---- assessment: rules and reports ----------------------------------------------------------------
+
+def cmd_assessment_rules(args, settings) -> int:
+    from services.assessment import rules
+    try:
+        document = rules.read_rules_file(Path(args.file))
+    except rules.RulesError as exc:
+        return _fail(f"{args.file}: {exc}")
+    if args.action == "check":
+        print(f"{args.file}: valid assessment rules for county {document['county']}")
+        return 0
+    _, ledger = _engine_and_ledger(settings)
+    if _published_policy(ledger, document["county"]) is None:
+        return _fail(f"county: no policy is published for {document['county']!r} (minqing county load FILE)")
+    version, fresh = rules.publish(ledger, document, actor="admin:cli")
+    print(f"assessment rules of {document['county']}: version {version}"
+          f"{' published' if fresh else ' (unchanged: already the latest)'}")
+    return 0
+
+
+def cmd_report(args, settings) -> int:
+    from minqing.consumer import Follower
+    from minqing.db import read_transaction
+    from services.assessment import report, scorecards
+    from services.assessment.projection import AssessmentFacts
+    from services.assessment.tables import metadata_obj as assessment_tables
+    try:
+        scorecards.months_of(args.period)
+    except scorecards.PeriodError as exc:
+        return _fail(f"--period: {exc}")
+    engine, ledger = _engine_and_ledger(settings)
+    assessment_tables.create_all(engine)
+    if _published_policy(ledger, args.county) is None:
+        return _fail(f"--county: no policy is published for {args.county!r}")
+    Follower(ledger, AssessmentFacts()).catch_up()      # the figures as of the ledger's head
+    out = Path(args.out or f"report-{args.county}-{args.period}")
+    with read_transaction(engine) as conn:
+        data, digest, files = report.write(conn, args.county, args.period, out)
+    print(f"report of {args.county} for {args.period} (rules version {data['rules_version']}) in {out}/: "
+          f"{', '.join(f.name for f in files)}\nfigures digest {digest}")
+    if args.publish:
+        event = report.publish(ledger, args.county, args.period, data["rules_version"], digest, "admin:cli")
+        print(f"assessment.published at ledger position {event.position}")
+    return 0
+
+
 # ---- events / audit / consumers -------------------------------------------------------------------
 
 def cmd_events_tail(args, settings) -> int:
@@ -361,7 +407,7 @@ def _hash_at(engine, position: int) -> str | None:
 REBUILDABLE = {
     "intake.counties": "services.intake.projection:CountyCatalogue",
     "routing.assignments": "services.routing.projection:RoutingProjection",
-    "assessment.cadre_counts": "services.assessment.projection:CadreCounts",
+    "assessment.facts": "services.assessment.projection:AssessmentFacts",
 }
 
 
@@ -551,6 +597,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--county", required=True)
     p.add_argument("id")
     p.set_defaults(func=cmd_subscription)
+
+    assess = sub.add_parser("assessment", help="assessment rules").add_subparsers(dest="what", required=True)
+    rules_cmd = assess.add_parser("rules", help="county assessment rules").add_subparsers(dest="action", required=True)
+    for action, text in (("check", "validate a rules file"), ("load", "publish a rules file as a new version")):
+        p = rules_cmd.add_parser(action, help=text)
+        p.add_argument("file")
+        p.set_defaults(func=cmd_assessment_rules)
+    p = sub.add_parser("report", help="write a period's assessment report (HTML, charts, CSV)")
+    p.add_argument("--county", required=True)
+    p.add_argument("--period", required=True, help="2026-03, 2026-H1 or 2026")
+    p.add_argument("--out", help="directory (default report-COUNTY-PERIOD)")
+    p.add_argument("--publish", action="store_true", help="close the period: append assessment.published with the digest")
+    p.set_defaults(func=cmd_report)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)

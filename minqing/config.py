@@ -48,6 +48,7 @@ class Settings:
     amqp_port: int
     http_port: int
     counties_dir: Path
+    assessment_dir: Path
     log_level: str
     sweep_seconds: float = 5.0    # how often routing's timer sweep looks for due deadlines
 
@@ -73,6 +74,7 @@ def load() -> Settings:
         amqp_port=_int("MINQING_AMQP_PORT", 5672),
         http_port=_int("MINQING_HTTP_PORT", 8000),
         counties_dir=Path(os.environ.get("MINQING_COUNTIES_DIR") or ROOT / "deploy" / "counties"),
+        assessment_dir=Path(os.environ.get("MINQING_ASSESSMENT_DIR") or ROOT / "deploy" / "assessment"),
         log_level=os.environ.get("MINQING_LOG_LEVEL", "INFO").upper(),
         sweep_seconds=_seconds("MINQING_SWEEP_SECONDS", 5.0),
     )

@@ -259,6 +259,13 @@ class AssessmentPublished(_Strict):
     digest = fields.String(required=True, validate=validate.Length(equal=64))
 
 
+class AssessmentRulesPublished(_Strict):
+    county = fields.String(required=True, validate=_ID)
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    digest = fields.String(required=True, validate=validate.Length(equal=64))
+    rules = fields.Dict(required=True)      # the validated rules document (services/assessment/rules.py)
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -313,6 +320,7 @@ CATALOGUE: dict[str, EventType] = _catalogue(
     EventType("visit.logged", 1, VisitLogged),
     EventType("policy.published", 1, PolicyPublished),
     EventType("assessment.published", 1, AssessmentPublished),
+    EventType("assessment.rules_published", 1, AssessmentRulesPublished),
 )
 
 

@@ -91,6 +91,7 @@ def run_stack(settings: Settings) -> int:
     import os
 
     from minqing.county import PolicyError, publish, read_policy_file
+    from services.assessment import rules as assessment_rules
     from minqing.cli import _engine_and_ledger, all_metadata
     from minqing.gateway import serve
     from minqing.logs import setup_logging
@@ -139,6 +140,16 @@ def run_stack(settings: Settings) -> int:
                 print(f"minqing: {path}: {exc}", file=sys.stderr)
                 return 1
             print(f"county policy {path.name}: version {version}{' (published)' if fresh else ''}", flush=True)
+            rules_path = settings.assessment_dir / path.name
+            if rules_path.exists():
+                try:
+                    version, fresh = assessment_rules.publish(ledger, assessment_rules.read_rules_file(rules_path),
+                                                              actor="admin:minqing-run")
+                except assessment_rules.RulesError as exc:
+                    print(f"minqing: {rules_path}: {exc}", file=sys.stderr)
+                    return 1
+                print(f"assessment rules {rules_path.name}: version {version}{' (published)' if fresh else ''}",
+                      flush=True)
         for name in CHILDREN:
             supervisor.start(name)
         threading.Thread(target=serve, args=(settings, ledger, stop), daemon=True).start()

@@ -1,24 +1,74 @@
-"""Assessment: cadre performance derived from the recorded history."""
+"""Assessment: cadre, unit, township and county performance derived from the recorded history."""
 from __future__ import annotations
 
+import uuid
+from datetime import date
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+from zoneinfo import ZoneInfo
+
 from minqing import access
+from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction
 from minqing.endpoints import route
-from minqing.http import ApiError, json_response
+from minqing.http import ApiError, json_response, read_json, read_query
+from minqing.ledger import DuplicateEventIdError, Metadata, NewEvent
 from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
-from services.assessment.projection import CadreCounts, scorecards
+from services.assessment import scorecards as sc
+from services.assessment.projection import AssessmentFacts
 from services.assessment.tables import metadata_obj
+
+_NS = uuid.UUID("3f1d2c4b-8e7a-4b6c-9d5e-1a2b3c4d5e6f")
+
+
+def _period(value: str) -> None:
+    try:
+        sc.months_of(value)
+    except sc.PeriodError as exc:
+        raise ValidationError(str(exc))
+
+
+class PeriodQuery(Schema):
+    period = fields.String(load_default=None, validate=_period,
+                           metadata={"description": "2026-03, 2026-H1 or 2026; default: this month"})
+
+
+class ExplainQuery(PeriodQuery):
+    figure = fields.String(required=True, validate=validate.OneOf(tuple(sc.RATE_PARTS) + sc.COUNTS))
+    kind = fields.String(load_default="cadre", validate=validate.OneOf(sc.KINDS))
+    subject = fields.String(load_default=None, validate=validate.Length(min=1, max=100),
+                            metadata={"description": "cadre id, unit code, township code or county; "
+                                                     "default: the token's own cadre"})
+
+
+class VisitIn(Schema):
+    day = fields.Date(required=True)
+    hamlet = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                           metadata={"description": "the hamlet (or village/community) code visited"})
+    households = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=500))
+
+    @validates("day")
+    def _not_future(self, value, **_):
+        if value > date.today() or (date.today() - value).days > 366:
+            raise ValidationError("must be a day of the past year, not in the future")
+
+
+class VisitOut(Schema):
+    event_id = fields.String(required=True)
+    position = fields.Integer(required=True)
+    cadre = fields.String(required=True)
+    day = fields.String(required=True)
 
 
 class AssessmentService:
     name = "assessment"
     ledger = LedgerProvider(metadata_obj)
     dead_letters = DeadLetters()
-    counts = Following(CadreCounts)
+    facts = Following(AssessmentFacts)
 
-    @consume_events(service_queue("assessment", CadreCounts.event_types))
+    @consume_events(service_queue("assessment", AssessmentFacts.event_types))
     def on_event(self, body):
-        self.counts.on_message(body, self.dead_letters)
+        self.facts.on_message(body, self.dead_letters)
 
     @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
     def metrics(self, request, principal):
@@ -26,26 +76,97 @@ class AssessmentService:
 
     @route("GET", "/health", action="public", summary="Health of the assessment service")
     def health(self, request, principal):
-        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.counts.follower)
+        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.facts.follower)
         return json_response(status, body)
 
-    @route("GET", "/api/v1/assessment/<string:county>/cadres", action="assessment.read",
-           summary="Per-cadre scorecards of a county (a cadre sees only their own)")
-    def list_cadres(self, request, principal, county):
+    def _period(self, conn, county: str, given: str | None) -> str:
+        if given:
+            return given
+        tz = (sc.county_info(conn, county) or {}).get("timezone", "Asia/Shanghai")
+        return SYSTEM_CLOCK.now().astimezone(ZoneInfo(tz)).strftime("%Y-%m")
+
+    def _cards(self, request, principal, county: str, kind: str, subject: str | None = None) -> dict:
         access.authorize(principal, "assessment.read", county)
+        given = read_query(request, PeriodQuery())["period"]
         with read_transaction(self.ledger.engine) as conn:
-            cards = scorecards(conn, county, principal.cadre if principal.role == "cadre" else None)
-        return json_response(200, {"county": county, "as_of_position": self.counts.follower.position,
-                                   "cadres": cards})
+            result = sc.scorecards(conn, county, self._period(conn, county, given), kind, subject)
+        return {**result, "as_of_position": self.facts.follower.position}
+
+    @route("GET", "/api/v1/assessment/<string:county>/cadres", action="assessment.read", query=PeriodQuery,
+           summary="Cadres' scorecards for a period: counts, rates, composite score, visits, flags (a cadre sees only their own)")
+    def list_cadres(self, request, principal, county):
+        own = principal.cadre if principal.role == "cadre" else None
+        result = self._cards(request, principal, county, "cadre", own)
+        return json_response(200, result)
 
     @route("GET", "/api/v1/assessment/<string:county>/cadres/<string:cadre>", action="assessment.read",
-           summary="One cadre's scorecard")
+           query=PeriodQuery, errors=(404,), summary="One cadre's scorecard for a period")
     def get_cadre(self, request, principal, county, cadre):
-        access.authorize(principal, "assessment.read", county)
         if principal.role == "cadre" and cadre != principal.cadre:
             raise ApiError(404, "not_found", "no recorded work for this cadre", {"cadre": ["unknown"]})
+        result = self._cards(request, principal, county, "cadre", cadre)
+        if not result["cards"]:
+            raise ApiError(404, "not_found", "no recorded work for this cadre in this period", {"cadre": ["unknown"]})
+        return json_response(200, result)
+
+    @route("GET", "/api/v1/assessment/<string:county>/units", action="assessment.read", query=PeriodQuery,
+           summary="Units' scorecards for a period")
+    def list_units(self, request, principal, county):
+        return json_response(200, self._cards(request, principal, county, "unit"))
+
+    @route("GET", "/api/v1/assessment/<string:county>/townships", action="assessment.read", query=PeriodQuery,
+           summary="Townships' figures for a period (the cases located in each township)")
+    def list_townships(self, request, principal, county):
+        return json_response(200, self._cards(request, principal, county, "township"))
+
+    @route("GET", "/api/v1/assessment/<string:county>/summary", action="assessment.read", query=PeriodQuery,
+           summary="The county's figures for a period")
+    def summary(self, request, principal, county):
+        return json_response(200, self._cards(request, principal, county, "county"))
+
+    @route("GET", "/api/v1/assessment/<string:county>/rankings", action="assessment.read", query=PeriodQuery,
+           summary="Cadres ranked by composite score per level (village, township, county), with the top ten")
+    def rankings(self, request, principal, county):
+        access.authorize(principal, "assessment.read", county)
+        given = read_query(request, PeriodQuery())["period"]
         with read_transaction(self.ledger.engine) as conn:
-            cards = scorecards(conn, county, cadre)
-        if not cards:
-            raise ApiError(404, "not_found", "no recorded work for this cadre", {"cadre": ["unknown"]})
-        return json_response(200, {"county": county, "as_of_position": self.counts.follower.position, **cards[0]})
+            result = sc.rankings(conn, county, self._period(conn, county, given))
+        return json_response(200, {**result, "as_of_position": self.facts.follower.position})
+
+    @route("GET", "/api/v1/assessment/<string:county>/explain", action="assessment.read", query=ExplainQuery,
+           errors=(404,), summary="The cases and ledger positions behind one figure (?figure=satisfaction_rate"
+                                  "&kind=cadre&subject=ID&period=P); a cadre may ask only about themself")
+    def explain(self, request, principal, county):
+        access.authorize(principal, "assessment.read", county)
+        q = read_query(request, ExplainQuery())
+        subject = q["subject"] or principal.cadre
+        if subject is None:
+            raise ApiError(422, "invalid_fields", "name the subject", {"subject": ["required for this role"]})
+        if principal.role == "cadre" and (q["kind"] != "cadre" or subject != principal.cadre):
+            raise ApiError(404, "not_found", "no such figure for this principal", {"subject": ["unknown"]})
+        with read_transaction(self.ledger.engine) as conn:
+            result = sc.explain(conn, county, self._period(conn, county, q["period"]), q["kind"], subject, q["figure"])
+        return json_response(200, {**result, "as_of_position": self.facts.follower.position})
+
+    @route("POST", "/api/v1/visits", action="visit.log", body=VisitIn, response=VisitOut, status=201,
+           summary="A field visit (民情下访) by the token's cadre: the day, the hamlet, households reached; "
+                   "the same cadre, day and hamlet again is the same visit")
+    def log_visit(self, request, principal):
+        given = read_json(request, VisitIn())
+        with read_transaction(self.ledger.engine) as conn:
+            info = sc.county_info(conn, principal.county) or {}
+        if given["hamlet"] not in info.get("places", ()):
+            raise ApiError(422, "unknown_place", "the place is not a village or hamlet of this county",
+                           {"hamlet": [f"{given['hamlet']!r} is not a village or hamlet code of {principal.county}"]})
+        day = given["day"].isoformat()
+        event = NewEvent("visit.logged", {"cadre": principal.cadre, "county": principal.county, "day": day,
+                                          "hamlet": given["hamlet"], "households": given["households"]},
+                         Metadata(actor=principal.actor, county=principal.county),
+                         event_id=str(uuid.uuid5(_NS, f"{principal.county}:{principal.cadre}:{day}:{given['hamlet']}")))
+        try:
+            recorded = self.ledger.append(f"cadre-{principal.cadre}", [event])[0]
+        except DuplicateEventIdError:
+            raise ApiError(409, "conflict", "this visit is recorded already with other figures",
+                           {"households": ["differs from the visit recorded for this cadre, day and place"]})
+        return json_response(201, {"event_id": recorded.event_id, "position": recorded.position,
+                                   "cadre": principal.cadre, "day": day})

@@ -56,7 +56,7 @@ def test_rebuilding_a_projection_reproduces_it(pg_url, tmp_path):
     """Projections are disposable (principle 6): the CLI rebuild gives back the same scorecards."""
     from sqlalchemy import text as sql
     from minqing.consumer import Follower
-    from services.assessment.projection import CadreCounts
+    from services.assessment.projection import AssessmentFacts
     from services.assessment.tables import metadata_obj
     engine = make_engine(pg_url)
     create_tables(engine, metadata_obj)
@@ -71,17 +71,18 @@ def test_rebuilding_a_projection_reproduces_it(pg_url, tmp_path):
         if i % 2:
             ledger.append(f"case-{i}", [NewEvent("case.resolved", {
                 "case_id": str(i), "cadre": f"c{i % 3}", "unit": "u1", "on_site": False, "resolution": "ok"}, meta)])
-    Follower(ledger, CadreCounts()).catch_up()
-    query = "SELECT cadre, assigned, resolved, resolved_on_time FROM assessment_cadre_counts ORDER BY cadre"
+    Follower(ledger, AssessmentFacts()).catch_up()
+    query = ("SELECT subject, metric, count(*), min(position) FROM assessment_facts WHERE kind = 'cadre' "
+             "GROUP BY subject, metric ORDER BY subject, metric")
     with engine.connect() as conn:
         before = conn.execute(sql(query)).all()
     env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_RUN_DIR": str(tmp_path)}
-    result = _cli(env, "consumer", "rebuild", "assessment.cadre_counts")
+    result = _cli(env, "consumer", "rebuild", "assessment.facts")
     assert result.returncode == 0, result.stderr
     with engine.connect() as conn:
         after = conn.execute(sql(query)).all()
     engine.dispose()
-    assert after == before and len(before) == 3
+    assert after == before and {row[0] for row in before} == {"c0", "c1", "c2"}
     refused = _cli(env, "consumer", "rebuild", "notify.rules")
     assert refused.returncode == 1 and "send every notification again" in refused.stderr
 

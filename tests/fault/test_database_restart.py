@@ -49,7 +49,9 @@ def test_a_database_crash_loses_nothing(tmp_path):
                 from_ledger = dict(conn.execute(text(
                     "SELECT data::json->>'cadre', count(*) FROM ledger_events WHERE type = 'case.assigned' "
                     "GROUP BY 1")).all())
-                projected = dict(conn.execute(text("SELECT cadre, assigned FROM assessment_cadre_counts")).all())
+                projected = dict(conn.execute(text(
+                    "SELECT subject, count(*) FROM assessment_facts WHERE kind = 'cadre' AND metric = 'received' "
+                    "GROUP BY 1")).all())
             if projected == from_ledger or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
