@@ -30,7 +30,7 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@touch $(STAMP)
 
 debian-deps:
-	@bash deploy/local/install-debian-deps.sh
+	@bash deploy/local/install-debian-deps.sh --with-browser
 
 debian-rabbitmq:
 	@if [ -z "$$MINQING_AMQP_URI" ]; then bash deploy/local/install-debian-deps.sh; fi

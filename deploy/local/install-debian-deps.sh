@@ -5,6 +5,8 @@
 #                    and, as a dependency, postgresql-client-15 (psql)
 #   python3.11-venv  venv/ensurepip for the project's .venv, when Python 3.11 lacks them
 #   util-linux       runuser (Essential on Debian, so normally present)
+#   chromium         only with --with-browser (make test): the test that opens a generated
+#                    assessment report in a real browser and checks its charts render
 #
 # Idempotent: if everything is already there it prints nothing and exits 0 straight away.
 # As root it runs apt-get, with a temporary /usr/sbin/policy-rc.d (exit 101) so that the
@@ -15,6 +17,8 @@
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
+WITH_BROWSER=0
+[ "${1:-}" = "--with-browser" ] && WITH_BROWSER=1
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
 installed() {  # installed PACKAGE: true if dpkg has it fully installed
@@ -38,6 +42,9 @@ missing_packages() {
     fi
     if ! command -v runuser >/dev/null 2>&1 && [ ! -x /usr/sbin/runuser ] && [ ! -x /sbin/runuser ]; then
         need+=(util-linux)
+    fi
+    if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+        need+=(chromium)
     fi
     echo "${need[@]+"${need[@]}"}"
 }

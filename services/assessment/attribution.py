@@ -7,6 +7,7 @@ Every rule is here, and docs/assessment.md says the same in words.
   (`case.merged`) is never assigned, so it counts nowhere: the original counts once.
 - **Responded (响应).** A holder responds by accepting the case, or by resolving it without
   accepting it first. It responded in time when that happened by the holding's `response_due`.
+  The township and the county count the case's first response only, as they count it received once.
 - **Resolved (办结).** The resolver (the cadre who resolved it, and their unit) is credited. It was
   resolved on time (承诺期限兑现) when it was resolved by the `resolution_due` of the holding in force.
   A transfer keeps the promised deadline (routing), so a sideways move buys no time.
@@ -56,6 +57,7 @@ class CaseState:
     resolution_due: str | None = None
     responded: bool = False
     counted: bool = False              # counted as received at township and county level
+    case_responded: bool = False       # the case's first response happened (township and county count it)
     resolver_unit: str | None = None
     resolver_cadre: str | None = None
     co_units: tuple[str, ...] = field(default_factory=tuple)
@@ -102,8 +104,8 @@ def attribute(state: CaseState, event: RecordedEvent) -> tuple[CaseState, list[F
     elif event.type == "case.accepted":
         if not state.responded and state.unit:
             if _in_time(at, state.response_due):
-                facts += _facts("responded_on_time", _holder(state))
-            state = replace(state, responded=True, cadre=d["cadre"])
+                facts += _facts("responded_on_time", _holder(state) + ([] if state.case_responded else _case_level(state)))
+            state = replace(state, responded=True, case_responded=True, cadre=d["cadre"])
     elif event.type == "case.joint_handling_started":
         state = replace(state, co_units=tuple(d["co_units"]))
         facts += _facts("joint_participation", [("unit", u) for u in d["co_units"]])
@@ -112,14 +114,14 @@ def attribute(state: CaseState, event: RecordedEvent) -> tuple[CaseState, list[F
     elif event.type == "case.resolved":
         resolver = [("cadre", d["cadre"]), ("unit", d["unit"])]
         if not state.responded and _in_time(at, state.response_due):
-            facts += _facts("responded_on_time", resolver)
+            facts += _facts("responded_on_time", resolver + ([] if state.case_responded else _case_level(state)))
         on_time = _in_time(at, state.resolution_due)
         facts += _facts("resolved", resolver + _case_level(state))
         if on_time:
             facts += _facts("resolved_on_time", resolver + _case_level(state))
         if d["on_site"]:
             facts += _facts("resolved_on_site", resolver + _case_level(state))
-        state = replace(state, responded=True, resolver_unit=d["unit"], resolver_cadre=d["cadre"])
+        state = replace(state, responded=True, case_responded=True, resolver_unit=d["unit"], resolver_cadre=d["cadre"])
     elif event.type == "case.followed_up":
         rating = d["rating"]
         metric = rating if rating in RATINGS else "unreachable"

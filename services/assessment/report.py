@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
 from sqlalchemy import Connection
 
 from minqing.ledger import Ledger, Metadata, NewEvent, canonical_json
@@ -117,6 +118,11 @@ def _card_rows(cards: list[dict], names: dict) -> list[list]:
 
 CARD_HEADER = ["code", "name", "received", "resolved", *RATE_LABELS, "composite"]
 
+# Each chart notes whether the browser decoded it (data-rendered="800x400", or "failed"), so a
+# reader, and tests/interface/test_assessment_report.py, can tell a chart that did not render.
+PROBE = Markup('onload="this.dataset.rendered=this.naturalWidth+\'x\'+this.naturalHeight" '
+               'onerror="this.dataset.rendered=\'failed\'"')
+
 PAGE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{{ d.county_name }} {{ d.period }} 考核报告</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
@@ -128,10 +134,11 @@ its cases with <code>GET /api/v1/assessment/{{ d.county }}/explain</code>.</p>
 {% if d.county_card %}<h2>全县 County</h2><table><tr><th>received</th><th>resolved</th>{% for r in labels %}<th>{{ labels[r] }}</th>{% endfor %}</tr>
 <tr><td>{{ d.county_card.counts.received }}</td><td>{{ d.county_card.counts.resolved }}</td>
 {% for r in labels %}<td>{{ pct(d.county_card.rates[r]) }}</td>{% endfor %}</tr></table>{% endif %}
-<h2>月度趋势 Trend</h2><img id="trend" src="trend.png" alt="rates month by month">
-<h2>乡镇 Townships</h2><img id="townships" src="townships.png" alt="townships">
+<h2>月度趋势 Trend</h2><img id="trend" src="trend.png" alt="rates month by month" {{ probe }}>
+<h2>乡镇 Townships</h2><img id="townships" src="townships.png" alt="townships" {{ probe }}>
 {{ table(d.townships) }}
 <h2>单位 Units</h2>{{ table(d.units) }}
+<h2>干部 Cadres</h2>{{ table(d.cadres) }}
 <h2>排名 Rankings: the top of each level (十佳)</h2>
 {% for level, rows in d.rankings.top.items() %}<h3>{{ level }}</h3>
 {% if rows %}<table><tr><th>rank</th><th>cadre</th><th>unit</th><th>composite</th><th>received</th></tr>
@@ -171,7 +178,7 @@ def write(conn: Connection, county: str, period: str, out: Path) -> tuple[dict, 
     written += [out / f"{n}.csv" for n in ("rankings", "flagged", "trend")]
     env = Environment(autoescape=select_autoescape(default=True))
     env.globals.update(pct=_pct, labels=RATE_LABELS)
-    page = env.from_string(TABLE + PAGE).render(d=data, digest=data_digest)
+    page = env.from_string(TABLE + PAGE).render(d=data, digest=data_digest, probe=PROBE)
     (out / "index.html").write_text(page, encoding="utf-8")
     written.append(out / "index.html")
     return data, data_digest, written

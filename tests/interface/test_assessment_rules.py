@@ -91,6 +91,7 @@ def test_response_rate_by_accepting_or_resolving_in_time(world):
     world.at(5).resolve(c)
     world.at(30).emit(b, "case.accepted", cadre="lj-c002", unit=VILLAGE)
     assert world.card("lj-c002")["rates"]["response_rate"] == 0.5
+    assert world.card("longjiang", "county")["rates"]["response_rate"] == 0.5
 
 
 def test_satisfaction_goes_to_the_resolver_with_the_basically_satisfied_weight(world, engine):

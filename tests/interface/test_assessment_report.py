@@ -1,0 +1,65 @@
+"""The assessment report (issue #7 §6, done-when): written from real figures, its CSV files hold the
+same numbers, it opens in a real browser (headless Chromium) and both charts render; publishing
+appends `assessment.published` with the digest an auditor can recompute."""
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from minqing import county  # noqa: F401
+from minqing.ledger import canonical_json  # noqa: F401
+from services.assessment import report
+from tests.interface.test_assessment_rules import TOWNSHIP, World
+
+
+@pytest.fixture
+def figures_world(pg_url):
+    from minqing.db import make_engine
+    engine = make_engine(pg_url)
+    world = World(engine)
+    for i in range(8):
+        case_id = world.case(unit=TOWNSHIP if i % 2 else "heigang.kaoshan-station",
+                             cadre="lj-c006" if i % 2 else "lj-c002")
+        world.at(3 + i)
+        world.resolve(case_id, TOWNSHIP if i % 2 else "heigang.kaoshan-station", "lj-c006" if i % 2 else "lj-c002")
+        world.rate(case_id, "unsatisfied" if i < 3 else "satisfied")
+    world.follower.catch_up()
+    yield world
+    engine.dispose()
+
+
+def test_report_files_browser_rendering_and_publication(figures_world, tmp_path):
+    world = figures_world
+    with world.ledger.engine.connect() as conn:
+        data, digest, files = report.write(conn, "longjiang", "2026-03", tmp_path / "r")
+    names = {f.name for f in files}
+    assert {"index.html", "trend.png", "townships.png", "cadres.csv", "units.csv", "townships.csv",
+            "rankings.csv", "flagged.csv", "trend.csv"} <= names
+    with (tmp_path / "r" / "cadres.csv").open(encoding="utf-8-sig") as handle:
+        rows = {r["code"]: r for r in csv.DictReader(handle)}
+    assert rows["lj-c002"]["received"] == "4" and rows["lj-c002"]["resolved"] == "4"
+    with (tmp_path / "r" / "flagged.csv").open(encoding="utf-8-sig") as handle:
+        flagged = list(csv.DictReader(handle))
+    assert flagged == [] or all(f["seed"] in ("001", "004") for f in flagged)
+    assert report.digest(data) == digest
+
+    chromium = shutil.which("chromium")
+    assert chromium, "make test installs Debian's chromium (deploy/local/install-debian-deps.sh --with-browser)"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
+                          "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "r" / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = dict(re.findall(r'<img id="(\w+)"[^>]*data-rendered="([^"]+)"', dom.stdout))
+    assert rendered == {"trend": "800x400", "townships": "800x400"}, dom.stdout[:3000]
+    assert "龙江县" in dom.stdout and "lj-c002" in dom.stdout
+
+    event = report.publish(world.ledger, "longjiang", "2026-03", data["rules_version"], digest, "test")
+    assert event.type == "assessment.published" and event.data["digest"] == digest
+    again = report.publish(world.ledger, "longjiang", "2026-03", data["rules_version"], digest, "test")
+    assert again.position == event.position              # the same figures publish once
