@@ -32,6 +32,8 @@ PRINCIPALS = {
     "expired": ("operator", "longjiang", None, None),
 }
 EVERYONE = set(PRINCIPALS)      # public: a token, valid or not, changes nothing
+ASSESSMENT_READERS = {"cadre@holding-unit", "cadre@other-unit", "supervisor@township", "supervisor@other-township",
+                      "supervisor@county", "auditor"}
 LONGJIANG_CASE_READERS = {"operator", "cadre@holding-unit", "supervisor@township", "supervisor@county", "auditor"}
 
 # operationId-independent key: (method, OpenAPI path) → who is allowed. Everyone else must be refused
@@ -77,6 +79,12 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/subscriptions"): {"integrator", "admin", "admin@other-county"},   # each their own county's
     ("GET", "/api/v1/subscriptions/{sub_id}"): {"integrator", "admin"},
     ("DELETE", "/api/v1/subscriptions/{sub_id}"): {"integrator", "admin"},
+    ("GET", "/api/v1/assessment/{county}/units"): ASSESSMENT_READERS,
+    ("GET", "/api/v1/assessment/{county}/townships"): ASSESSMENT_READERS,
+    ("GET", "/api/v1/assessment/{county}/summary"): ASSESSMENT_READERS,
+    ("GET", "/api/v1/assessment/{county}/rankings"): ASSESSMENT_READERS,
+    ("GET", "/api/v1/assessment/{county}/explain"): ASSESSMENT_READERS,    # a cadre: their own figures only
+    ("POST", "/api/v1/visits"): {"cadre@holding-unit", "cadre@other-unit", "cadre@other-county"},
 }
 
 
@@ -120,6 +128,7 @@ BODIES = {
     "/transfer": {"to_unit": "shanquan.pingan-station", "reason": "属平安村"},
     "/supervise": {"level": "chase", "note": "请加快办理"},
     "/follow-up": {"rating": "1"},
+    "/visits": {"day": "2026-11-20", "hamlet": "heigang.kaoshan.3", "households": 3},
     "/subscriptions": {"url": PUBLIC_HOOK},
     "/{county}": {"msg_id": "m1", "openid": "o1", "timestamp": 0, "category": "202", "summary": "x",
                   "location": {"township": "heigang"}, "reporter": {"name": "王五", "phone": "13900000000"}},
@@ -151,6 +160,8 @@ def _call(stack, world, method: str, path: str, who: str):
         filled = filled.replace("{sub_id}", sub_id)
     if path == "/api/v1/track/{tracking_no}":
         filled += "?pin=" + case["pin"]
+    if path.endswith("/explain"):
+        filled += "?figure=resolution_rate"
     body = None
     if (method, path) == ("POST", "/api/v1/cases"):
         body = report(summary=f"矩阵测试：{who}")
@@ -208,7 +219,7 @@ def test_a_cadre_of_another_township_cannot_learn_a_case_exists(stack, world):
 
 def test_a_cadre_sees_only_their_own_scorecard(stack, world):
     code, body = stack.request("GET", "/api/v1/assessment/longjiang/cadres", token=world["tokens"]["cadre@other-unit"])
-    assert code == 200 and {c["cadre"] for c in body["cadres"]} <= {"lj-c003"}
+    assert code == 200 and {c["subject"] for c in body["cards"]} <= {"lj-c003"}
 
 
 def test_unauthenticated_answers_say_nothing_more(stack, world):

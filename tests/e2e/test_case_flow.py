@@ -117,10 +117,11 @@ def test_case_view_resolve_and_scorecard(stack):
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         code, card = stack.request("GET", "/api/v1/assessment/longjiang/cadres/lj-c001", token=stack.tokens["auditor"])
-        if code == 200 and card["resolved"] >= 1:
+        if code == 200 and card["cards"][0]["counts"]["resolved"] >= 1:
             break
         time.sleep(0.2)
-    assert card["resolved"] >= 1 and card["resolved_on_time"] >= 1
+    counts = card["cards"][0]["counts"]
+    assert counts["resolved"] >= 1 and counts["resolved_on_time"] >= 1 and counts["resolved_on_site"] >= 1
 
 
 @pytest.mark.parametrize("payload, raw, status, fields", [
