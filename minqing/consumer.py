@@ -157,8 +157,12 @@ class Follower:
             if reached <= position:
                 self.position = position
                 return False
-            for event in events:
-                if self.handles(event.type):
+            mine = [e for e in events if self.handles(e.type)]
+            apply_batch = getattr(self.projection, "apply_batch", None)
+            if apply_batch is not None:
+                apply_batch(conn, mine)        # one projection, many events: it may batch its writes
+            else:
+                for event in mine:
                     self.projection.apply(conn, event)
             checkpoints.save(conn, name, reached)
         self._advanced(reached, len(events))

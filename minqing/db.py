@@ -69,6 +69,36 @@ def increment(conn: Connection, table, keys: dict, column: str, **on_insert) -> 
     return conn.execute(statement.returning(getattr(table.c, column))).scalar_one()
 
 
+def bulk_insert(conn: Connection, table, rows: list[dict]) -> None:
+    """Insert many rows in the connection's transaction: COPY on PostgreSQL (several times faster
+    than a pipelined executemany for the tens of thousands of rows a rebuild writes)."""
+    if not rows:
+        return
+    if conn.engine.dialect.name != "postgresql":
+        conn.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(f'COPY {table.name} ({", ".join(columns)}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    finally:
+        cursor.close()
+
+
+def upsert_many(conn: Connection, table, key: str, rows: list[dict]) -> None:
+    """Insert or overwrite many rows keyed by the single column `key`, in one statement."""
+    if conn.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table)
+    columns = [c for c in rows[0] if c != key]
+    conn.execute(statement.on_conflict_do_update(index_elements=[key],
+                                                 set_={c: getattr(statement.excluded, c) for c in columns}), rows)
+
+
 def upsert(conn: Connection, table, keys: dict, values: dict) -> None:
     """Insert the row with `keys`, or overwrite its `values` when it exists — one statement, so a
     projection and a timer sweep writing the same row never collide on its key."""
