@@ -18,6 +18,7 @@ test-unit: deps
 
 bench: debian-deps deps
 	$(PY) -m bench.run
+	$(PY) -m bench.assessment
 	$(PY) -m bench.pipeline
 
 deps: $(STAMP)

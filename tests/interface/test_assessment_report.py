@@ -63,3 +63,25 @@ def test_report_files_browser_rendering_and_publication(figures_world, tmp_path)
     assert event.type == "assessment.published" and event.data["digest"] == digest
     again = report.publish(world.ledger, "longjiang", "2026-03", data["rules_version"], digest, "test")
     assert again.position == event.position              # the same figures publish once
+
+
+def test_report_and_rules_through_the_cli(figures_world, pg_url, tmp_path):
+    """`minqing report` writes the files and publishes; bad input is named with a non-zero exit."""
+    import os
+    import sys
+    env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_RUN_DIR": str(tmp_path / "run")}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+    out = cli("report", "--county", "longjiang", "--period", "2026-03", "--out", str(tmp_path / "cli"), "--publish")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "cli" / "index.html").exists() and "assessment.published at ledger position" in out.stdout
+    bad = cli("report", "--county", "longjiang", "--period", "March")
+    assert bad.returncode == 1 and "--period" in bad.stderr and "Traceback" not in bad.stderr
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("county: longjiang\nthresholds: {promotion_veto: 0.95}\n", encoding="utf-8")
+    refused = cli("assessment", "rules", "check", str(rules))
+    assert refused.returncode == 1 and "thresholds" in refused.stderr
+    loaded = cli("assessment", "rules", "load", "deploy/assessment/longjiang.yaml")
+    assert loaded.returncode == 0 and "version 1 published" in loaded.stdout, loaded.stderr
