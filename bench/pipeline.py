@@ -44,7 +44,7 @@ import kombu
 
 from minqing import access, cloudevents  # noqa: F401  (cloudevents registers its serializer)
 from minqing.db import make_engine
-from minqing.devstack import PostgreSQL, RabbitMQ, free_port
+from minqing.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
 from minqing.relay import declare_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +146,7 @@ def summary(samples_s: list[float]) -> dict:
 def start_stack(run_dir: Path, pg: PostgreSQL, mq: RabbitMQ) -> tuple[subprocess.Popen, str, int]:
     database = pg.create_database("pipeline", drop_existing=True)
     port = free_port()
-    while not all(_free(port + k) for k in range(6)):
+    while not all(_port_is_free(port + k) for k in range(6)):
         port = free_port()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": database,
            "MINQING_AMQP_URI": mq.uri, "MINQING_HTTP_PORT": str(port), "MINQING_LOG_LEVEL": "WARNING"}
@@ -158,16 +158,6 @@ def start_stack(run_dir: Path, pg: PostgreSQL, mq: RabbitMQ) -> tuple[subprocess
             raise RuntimeError("the stack did not start: " + (run_dir / "run.out").read_text()[-2000:])
         time.sleep(0.3)
     return proc, database, port
-
-
-def _free(port: int) -> bool:
-    import socket
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def run_load(base: str, tokens: list[str], assignments: Assignments, rate: float) -> dict:

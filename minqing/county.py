@@ -6,7 +6,6 @@ read the policy from that event, never from the file, so a replay applies the ve
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +16,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 
 from minqing.contract import TIERS
 from minqing.http import flatten_errors
-from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent, canonical_json
+from minqing import versioned
+from minqing.ledger import Ledger
 
 _CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", error="must be letters, digits, '.', '_' or '-'")
 _NAME = validate.Length(min=1, max=100)
@@ -359,27 +359,13 @@ def read_policy_file(path: Path) -> dict:
 
 
 def digest(policy: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(policy).encode()).hexdigest()
+    return versioned.digest(policy)
 
 
 def publish(ledger: Ledger, policy: dict, actor: str) -> tuple[int, bool]:
     """Append `policy.published` unless the latest version is identical; return (version, published)."""
-    stream = f"county-{policy['county']}"
-    policy_digest = digest(policy)
-    while True:
-        history = ledger.read_stream(stream)
-        published = [e for e in history if e.type == "policy.published"]
-        if published and published[-1].data["digest"] == policy_digest:
-            return published[-1].data["version"], False
-        version = len(published) + 1
-        event = NewEvent("policy.published", {"county": policy["county"], "version": version,
-                                              "digest": policy_digest, "policy": policy},
-                         Metadata(actor=actor, county=policy["county"]))
-        try:
-            ledger.append(stream, [event], expected_version=history[-1].version if history else 0)
-            return version, True
-        except ConcurrencyError:
-            continue
+    return versioned.publish(ledger, f"county-{policy['county']}", "policy.published", policy["county"], "policy",
+                             policy, actor)
 
 
 @dataclass(frozen=True)

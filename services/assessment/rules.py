@@ -8,7 +8,6 @@ change reproduces 2025's figures.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,7 +15,8 @@ import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from minqing.http import flatten_errors
-from minqing.ledger import ConcurrencyError, Ledger, Metadata, NewEvent, canonical_json
+from minqing import versioned
+from minqing.ledger import Ledger
 
 RATES = ("response_rate", "resolution_rate", "on_time_rate", "satisfaction_rate")
 LEVELS = ("village", "township", "county")       # cadre levels ranked separately
@@ -86,27 +86,10 @@ def read_rules_file(path: Path) -> dict:
     return validate_rules(raw)
 
 
-def digest(rules: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(rules).encode()).hexdigest()
-
-
 def publish(ledger: Ledger, rules: dict, actor: str) -> tuple[int, bool]:
     """Append `assessment.rules_published` unless the latest version is identical."""
-    stream = f"assessment-rules-{rules['county']}"
-    rules_digest = digest(rules)
-    while True:
-        history = [e for e in ledger.read_stream(stream) if e.type == "assessment.rules_published"]
-        if history and history[-1].data["digest"] == rules_digest:
-            return history[-1].data["version"], False
-        version = len(history) + 1
-        event = NewEvent("assessment.rules_published", {"county": rules["county"], "version": version,
-                                                        "digest": rules_digest, "rules": rules},
-                         Metadata(actor=actor, county=rules["county"]))
-        try:
-            ledger.append(stream, [event], expected_version=history[-1].version if history else 0)
-            return version, True
-        except ConcurrencyError:
-            continue
+    return versioned.publish(ledger, f"assessment-rules-{rules['county']}", "assessment.rules_published",
+                             rules["county"], "rules", rules, actor)
 
 
 def default_rules(county: str) -> dict:
