@@ -26,7 +26,7 @@ from minqing.clock import isoformat
 from services.assessment.rules import LEVELS, RATES, default_rules
 from services.assessment.tables import counties_table, facts_table, rules_table
 
-PERIOD = re.compile(r"^(\d{4})(?:-(0[1-9]|1[0-2])|-H([12]))?$")
+PERIOD = re.compile(r"^(2\d{3})(?:-(0[1-9]|1[0-2])|-H([12]))?$")      # years 2000-2999
 COUNTS = ("received", "responded_on_time", "resolved", "resolved_on_time", "resolved_on_site", "satisfied",
           "basically_satisfied", "unsatisfied", "unreachable", "reopened", "overdue", "escalated_overdue",
           "joint_participation", "visit_days", "households")
@@ -49,7 +49,8 @@ def months_of(period: str) -> list[str]:
     """`2026-03` → [2026-03]; `2026-H1` → January to June; `2026` → the twelve months."""
     m = PERIOD.match(period or "")
     if not m:
-        raise PeriodError("must be a month (2026-03), a half-year (2026-H1, 2026-H2) or a year (2026)")
+        raise PeriodError("must be a month (2026-03), a half-year (2026-H1, 2026-H2) or a year (2026), "
+                          "years 2000-2999")
     year, month, half = m.groups()
     if month:
         return [f"{year}-{month}"]
