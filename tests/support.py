@@ -94,3 +94,12 @@ def fresh_phone() -> str:
 
 # Residents' names the tests use, searched for at the end of the session like the phone numbers.
 USED_NAMES: list[str] = ["张三丰", "李四", "王五", "赵六"]
+
+
+def private_vhost(rabbit) -> str:
+    """The URI of a fresh vhost on the session's RabbitMQ node: what a test publishes and watches
+    there is its own, whatever the session's whole-stack tests are publishing meanwhile."""
+    vhost = f"t-{uuid.uuid4().hex[:10]}"
+    rabbit.ctl("add_vhost", vhost)
+    rabbit.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    return rabbit.uri.rstrip("/") + "/" + vhost

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -268,8 +269,11 @@ def test_pin_guessing_is_locked_out_while_other_residents_are_served(stack, worl
 
 def test_flooding_is_answered_429_while_others_are_served(stack):
     flooder = stack.issue("operator")
+    started = time.monotonic()
     codes = [stack.request("POST", "/api/v1/cases", report(summary=f"刷单{i}"), token=flooder)[0] for i in range(45)]
-    assert 429 in codes and codes.count(201) <= 35
+    elapsed = time.monotonic() - started
+    # a burst of 30, then 2 a second: however slow the machine, no more than that got through
+    assert 429 in codes and codes.count(201) <= 30 + 2 * elapsed + 1, (codes.count(201), elapsed)
     assert stack.request("POST", "/api/v1/cases", report(summary="正常来电"), token=stack.issue("operator"))[0] == 201
     # public tracking: one address flooding is limited, another is served
     flood = [_get_from(stack, "127.0.0.20", "/api/v1/track/LJ-00000000-0000?pin=000000")[0] for _ in range(60)]

@@ -12,7 +12,7 @@ from minqing.db import make_engine, write_transaction
 from minqing.ledger import Ledger
 from minqing.service_kit import create_tables
 from tests.conftest import note
-from tests.support import Watcher
+from tests.support import Watcher, private_vhost
 
 EVENTS = 3000
 
@@ -30,8 +30,9 @@ def test_relay_killed_mid_stream_skips_nothing(pg_url, rabbit, tmp_path):
         with write_transaction(engine) as conn:
             for j in range(i, i + 100):
                 ledger.append(f"case-{j % 50}", [note(str(j % 50), f"#{j}")], conn=conn)
-    watcher = Watcher(rabbit.uri)
-    env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_AMQP_URI": rabbit.uri,
+    uri = private_vhost(rabbit)
+    watcher = Watcher(uri)
+    env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_AMQP_URI": uri,
            "MINQING_RUN_DIR": str(tmp_path)}
     received: list[int] = []
     try:

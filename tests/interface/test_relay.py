@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 
@@ -10,12 +9,17 @@ from minqing import checkpoints, relay as relay_mod
 from minqing.db import write_transaction
 from minqing.relay import Relay
 from tests.conftest import note
-from tests.support import Watcher
+from tests.support import Watcher, private_vhost
 
 
 @pytest.fixture
-def watcher(rabbit):
-    w = Watcher(rabbit.uri)
+def broker_uri(rabbit):
+    return private_vhost(rabbit)
+
+
+@pytest.fixture
+def watcher(broker_uri):
+    w = Watcher(broker_uri)
     yield w
     w.close()
 
@@ -27,10 +31,10 @@ def _run_relay(ledger, uri):
     return stop, thread
 
 
-def test_every_committed_event_is_published_in_order_as_a_cloudevent(ledger, rabbit, watcher):
+def test_every_committed_event_is_published_in_order_as_a_cloudevent(ledger, broker_uri, watcher):
     for i in range(30):
         ledger.append(f"case-{i % 3}", [note(str(i % 3), f"#{i}")])
-    stop, thread = _run_relay(ledger, rabbit.uri)
+    stop, thread = _run_relay(ledger, broker_uri)
     try:
         got = watcher.collect(30)
         for i in range(30, 40):           # events recorded while the relay runs follow too
@@ -50,13 +54,13 @@ def test_every_committed_event_is_published_in_order_as_a_cloudevent(ledger, rab
     assert relay_mod.lag(ledger) == {"published_position": 40, "head_position": 40, "lag": 0}
 
 
-def test_relay_resumes_from_its_checkpoint(ledger, rabbit, watcher):
+def test_relay_resumes_from_its_checkpoint(ledger, broker_uri, watcher):
     for i in range(5):
         ledger.append("case-a", [note("a", f"#{i}")])
     with write_transaction(ledger.engine) as conn:
         checkpoints.load(conn, relay_mod.CHECKPOINT)
         checkpoints.save(conn, relay_mod.CHECKPOINT, 3)      # as if it had confirmed 1..3 before a crash
-    stop, thread = _run_relay(ledger, rabbit.uri)
+    stop, thread = _run_relay(ledger, broker_uri)
     try:
         got = watcher.collect(2)
         assert watcher.collect(1, timeout=1.0) == []
@@ -66,14 +70,11 @@ def test_relay_resumes_from_its_checkpoint(ledger, rabbit, watcher):
     assert [int(b["sequence"]) for _, b, _ in got] == [4, 5]
 
 
-def test_unroutable_events_are_confirmed_and_counted_not_lost_silently(ledger, rabbit):
+def test_unroutable_events_are_confirmed_and_counted_not_lost_silently(ledger, broker_uri):
     # a virtual host of its own: no service of another test has bound a queue there
-    vhost = f"unroutable-{uuid.uuid4().hex[:8]}"
-    rabbit.ctl("add_vhost", vhost)
-    rabbit.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     ledger.append("case-a", [note("a")])
     before = relay_mod.UNROUTABLE._value.get()
-    stop, thread = _run_relay(ledger, rabbit.uri.rstrip("/") + "/" + vhost)      # no queue bound at all
+    stop, thread = _run_relay(ledger, broker_uri)      # no queue bound at all
     try:
         for _ in range(100):
             if relay_mod.lag(ledger)["lag"] == 0:
@@ -86,10 +87,10 @@ def test_unroutable_events_are_confirmed_and_counted_not_lost_silently(ledger, r
     assert relay_mod.UNROUTABLE._value.get() == before + 1
 
 
-def test_only_one_relay_is_active(ledger, rabbit, watcher):
+def test_only_one_relay_is_active(ledger, broker_uri, watcher):
     ledger.append("case-a", [note("a")])
-    stop1, t1 = _run_relay(ledger, rabbit.uri)
-    stop2, t2 = _run_relay(ledger, rabbit.uri)
+    stop1, t1 = _run_relay(ledger, broker_uri)
+    stop2, t2 = _run_relay(ledger, broker_uri)
     try:
         for i in range(20):
             ledger.append("case-a", [note("a", f"#{i}")])
