@@ -107,8 +107,9 @@ def attribute(state: CaseState, event: RecordedEvent) -> tuple[CaseState, list[F
                 facts += _facts("responded_on_time", _holder(state) + ([] if state.case_responded else _case_level(state)))
             state = replace(state, responded=True, case_responded=True, cadre=d["cadre"])
     elif event.type == "case.joint_handling_started":
-        state = replace(state, co_units=tuple(d["co_units"]))
-        facts += _facts("joint_participation", [("unit", u) for u in d["co_units"]])
+        co_units = tuple(dict.fromkeys(u for u in d["co_units"] if u != state.unit))     # each once, not the lead
+        state = replace(state, co_units=co_units)
+        facts += _facts("joint_participation", [("unit", u) for u in co_units])
     elif event.type == "case.overdue":
         facts += _facts("overdue", [("cadre", d["holder_cadre"]), ("unit", d["holder_unit"])])
     elif event.type == "case.resolved":
