@@ -22,12 +22,18 @@ def _resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise TargetRefused(f"the host {host!r} does not resolve ({exc.strerror})") from None
+    except UnicodeError:
+        raise TargetRefused(f"the host {host!r} is not a valid name") from None
     return sorted({info[4][0] for info in infos})
 
 
 def check_target(url: str, *, allow_private: bool = False, resolve=_resolve) -> list[str]:
     """Return the addresses `url` may be delivered to, or raise TargetRefused saying why."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname     # noqa: B018  (parses lazily and may raise)
+    except ValueError as exc:
+        raise TargetRefused(f"the URL is not well-formed ({exc})") from None
     if parts.scheme not in ("http", "https"):
         raise TargetRefused("the URL must start with http:// or https://")
     if parts.username or parts.password:

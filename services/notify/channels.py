@@ -125,7 +125,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
         host = addresses[0]
         host = f"[{host}]" if ":" in host else host
         target = urlunsplit(("http", f"{host}:{parts.port or 80}", parts.path or "/", parts.query, ""))
-        headers["Host"] = parts.netloc
+        headers["Host"] = parts.netloc.encode("idna").decode("ascii")
     return (session or requests).post(target, data=body, headers=headers, timeout=timeout, allow_redirects=False)
 
 

@@ -16,12 +16,14 @@ MINQING_NOTIFY_MAX_ATTEMPTS the row is failed and `notification.failed` appended
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from datetime import timedelta
 
 from sqlalchemy import Connection, select, update
 
+from minqing.casefile import fold
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction, write_transaction
 from minqing.ledger import ANY, Ledger, Metadata, NewEvent
@@ -43,9 +45,22 @@ def _stream(row) -> str:
     return f"case-{row.case_id}" if row.case_id else f"notify-{row.county}"
 
 
+def public_key(key: str) -> str:
+    """What leaves notify for a key: its hash. The key holds the resident's vault reference, which would
+    let a subscriber link every report of one person (principle 8)."""
+    return "n-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _still_deliverable(conn: Connection, ledger: Ledger, row) -> bool:
+    """A result is delivered only while its resolution stands: resolved, by the event that caused it."""
+    history = ledger.read_stream(f"case-{row.case_id}", conn=conn)
+    resolved = [e for e in history if e.type == "case.resolved"]
+    return fold(row.case_id, history).status == "resolved" and bool(resolved) and resolved[-1].event_id == row.caused_by
+
+
 def _record(conn: Connection, ledger: Ledger, row, event_type: str, attempts: int, channel: str,
             error: str | None = None) -> None:
-    data = {"key": row.key, "case_id": row.case_id, "channel": channel, "template": row.template,
+    data = {"key": public_key(row.key), "case_id": row.case_id, "channel": channel, "template": row.template,
             "recipient_role": row.recipient_role, "recipient_masked": row.recipient_masked,
             "caused_by": row.caused_by, "attempts": attempts}
     if error is not None:
@@ -53,13 +68,18 @@ def _record(conn: Connection, ledger: Ledger, row, event_type: str, attempts: in
     events = [NewEvent(event_type, data, Metadata(actor=ACTOR, county=row.county, correlation_id=row.case_id,
                                                   causation_id=row.caused_by),
                        event_id=str(uuid.uuid5(_NS, f"{event_type}:{row.key}:{row.retries}")))]
-    if event_type == "notification.sent" and row.template == "result" and row.case_id:
+    if event_type == "notification.sent" and row.template == "result" and row.case_id \
+            and _still_deliverable(conn, ledger, row):
         # 统一送达: the result reached the resident's channel — the case is delivered
         events.append(NewEvent("case.delivered", {"case_id": row.case_id, "channel": channel},
                                Metadata(actor=ACTOR, county=row.county, correlation_id=row.case_id,
                                         causation_id=row.caused_by),
                                event_id=str(uuid.uuid5(_NS, f"case.delivered:{row.key}:{row.retries}"))))
     ledger.append(_stream(row), events, ANY, conn=conn)
+
+
+class StaleResult(Exception):
+    pass
 
 
 def recover_expired(ledger: Ledger, clock: Clock) -> int:
@@ -118,6 +138,16 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
     delivered = 0
     owner = str(uuid.uuid4())
     for row in claim_due(ledger, clock, limit, lease, owner):
+        if row.quiet:       # quiet hours are checked again when sending: a late catch-up or a retry at night waits
+            with read_transaction(ledger.engine) as conn:
+                policy = policy_for(conn, row.county)
+            later = defer_for_quiet(clock.now(), policy.notify["quiet_hours"], policy.doc["timezone"]) if policy else None
+            if later is not None and later > clock.now():
+                with write_transaction(ledger.engine) as conn:
+                    conn.execute(update(outbox_table).where(outbox_table.c.key == row.key,
+                                                            outbox_table.c.claimed_by == owner)
+                                 .values(status="pending", next_attempt_at=isoformat(later)))
+                continue
         attempts = row.attempts + 1
         channel_name = row.channel
         with write_transaction(ledger.engine) as conn:
@@ -134,7 +164,11 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
                 channel_name, address = _address(conn, vault, row)
             if channel_name not in channels:
                 channel_name, address = "log", None        # not configured here: the log says what would go
-            channels[channel_name].send(Message(key=row.key, address=address, recipient_masked=row.recipient_masked,
+            if row.template == "result" and row.case_id:
+                with read_transaction(ledger.engine) as conn:
+                    if not _still_deliverable(conn, ledger, row):
+                        raise StaleResult("the case was reopened or rated since this result: not sent")
+            channels[channel_name].send(Message(key=public_key(row.key), address=address, recipient_masked=row.recipient_masked,
                                                 title=templates.title(row.template, _language(ledger, row.county)),
                                                 body=row.body))
         except Exception as exc:

@@ -131,7 +131,12 @@ def deliver_round(ledger: Ledger, vault: Vault, clock: Clock, *, timeout: float 
     """One pass over every due subscription: send what is pending, in order, until one fails."""
     sent = 0
     for sub in _claim(ledger, clock):
-        sent += _deliver_one(ledger, vault, clock, sub, timeout, session, budget)
+        try:
+            sent += _deliver_one(ledger, vault, clock, sub, timeout, session, budget)
+        except Exception as exc:      # one broken subscription must not stop the others
+            log.exception("subscription %s: delivery failed", sub.id)
+            _save(ledger, sub.id, sub.position, 0, sub.failures + 1,
+                  isoformat(clock.now() + MAX_BACKOFF), f"{type(exc).__name__}: delivery failed")
     return sent
 
 
@@ -165,17 +170,17 @@ def _deliver_one(ledger: Ledger, vault: Vault, clock: Clock, sub, timeout: float
                 return sent
             sent += 1
             failures = 0
-            _save(ledger, sub.id, event.position, 1, 0, isoformat(clock.now()), None, keep_lease=True)
+            _save(ledger, sub.id, event.position, 1, 0, isoformat(clock.now()), None,
+                  renew_lease=isoformat(clock.now() + LEASE))
         position = event.position
     _save(ledger, sub.id, position, 0, failures, isoformat(clock.now()), None)
     return sent
 
 
 def _save(ledger: Ledger, sub_id: str, position: int, delivered: int, failures: int, next_attempt_at: str,
-          error: str | None, keep_lease: bool = False) -> None:
+          error: str | None, renew_lease: str | None = None) -> None:
+    """Save progress; the lease is renewed after each delivered event (a long catch-up keeps it) or released."""
     values = dict(position=position, delivered=subscriptions_table.c.delivered + delivered, failures=failures,
-                  next_attempt_at=next_attempt_at, last_error=error)
-    if not keep_lease:
-        values["lease_until"] = None
+                  next_attempt_at=next_attempt_at, last_error=error, lease_until=renew_lease)
     with write_transaction(ledger.engine) as conn:
         conn.execute(update(subscriptions_table).where(subscriptions_table.c.id == sub_id).values(**values))

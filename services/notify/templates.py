@@ -44,7 +44,7 @@ def render(name: str, language: str, context: Mapping[str, Any], overrides: Mapp
     if source:
         try:
             return _compiled(source).render(**context).strip()
-        except jinja2.TemplateError as exc:
+        except Exception as exc:        # a TemplateError, or a TypeError from `{{ tracking_no + 1 }}`
             log.warning("the county's %s/%s template failed (%s); the built-in text is used", language, name, exc)
     return _ENV.get_template(f"{language}/{name}.txt").render(**context).strip()
 

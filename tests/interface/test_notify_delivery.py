@@ -275,3 +275,42 @@ def test_overdue_and_escalation_reach_the_holder_the_new_unit_and_their_supervis
     with write_transaction(ledger.engine) as conn:
         bodies = [r.body for r in conn.execute(outbox_table.select().where(outbox_table.c.template == "escalation"))]
     assert any("和平镇便民服务中心" in b and "自动" in b for b in bodies)
+
+
+def test_notification_records_never_carry_the_residents_vault_reference(world):
+    """Principle 8: subscribers get notification.* events; the outbox key names the vault subject, so
+    events and channels carry only its hash."""
+    ledger, vault, rules, clock = world
+    report(ledger, vault, "c-0009")
+    rules.catch_up()
+    sms = Recording()
+    outbox.deliver_due(ledger, vault, {"log": Recording("log"), "sms": sms}, clock)
+    subject = [e for e in ledger.iter_all() if e.type == "case.reported"][-1].data["reporter"]["subject"]
+    sent = [e for e in ledger.iter_all() if e.type == "notification.sent"]
+    assert sent and all(subject not in json.dumps(e.data) for e in sent)
+    assert all(subject not in m.key for m in sms.sent)
+
+
+def test_a_result_no_longer_standing_is_neither_sent_nor_delivered(world):
+    """Review finding: a failed result retried after the case was rated and reopened must not mark
+    the reassigned case delivered."""
+    ledger, vault, rules, clock = world
+    report(ledger, vault, "c-0010")
+    resolve(ledger, "c-0010")
+    rules.catch_up()
+    sms = Recording()
+    sms.fail = True
+    channels = {"log": Recording("log"), "sms": sms}
+    for _ in range(6):
+        outbox.deliver_due(ledger, vault, channels, clock, max_attempts=2, backoff_seconds=1)
+        clock.advance(timedelta(seconds=5))
+    followup.record_follow_up(ledger, "c-0010", "unsatisfied", "call", actor="operator:x", county="heping")
+    ledger.append("case-c-0010", [NewEvent("case.reopened", {"case_id": "c-0010", "reason": "不满意"},
+                                           _meta("service:routing"))])
+    sms.fail = False
+    outbox.retry(ledger, clock, "heping")
+    for _ in range(4):
+        outbox.deliver_due(ledger, vault, channels, clock, max_attempts=2, backoff_seconds=1)
+        clock.advance(timedelta(seconds=5))
+    assert not any("已办结" in m.body for m in sms.sent)
+    assert "case.delivered" not in [e.type for e in ledger.read_stream("case-c-0010")]
