@@ -45,10 +45,14 @@ def _stream(row) -> str:
     return f"case-{row.case_id}" if row.case_id else f"notify-{row.county}"
 
 
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 def public_key(key: str) -> str:
     """What leaves notify for a key: its hash. The key holds the resident's vault reference, which would
     let a subscriber link every report of one person (principle 8)."""
-    return "n-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return "n-" + digest.translate(_LETTERS)        # letters only: a run of digits would read as a phone number
 
 
 def _still_deliverable(conn: Connection, ledger: Ledger, row) -> bool:
