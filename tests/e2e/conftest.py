@@ -144,3 +144,21 @@ def stack(tmp_path_factory, stack_db, rabbit, broker_tap, sms_gateway, smtp_serv
     s = Stack(run_dir, env, port).start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack(tmp_path_factory, rabbit):
+    """The whole stack on the embedded default, a SQLite ledger, in a vhost of its own on the
+    session's RabbitMQ node (so its queues never take the PostgreSQL stack's messages)."""
+    from tests.support import private_vhost
+    run_dir = tmp_path_factory.mktemp("sqlite-stack")
+    counties = county_dir(tmp_path_factory.mktemp("sqlite-policies"), "deploy/counties/longjiang.yaml",
+                          "tests/fixtures/counties/heping.yaml")
+    port = free_port_block()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
+    env.update({"MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": f"sqlite:///{run_dir / 'ledger.db'}",
+                "MINQING_AMQP_URI": private_vhost(rabbit), "MINQING_HTTP_PORT": str(port),
+                "MINQING_COUNTIES_DIR": str(counties)})
+    s = Stack(run_dir, env, port).start()
+    yield s
+    s.stop()
