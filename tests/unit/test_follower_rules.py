@@ -220,3 +220,29 @@ def _nul_error():
 ])
 def test_what_is_retried_in_place_and_what_parks(make, in_place, tmp_path):
     assert retry_in_place(make(tmp_path)) is in_place
+
+
+class FixedNotes(Notes):
+    """Notes after the fix, built as the CLI builds a projection: (ledger, config)."""
+
+    def __init__(self, ledger=None, config=None):
+        super().__init__()
+
+
+def test_the_cli_lists_parked_and_held_events_and_retries_them(ledger, tmp_path, monkeypatch, capsys):
+    import json
+
+    from minqing import cli
+    _append(ledger, ("a", "a0!"), ("b", "b0"), ("a", "a1"))
+    Follower(ledger, Notes(fail_on={"a0!"}), backoff=0.001, max_attempts=2).catch_up()
+    monkeypatch.setenv("MINQING_DATABASE_URL", str(ledger.engine.url))
+    monkeypatch.setenv("MINQING_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setitem(cli.PROJECTIONS, "test.notes", "tests.unit.test_follower_rules:FixedNotes")
+    assert cli.main(["consumer", "parked", "test.notes"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["position"], r["stream"], r["state"], r["held_behind"]) for r in rows] == \
+        [(1, "case-a", "parked", None), (3, "case-a", "held", 1)]
+    assert "cannot apply a0!" in rows[0]["error"] and rows[0]["type"] == "case.progress_noted" and rows[0]["parked_at"]
+    assert cli.main(["consumer", "retry", "test.notes", "--position", "2"]) == 1      # nothing parked there
+    assert cli.main(["consumer", "retry", "test.notes", "--all"]) == 0
+    assert _applied(ledger) == ["b0", "a0!", "a1"] and _aside(ledger) == []
