@@ -8,7 +8,8 @@
   minqing events tail              print ledger events as CloudEvents (--after N, --follow, --broker)
   minqing audit verify             walk the hash chain; non-zero exit naming the first bad position
   minqing audit head               print the head position and hash (publish it as an anchor)
-  minqing consumer parked          list events a consumer parked after repeated failures
+  minqing consumer parked [NAME]   list events consumers parked (failed) or held (behind a parked one)
+  minqing consumer retry NAME      apply parked events again after a fix (--position P | --all)
   minqing consumer rebuild NAME    drop a projection and replay the ledger into it
   minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
   minqing access log               who read which case's details
@@ -411,8 +412,19 @@ REBUILDABLE = {
 }
 
 
+PROJECTIONS = {**REBUILDABLE, "notify.rules": "services.notify.rules:NotificationRules"}
+
+
+def _projection(name: str, ledger):
+    import importlib
+    module, _, cls = PROJECTIONS[name].partition(":")
+    for md in all_metadata():
+        md.create_all(ledger.engine)
+    return getattr(importlib.import_module(module), cls)(ledger, {})
+
+
 def cmd_consumer(args, settings) -> int:
-    from minqing.consumer import list_parked, rebuild
+    from minqing.consumer import list_parked, rebuild, retry
     _, ledger = _engine_and_ledger(settings)
     if args.action == "rebuild":
         if args.name == "notify.rules":
@@ -420,17 +432,29 @@ def cmd_consumer(args, settings) -> int:
                          "send every notification again")
         if args.name not in REBUILDABLE:
             return _fail(f"unknown projection {args.name!r}; one of: {', '.join(REBUILDABLE)}")
-        import importlib
-        for md in all_metadata():
-            md.create_all(ledger.engine)
-        module, _, cls = REBUILDABLE[args.name].partition(":")
-        projection = getattr(importlib.import_module(module), cls)(ledger, {})
+        projection = _projection(args.name, ledger)
         position = rebuild(ledger, projection, projection.drop)
         print(f"{args.name} rebuilt from the ledger up to position {position}")
         return 0
-    rows = list_parked(ledger, args.consumer)
+    if args.action == "retry":
+        if args.name not in PROJECTIONS:
+            return _fail(f"unknown projection {args.name!r}; one of: {', '.join(PROJECTIONS)}")
+        try:
+            report = retry(ledger, _projection(args.name, ledger), position=args.position)
+        except LookupError as exc:
+            return _fail(str(exc))
+        for line in report:
+            print(json.dumps(line, ensure_ascii=False))
+        left = len(list_parked(ledger, args.name))
+        print(f"{sum(r['outcome'] == 'applied' for r in report)} applied, "
+              f"{sum(r['outcome'] == 'failed' for r in report)} failed; {left} still parked or held", file=sys.stderr)
+        return 0 if all(r["outcome"] == "applied" for r in report) else 1
+    rows = list_parked(ledger, args.name or args.consumer)
     for row in rows:
-        print(json.dumps(row, ensure_ascii=False))
+        print(json.dumps({"consumer": row["consumer"], "position": row["position"], "stream": row["stream"],
+                          "type": row["type"], "state": "held" if row["held_behind"] is not None else "parked",
+                          "held_behind": row["held_behind"], "error": row["error"], "parked_at": row["parked_at"],
+                          "event_id": row["event_id"]}, ensure_ascii=False))
     if not rows:
         print("no parked events", file=sys.stderr)
     return 0
@@ -505,9 +529,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parser("head").set_defaults(func=cmd_audit, action="head")
 
     consumer = sub.add_parser("consumer", help="event consumers").add_subparsers(dest="action", required=True)
-    p = consumer.add_parser("parked")
-    p.add_argument("--consumer")
+    p = consumer.add_parser("parked", help="list parked and held events (all consumers, or NAME's)")
+    p.add_argument("name", nargs="?", help="a consumer, e.g. routing.assignments")
+    p.add_argument("--consumer", help=argparse.SUPPRESS)      # the older spelling of NAME
     p.set_defaults(func=cmd_consumer, action="parked")
+    p = consumer.add_parser("retry", help="apply parked events again, each stream in order (after fixing the cause)")
+    p.add_argument("name", help=", ".join(PROJECTIONS))
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--position", type=int, help="the stream of this parked or held event")
+    which.add_argument("--all", action="store_true", help="every stream with parked events")
+    p.set_defaults(func=cmd_consumer, action="retry")
     p = consumer.add_parser("rebuild", help="drop a projection and replay the ledger into it (stop its service first)")
     p.add_argument("name", help=", ".join(REBUILDABLE))
     p.set_defaults(func=cmd_consumer, action="rebuild")
