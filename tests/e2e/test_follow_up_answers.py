@@ -3,8 +3,7 @@ solved (解决率) beside the satisfaction rating (满意率). `solved` is optio
 values name the field and record nothing."""
 from __future__ import annotations
 
-from tests.e2e.test_case_flow import _wait_case
-from tests.e2e.test_notify_flow import case_events
+from tests.e2e.test_notify_flow import case_events, wait_for
 from tests.support import fresh_phone
 
 
@@ -16,7 +15,7 @@ def test_operator_records_solved_and_satisfaction(stack):
         "reporter": {"name": "测试居民", "phone": fresh_phone()}}, token=operator)
     assert code == 201, made
     case_id = made["case_id"]
-    _wait_case(stack, case_id, "assigned")
+    wait_for(lambda: any(e.type == "case.assigned" for e in case_events(stack, case_id)), what="the assignment")
     cadre = stack.issue("cadre", "heping", unit="hp-town.east-station", cadre="hp-c001")
     code, body = stack.request("POST", f"/api/v1/cases/{case_id}/resolve", {"resolution": "已更换灯泡"}, token=cadre)
     assert code == 200, body
