@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_DECL = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*[\"']([a-zA-Z_:][a-zA-Z0-9_:]*)[\"']")
+_DECL = re.compile(r"\b(Counter|Gauge|Histogram|Summary|CounterMetricFamily|GaugeMetricFamily)\(\s*"
+                   r"[\"']([a-zA-Z_:][a-zA-Z0-9_:]*)[\"']")
 # prometheus_client's process collector, and Prometheus's own series per scrape target
 BUILTIN = {"up", "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
            "process_start_time_seconds", "process_virtual_memory_bytes"}
@@ -22,7 +23,7 @@ def exported() -> set[str]:
             names.add(name)
             if kind in ("Histogram", "Summary"):
                 names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
-            if kind == "Counter" and not name.endswith("_total"):
+            if kind in ("Counter", "CounterMetricFamily") and not name.endswith("_total"):
                 names.add(f"{name}_total")
     return names
 
