@@ -17,13 +17,14 @@ COMPOSE = ROOT / "deploy" / "compose"
 def test_compose_stack():
     stack = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
     services = stack["services"]
-    assert {"postgres", "rabbitmq", "init", "gateway", "nginx", *CHILDREN} <= set(services)
-    for name in ("relay", "intake", "routing", "notify", "assessment", "nginx"):
+    assert {"postgres", "rabbitmq", "init", "gateway", "nginx", "exporter", *CHILDREN} <= set(services)
+    for name in ("relay", "intake", "routing", "notify", "assessment", "exporter", "nginx"):
         assert services[name]["network_mode"] == "service:gateway", name
     for name in [n for n in CHILDREN if n != "relay"]:
         assert services[name]["entrypoint"] == ["python", "-m", "minqing.service_main"]
         assert services[name]["command"] == [name]
     assert services["relay"]["command"] == ["relay"] and services["gateway"]["command"] == ["gateway"]
+    assert services["exporter"]["entrypoint"] == ["python", "-m", "minqing.exporter"]
     for name in ("gateway", *CHILDREN, "init"):
         svc = services[name]
         assert set(svc["secrets"]) == {"database-url", "amqp-uri", "vault-key"}, name

@@ -16,7 +16,7 @@ from minqing.runner import CHILDREN
 from tests.deploy.metrics import ROOT
 
 DEBIAN = ROOT / "deploy" / "debian"
-SERVICES = ["minqing-relay.service", "minqing@.service", "minqing-gateway.service"]
+SERVICES = ["minqing-relay.service", "minqing@.service", "minqing-gateway.service", "minqing-exporter.service"]
 VENV = Path(sys.executable).parent.parent
 
 
@@ -61,7 +61,7 @@ def test_every_process_of_the_stack_has_a_unit():
     assert "minqing.service_main %i" in _unit("minqing@.service")["Service"]["ExecStart"]
     wants = _unit("minqing.target")["Unit"]["Wants"].split()
     services = [n for n in CHILDREN if n != "relay"]
-    assert sorted(wants) == sorted(["minqing-relay.service", "minqing-gateway.service",
+    assert sorted(wants) == sorted(["minqing-relay.service", "minqing-gateway.service", "minqing-exporter.service",
                                     *(f"minqing@{n}.service" for n in services)])
     assert "minqing relay" in _unit("minqing-relay.service")["Service"]["ExecStart"]
 
@@ -79,6 +79,7 @@ def test_systemd_analyze_verify(tmp_path):
         pytest.fail(f"{VENV}/bin/minqing missing: run make deps")
     result = subprocess.run([analyze, "verify", "--man=no", *(str(tmp_path / n) for n in
                             ["minqing-relay.service", "minqing-gateway.service", "minqing@intake.service",
+                             "minqing-exporter.service",
                              "minqing.target"])], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if line.strip() and "minqing" in line]

@@ -86,7 +86,7 @@ def test_overlay_renders_valid_objects(county):
         if "configMap" in v:
             assert v["configMap"]["name"] in configmaps
     names = [c["name"] for c in spec["containers"]]
-    assert sorted(names) == sorted(["gateway", "relay", "intake", "routing", "notify", "assessment", "door"])
+    assert sorted(names) == sorted(["gateway", "relay", "intake", "routing", "notify", "assessment", "exporter", "door"])
     for c in spec["initContainers"] + spec["containers"]:
         _check_container(c, volumes, configmaps, f"{county}/{c['name']}")
     services = {c["name"]: c["args"] for c in spec["containers"] if c.get("command") == ["python", "-m", "minqing.service_main"]}

@@ -34,7 +34,8 @@ def test_alert_rule_unit_tests_pass_including_a_held_follower():
     tests = yaml.safe_load((PROM / "alerts_test.yml").read_text())
     fired = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"] if t.get("exp_alerts")}
     assert {"MinqingFollowerParked", "MinqingServiceDown", "MinqingRelayDown", "MinqingFollowerStalled",
-            "MinqingFollowerLagging", "MinqingRelayNotConfirming"} <= fired
+            "MinqingFollowerLagging", "MinqingRelayNotConfirming", "MinqingRelayBehindLedger",
+            "MinqingNotificationsFailed", "MinqingNotifyBacklog"} <= fired
     result = _promtool("test", "rules", "alerts_test.yml")
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
@@ -67,7 +68,7 @@ def test_scrape_configuration_is_valid(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     ports = sorted(t.rsplit(":", 1)[1] for job in config["scrape_configs"] for sc in job["static_configs"]
                    for t in sc["targets"])
-    assert ports == ["8001", "8002", "8003", "8004", "8005"]       # services +1..+4, relay +5 (README)
+    assert ports == ["8001", "8002", "8003", "8004", "8005", "8006"]   # services +1..+4, relay +5, exporter +6
 
 
 def _panels():
@@ -81,7 +82,7 @@ def _panels():
 def test_dashboards_ship_operations_and_casework():
     titles = {p["title"] for _, p in _panels()}
     assert {"Reports per day", "Overdue cases by township", "Satisfaction trend (满意率, 7 days)",
-            "Parked or held events", "Follower lag (events behind the relay)"} <= titles
+            "Parked or held events", "Follower lag (events behind the ledger head)", "Notify outbox by status"} <= titles
 
 
 def test_every_panel_names_only_exported_metrics_or_says_which_it_needs():
