@@ -43,8 +43,8 @@ def test_dockerfile_installs_the_pinned_requirements():
     assert re.search(r"^FROM python:3\.11-slim-bookworm$", text, re.M)
     assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.lock" in text
     assert "--no-deps -e ." in text and re.search(r"^USER minqing$", text, re.M)
-    for copied in re.findall(r"^COPY (\S+)", text, re.M):
-        for path in [copied] if copied != "requirements.lock" else ["requirements.lock"]:
+    for line in re.findall(r"^COPY (.+)$", text, re.M):
+        for path in line.split()[:-1]:                 # every source; the last word is the destination
             assert (ROOT / path).exists(), path
     lock = (ROOT / "requirements.lock").read_text()
     pins = [line for line in lock.splitlines() if line and not line.startswith("#")]

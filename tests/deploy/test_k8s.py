@@ -1,7 +1,8 @@
 """The kustomize base and each county's overlay (deploy/k8s), rendered by `kubectl kustomize` and
-checked object by object. No maintained Kubernetes schema validator is packaged on PyPI/Debian in a
-form this project can pin with its schemas offline, so the checks below cover the fields Minqing
-relies on: apiVersion/kind/metadata of every object, DNS-1123 names, valid container specs (name,
+checked object by object. No Kubernetes schema validator is within reach to pin (kubernetes-validate
+is not among the packages this project's registries offer; check-jsonschema carries no Kubernetes
+schemas, and vendoring them would add megabytes of generated JSON), so the checks below cover the
+fields Minqing relies on: apiVersion/kind/metadata of every object, DNS-1123 names, valid container specs (name,
 image, envFrom/volume references that resolve), selectors matching their Pods, Services pointing
 at declared ports, the restricted Pod security the namespaces enforce."""
 from __future__ import annotations
