@@ -14,6 +14,8 @@
   minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
   minqing access log               who read which case's details
   minqing db init                  create every table (services also do this when they start)
+  minqing db backup --out FILE     SQLite online backup, or pg_dump (custom format) on PostgreSQL
+  minqing db restore FILE          replace the database's content with a backup (processes stopped)
 """
 from __future__ import annotations
 
@@ -468,6 +470,30 @@ def cmd_db_init(args, settings) -> int:
     return 0
 
 
+def cmd_db_backup(args, settings) -> int:
+    from minqing import backup
+    try:
+        if args.print_only:
+            if backup.backend(settings.database_url) == "sqlite":
+                return _fail("--print applies to PostgreSQL; SQLite is copied by the online backup API")
+            print(backup.dump_plan(settings.database_url, Path(args.out)).shown())
+            return 0
+        print(backup.backup(settings.database_url, Path(args.out)))
+    except backup.BackupError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_db_restore(args, settings) -> int:
+    from minqing import backup
+    try:
+        print(backup.restore(settings.database_url, Path(args.file)))
+    except backup.BackupError as exc:
+        return _fail(str(exc))
+    print("next: minqing audit verify --expect-head POSITION:HASH (the last head you published)", file=sys.stderr)
+    return 0
+
+
 # ---- processes ------------------------------------------------------------------------------------
 
 def cmd_relay(args, settings) -> int:
@@ -644,6 +670,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)
+    p = db.add_parser("backup", help="back up the database (SQLite online backup; pg_dump on PostgreSQL)")
+    p.add_argument("--out", required=True, help="the backup file to write (never overwritten)")
+    p.add_argument("--print", dest="print_only", action="store_true",
+                   help="PostgreSQL: print the pg_dump command (password hidden) instead of running it")
+    p.set_defaults(func=cmd_db_backup)
+    p = db.add_parser("restore", help="replace the database's content with a backup (stop every process first)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_db_restore)
     return parser
 
 
