@@ -319,6 +319,8 @@ def run_stack(settings: Settings) -> int:
         print(f"minqing: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; "
               f"set MINQING_HTTP_PORT to a free base port (the services use the next four)", file=sys.stderr)
         return 1
+    relay_metrics, _ = ports.reserve([settings.http_port + 5], timeout=0)   # best effort: the relay does without
+    placeholders += relay_metrics
 
     watchdog = Watchdog(settings.run_dir, keep_fds=(lock.fd,))
     broker = None
