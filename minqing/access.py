@@ -275,11 +275,18 @@ def too_many() -> ApiError:
     return ApiError(429, "rate_limited", "too many requests; slow down and try again shortly")
 
 
-def client_key(request) -> str:
-    """The client's address. Behind the gateway (a loopback peer) we trust its X-Forwarded-For."""
+GATEWAY_HEADER = "X-Minqing-Gateway"
+
+
+def client_key(request, gateway_secret: str | None) -> str:
+    """The client's address, for rate limits: the gateway's X-Forwarded-For when the request carries
+    the gateway's proof (`X-Minqing-Gateway: <MINQING_GATEWAY_SECRET>`, a secret `minqing run` makes for
+    each run), else the peer's address. Being a loopback peer proves nothing: any local client can
+    reach a service port and write its own X-Forwarded-For."""
     peer = request.remote_addr or "unknown"
     forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and peer.startswith("127."):
+    proof = request.headers.get(GATEWAY_HEADER)
+    if forwarded and gateway_secret and proof and hmac.compare_digest(proof.encode(), gateway_secret.encode()):
         return forwarded.split(",")[0].strip()
     return peer
 

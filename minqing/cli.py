@@ -357,25 +357,48 @@ def cmd_events_tail(args, settings) -> int:
         return 0
 
 
+def _broker_uri(settings) -> tuple[str | None, str]:
+    """(the broker to tail, where that came from): MINQING_AMQP_URI or MINQING_AMQP_PORT when set,
+    else the one the running `minqing run` recorded in its run dir."""
+    if settings.amqp_uri or os.environ.get("MINQING_AMQP_PORT"):
+        return settings.effective_amqp_uri(), "the environment"
+    from minqing.runner import BROKER_FILE
+    recorded = settings.run_dir / BROKER_FILE
+    try:
+        return recorded.read_text().strip() or None, str(recorded)
+    except OSError:
+        return None, str(recorded)
+
+
 def _tail_broker(args, settings) -> int:
     import kombu
+    from kombu.exceptions import OperationalError
     from minqing.service_kit import EVENTS_EXCHANGE
+    uri, source = _broker_uri(settings)
+    if uri is None:
+        return _fail(f"no running stack recorded its broker in {source}: start it with `make run`, or name "
+                     f"the broker with MINQING_AMQP_URI (or MINQING_AMQP_PORT for a local one)")
     queue = kombu.Queue("", exchange=EVENTS_EXCHANGE, routing_key=args.routing_key, exclusive=True, auto_delete=True)
 
     def show(body, message):
         print(json.dumps(body, ensure_ascii=False) if not isinstance(body, (bytes, str)) else body, flush=True)
         message.ack()
 
-    with kombu.Connection(settings.effective_amqp_uri(), connect_timeout=5) as conn:
-        with conn.Consumer(queue, callbacks=[show], accept=["json", "cloudevents"]):
-            try:
+    try:
+        with kombu.Connection(uri, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+            with conn.Consumer(queue, callbacks=[show], accept=["json", "cloudevents"]):
                 while True:
                     try:
                         conn.drain_events(timeout=1)
                     except TimeoutError:
                         continue
-            except KeyboardInterrupt:
-                return 0
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, OperationalError) as exc:
+        where = kombu.Connection(uri).as_uri()      # the password masked
+        return _fail(f"cannot reach the broker {where} (from {source}): {type(exc).__name__}; is the stack "
+                     f"running (`make run`)? Otherwise name the broker with MINQING_AMQP_URI")
 
 
 def cmd_audit(args, settings) -> int:

@@ -51,6 +51,7 @@ class Settings:
     assessment_dir: Path
     log_level: str
     sweep_seconds: float = 5.0    # how often routing's timer sweep looks for due deadlines
+    gateway_secret: str | None = None   # the gateway's proof to the services (`minqing run` makes one per run)
 
     @property
     def service_ports(self) -> dict[str, int]:
@@ -77,4 +78,11 @@ def load() -> Settings:
         assessment_dir=Path(os.environ.get("MINQING_ASSESSMENT_DIR") or ROOT / "deploy" / "assessment"),
         log_level=os.environ.get("MINQING_LOG_LEVEL", "INFO").upper(),
         sweep_seconds=_seconds("MINQING_SWEEP_SECONDS", 5.0),
+        gateway_secret=gateway_secret(),
     )
+
+
+def gateway_secret() -> str | None:
+    """MINQING_GATEWAY_SECRET: the proof the gateway adds to each forwarded request; with it, and only
+    with it, a service trusts the request's X-Forwarded-For (minqing.access.client_key)."""
+    return os.environ.get("MINQING_GATEWAY_SECRET") or None

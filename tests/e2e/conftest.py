@@ -37,6 +37,19 @@ def _free(port: int) -> bool:
             return False
 
 
+def read_pid(path: Path, timeout: float = 10.0) -> int:
+    """The pid in a pid file. `minqing run` replaces pid files atomically; this also waits out a file
+    not yet written (a child being restarted) instead of failing on `int('')`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 OPERATOR = object()     # default: act as the demo county's operator
 
 
@@ -76,7 +89,7 @@ class Stack:
             self.proc.wait(60)
 
     def pid(self, name: str) -> int:
-        return int((self.run_dir / "pids" / f"{name}.pid").read_text())
+        return read_pid(self.run_dir / "pids" / f"{name}.pid")
 
     def request(self, method: str, path: str, body=None, raw: bytes | None = None, headers=None, token=OPERATOR):
         data = raw if raw is not None else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
