@@ -613,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)
+
+    from services.console.commands import add_parser as add_account_parser   # `minqing account …`
+    add_account_parser(sub)
     return parser
 
 

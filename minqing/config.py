@@ -55,7 +55,7 @@ class Settings:
     @property
     def service_ports(self) -> dict[str, int]:
         """Each service's own HTTP port, behind the gateway on `http_port`."""
-        names = ("intake", "routing", "notify", "assessment")
+        names = ("intake", "routing", "notify", "assessment", "console")
         return {name: self.http_port + 1 + i for i, name in enumerate(names)}
 
     def effective_amqp_uri(self) -> str:

@@ -27,6 +27,7 @@ CHILDREN = {
     "routing": [sys.executable, "-m", "minqing.service_main", "routing"],
     "notify": [sys.executable, "-m", "minqing.service_main", "notify"],
     "assessment": [sys.executable, "-m", "minqing.service_main", "assessment"],
+    "console": [sys.executable, "-m", "services.console.main"],
 }
 
 

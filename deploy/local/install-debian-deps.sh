@@ -5,7 +5,7 @@
 #                    and, as a dependency, postgresql-client-15 (psql)
 #   python3.11-venv  venv/ensurepip for the project's .venv, when Python 3.11 lacks them
 #   util-linux       runuser (Essential on Debian, so normally present)
-#   chromium         only with --with-browser (make test): the test that opens a generated
+#   chromium, fonts-noto-cjk  only with --with-browser (make test): the console's browser test and the test that opens a generated
 #                    assessment report in a real browser and checks its charts render
 #
 # Idempotent: if everything is already there it prints nothing and exits 0 straight away.
@@ -45,6 +45,10 @@ missing_packages() {
     fi
     if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
         need+=(chromium)
+    fi
+    # the console's and the reports' Chinese text in headless Chromium's screenshots (issue #14)
+    if [ "$WITH_BROWSER" = 1 ] && ! installed fonts-noto-cjk; then
+        need+=(fonts-noto-cjk)
     fi
     echo "${need[@]+"${need[@]}"}"
 }
