@@ -234,6 +234,11 @@ Demo tokens for 龙江县 (kept in {settings.run_dir / 'demo-tokens.json'}; cadr
 靠山村代理代办服务站, supervisor = 黑岗乡):
 {token_lines}
 
+Console (operator, cadre, resident): {base}/console/   tracking page: {base}/console/track
+  demo logins: .venv/bin/minqing account add NAME --county longjiang --role operator
+               .venv/bin/minqing account add NAME --county longjiang --role cadre --cadre lj-c002
+  (each prints a temporary password, changed at the first login; see docs/console.md)
+
 Try it:
   curl -s -X POST {base}/api/v1/cases -H "Authorization: Bearer {tokens['operator']}" \\
     -H 'Content-Type: application/json' -d '{example}'
