@@ -526,9 +526,9 @@ def cmd_relay(args, settings) -> int:
     _, ledger = _engine_and_ledger(settings)
     try:
         from prometheus_client import start_http_server
-        start_http_server(settings.http_port + 5, addr="127.0.0.1")
+        start_http_server(settings.relay_metrics_port, addr="127.0.0.1")
     except OSError as exc:
-        log.warning("relay metrics not served on port %d: %s", settings.http_port + 5, exc)
+        log.warning("relay metrics not served on port %d: %s", settings.relay_metrics_port, exc)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -701,6 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = db.add_parser("restore", help="replace the database's content with a backup (stop every process first)")
     p.add_argument("file")
     p.set_defaults(func=cmd_db_restore)
+
+    from services.console.commands import add_parser as add_account_parser   # `minqing account …`
+    add_account_parser(sub)
     return parser
 
 

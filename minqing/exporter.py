@@ -124,7 +124,7 @@ def main(argv=None) -> int:
 
     settings = config_mod.load()
     parser = argparse.ArgumentParser(prog="python -m minqing.exporter", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=settings.http_port + 6)
+    parser.add_argument("--port", type=int, default=settings.exporter_port)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
     setup_logging(settings.log_level, "exporter")

@@ -78,7 +78,7 @@ class Gateway:
     def __init__(self, settings: Settings, ledger: Ledger):
         self.settings = settings
         self.ledger = ledger
-        self.routes = _build_routes()
+        self.routes = _build_routes() + [(m, re.compile(r"^/(console|static)/"), "console") for m in ("GET", "POST")]
         self.openapi = openapi_document(service_class(n) for n in SERVICES)
         self._health_cache: tuple | None = None
 

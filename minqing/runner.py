@@ -43,6 +43,7 @@ CHILDREN = {
     "routing": [sys.executable, "-m", "minqing.service_main", "routing"],
     "notify": [sys.executable, "-m", "minqing.service_main", "notify"],
     "assessment": [sys.executable, "-m", "minqing.service_main", "assessment"],
+    "console": [sys.executable, "-m", "services.console.main"],
     "gateway": [sys.executable, "-m", "minqing.gateway"],
 }
 START_ACTOR = "admin:minqing-run"      # who publishes what `minqing run` publishes from files
@@ -319,7 +320,7 @@ def run_stack(settings: Settings) -> int:
         print(f"minqing: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; "
               f"set MINQING_HTTP_PORT to a free base port (the services use the next four)", file=sys.stderr)
         return 1
-    relay_metrics, _ = ports.reserve([settings.http_port + 5], timeout=0)   # best effort: the relay does without
+    relay_metrics, _ = ports.reserve([settings.relay_metrics_port], timeout=0)   # best effort: the relay does without
     placeholders += relay_metrics
 
     watchdog = Watchdog(settings.run_dir, keep_fds=(lock.fd,))
@@ -443,6 +444,11 @@ Minqing is running.
 Demo tokens for 龙江县 (kept in {settings.run_dir / 'demo-tokens.json'}; cadre = lj-c002 of
 靠山村代理代办服务站, supervisor = 黑岗乡):
 {token_lines}
+
+Console (operator, cadre, resident): {base}/console/   tracking page: {base}/console/track
+  demo logins: .venv/bin/minqing account add NAME --county longjiang --role operator
+               .venv/bin/minqing account add NAME --county longjiang --role cadre --cadre lj-c002
+  (each prints a temporary password, changed at the first login; see docs/console.md)
 
 Try it:
   curl -s -X POST {base}/api/v1/cases -H "Authorization: Bearer {tokens['operator']}" \\

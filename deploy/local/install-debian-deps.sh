@@ -8,7 +8,7 @@
 #   nginx            `nginx -t` on the shipped site config (tests/deploy); never started here
 #   prometheus       for `promtool`: checks and unit-tests the alert rules and dashboard queries
 #   systemd          `systemd-analyze verify` on the shipped units (present on Debian 12 anyway)
-#   chromium         only with --with-browser (make test): the test that opens a generated
+#   chromium, fonts-noto-cjk  only with --with-browser (make test): the console's browser test and the test that opens a generated
 #                    assessment report in a real browser and checks its charts render
 #
 # Idempotent: if everything is already there it prints nothing and exits 0 straight away.
@@ -57,6 +57,10 @@ missing_packages() {
     fi
     if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
         need+=(chromium)
+    fi
+    # the console's and the reports' Chinese text in headless Chromium's screenshots (issue #14)
+    if [ "$WITH_BROWSER" = 1 ] && ! installed fonts-noto-cjk; then
+        need+=(fonts-noto-cjk)
     fi
     echo "${need[@]+"${need[@]}"}"
 }

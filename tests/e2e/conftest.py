@@ -20,7 +20,7 @@ from tests.support import Watcher, county_dir
 from minqing import devstack
 
 
-def free_port_block(size: int = 5) -> int:
+def free_port_block(size: int = 8) -> int:     # the gateway and every port Settings.PORT_OFFSETS names
     for _ in range(100):
         base = devstack.free_port()
         if base + size < 65000 and all(_free(base + i) for i in range(size)):
