@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -222,6 +223,27 @@ class Supervisor:
                 self.watchdog.forget(proc.pid)
 
 
+def parked_only(body: dict | None) -> list[str]:
+    """The followers whose parked or held events are the only thing keeping /health from `ok`.
+
+    Parked events survive restarts (they wait for an operator's `minqing consumer retry`), so they
+    must not stop the stack from starting: every process answers, and the operator is told. An empty
+    list means the stack is not merely carrying parked events (down, or degraded for another reason)."""
+    if not body or body.get("relay", {}).get("status") != "ok":
+        return []
+    names = []
+    for service in (body.get("services") or {}).values():
+        if service.get("status") == "ok":
+            continue
+        checks = service.get("checks") or {}
+        bad = {k: c for k, c in checks.items() if c.get("status") != "ok"}
+        projection = bad.pop("projection", None)
+        if bad or projection is None or not (projection.get("parked") or projection.get("held")):
+            return []
+        names.append(projection.get("name", service.get("service", "?")))
+    return names
+
+
 def _wait_healthy(port: int, timeout: float, supervisor: Supervisor) -> dict | None:
     deadline = time.monotonic() + timeout
     body = None
@@ -230,10 +252,15 @@ def _wait_healthy(port: int, timeout: float, supervisor: Supervisor) -> dict | N
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
                 body = json.loads(resp.read())
-                if body.get("status") == "ok":
-                    return body
+        except urllib.error.HTTPError as exc:      # 503: degraded; its body says why
+            try:
+                body = json.loads(exc.read())
+            except ValueError:
+                body = None
         except Exception:
-            pass
+            body = None
+        if body and (body.get("status") == "ok" or parked_only(body)):
+            return body
         time.sleep(0.5)
     return body
 
@@ -361,7 +388,10 @@ def run_stack(settings: Settings) -> int:
         for name in CHILDREN:
             supervisor.start(name)
         health = _wait_healthy(settings.http_port, 90, supervisor)
-        if not health or health.get("status") != "ok":
+        if health and health.get("status") != "ok" and parked_only(health):
+            print(f"minqing: started, but {', '.join(parked_only(health))} carry parked events; see "
+                  f"`minqing consumer parked` and docs/operations.md (Repairing a parked event)", flush=True)
+        elif not health or health.get("status") != "ok":
             print(f"minqing: the stack did not become healthy; see the logs in {log_dir}\n"
                   f"{json.dumps(health, ensure_ascii=False, indent=2)}", file=sys.stderr)
             return 1
