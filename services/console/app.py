@@ -19,7 +19,7 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from minqing import access
-from minqing.access import client_key
+from minqing import config as config_mod
 from minqing.clock import SYSTEM_CLOCK, Clock
 from minqing.personal_data import mask_name, mask_phone
 from services.console import accounts, sessions, web
@@ -181,7 +181,7 @@ class Console:
             body, errors = self._report_body(session, form, catalogue)
             if not errors:
                 sent = self.api.call("POST", "/api/v1/cases", token=session.token, body=body,
-                                     client=client_key(request), headers={"Idempotency-Key": form.get("idem", "")})
+                                     client=access.client_key(request, config_mod.gateway_secret()), headers={"Idempotency-Key": form.get("idem", "")})
                 if sent.ok:
                     return self._receipt(request, session, body, sent.body, catalogue)
                 if sent.status in (401, 403):
@@ -246,7 +246,7 @@ class Console:
         session, answer = self._require(request, "worklist.read")
         if answer is not None:
             return answer
-        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, client=client_key(request))
+        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, client=access.client_key(request, config_mod.gateway_secret()))
         if not listed.ok:
             return self._error(request, listed.status if listed.status in (403, 404) else 503)
         lang, now = web.language(request), self.clock.now()
@@ -262,11 +262,11 @@ class Console:
         if answer is not None:
             return answer
         lang = web.language(request)
-        view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token, client=client_key(request))
+        view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token, client=access.client_key(request, config_mod.gateway_secret()))
         if not view.ok:
             return self._error(request, view.status if view.status in (403, 404) else 503)
         routing = self.api.call("GET", f"/api/v1/cases/{case_id}/routing", token=session.token,
-                                query={"lang": lang}, client=client_key(request))
+                                query={"lang": lang}, client=access.client_key(request, config_mod.gateway_secret()))
         explained = routing.body if routing.ok else {"decisions": [], "current": None}
         words = {d["position"]: d for d in explained["decisions"]}
         timeline = [{**entry, "words": (words.get(entry["position"]) or {}).get("words")} for entry in view.body["history"]]
@@ -292,7 +292,7 @@ class Console:
         if field and not body[field].strip():
             return self.page_case(request, case_id, status=422, errors={f"{action}.{field}": "form.required"})
         done = self.api.call("POST", f"/api/v1/cases/{case_id}{ACTIONS[action]}", token=session.token, body=body,
-                             client=client_key(request))
+                             client=access.client_key(request, config_mod.gateway_secret()))
         if done.ok:
             return redirect(f"/console/cases/{case_id}?done={action}", 303)
         if done.status == 409:
@@ -328,7 +328,7 @@ class Console:
         errors = {k: "form.required" for k, v in (("tracking_no", number), ("pin", pin)) if not v}
         if errors:
             return web.render(request, "track.html", status=422, csrf=web.form_token(request), form=form, errors=errors)
-        found = self.api.call("GET", f"/api/v1/track/{number}", query={"lang": lang}, client=client_key(request),
+        found = self.api.call("GET", f"/api/v1/track/{number}", query={"lang": lang}, client=access.client_key(request, config_mod.gateway_secret()),
                               headers={"X-Minqing-Pin": pin})
         if found.status == 429:
             wait = "".join(ch for ch in " ".join((found.error.get("fields") or {}).get("pin", ["60"])) if ch.isdigit())

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
-from minqing import access
+from minqing import access, config
 from minqing.casefile import fold, stream_of
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
@@ -327,7 +327,7 @@ class IntakeService:
         digest = hash_pin(pin, row.salt if row is not None else "0" * 16)
         pin_ok = row is not None and hmac.compare_digest(digest, row.pin_hash)
         with write_transaction(self.ledger.engine) as conn:
-            refusal = access.pin_attempt(conn, tracking_no, access.client_key(request), pin_ok)
+            refusal = access.pin_attempt(conn, tracking_no, access.client_key(request, config.gateway_secret()), pin_ok)
         if refusal is not None:
             raise refusal
         events = self.ledger.read_stream(stream_of(row.case_id))
