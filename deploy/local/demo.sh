@@ -36,6 +36,14 @@ grep -q "Minqing is running" "$OUT" || { echo "the stack did not start; see $OUT
 .venv/bin/minqing simulate --county longjiang --start "$MONTH-01" --days "$DAYS" --seed "$SEED" \
   --json "$MINQING_RUN_DIR/simulation.json"
 
+# The demo tokens expire in demo time: renew them at the clock's new date.
+.venv/bin/python -c "
+from minqing import config
+from minqing.db import make_engine
+from minqing.runner import demo_tokens
+settings = config.load()
+demo_tokens(make_engine(settings.database_url), settings.run_dir)"
+
 cat <<TEXT
 
 The demo stack is running in the background with $DAYS days of 龙江县 ($MONTH), on the demo clock:

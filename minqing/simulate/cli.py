@@ -78,6 +78,9 @@ def run(args, settings) -> int:
     data = summary.figures(ledger, args.county, after)
     print(summary.render(data, county=args.county, start=start, days=args.days, seed=args.seed,
                          seconds=time.monotonic() - started, requests=api.requests, trail=sim.trail.hexdigest()))
+    print("simulated people: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sim.counters.items()))
+    for refusal in sim.refusals[:5]:
+        print(f"  a report was refused: {refusal}", file=sys.stderr)
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump({"figures": data, "digest": summary.digest(data), "requests_digest": sim.trail.hexdigest(),

@@ -40,7 +40,8 @@ class Simulation:
         self.tier_level = {t["code"]: t.get("level", t["code"]) for t in policy["tiers"]}
         self.cadres = policy["cadres"]
         self.session = 0
-        self.counters = {"requests_refused": 0, "visits_logged": 0, "chases_sent": 0, "follow_ups": 0}
+        self.refusals: list[dict] = []
+        self.counters = {"reports_refused": 0, "requests_refused": 0, "visits_logged": 0, "chases_sent": 0, "follow_ups": 0}
         self.trail = hashlib.sha256()          # digest of the request sequence (ids replaced by indexes)
 
     # ---- set-up -----------------------------------------------------------------------------------
@@ -142,6 +143,10 @@ class Simulation:
                 matter.case_id = answer["case_id"]
                 matter.due_session = self.session + matter.accept_after
                 self.matters.append(matter)
+            else:
+                self.counters["reports_refused"] += 1
+                self.refusals.append({"channel": matter.channel, "status": status,
+                                      "fields": sorted((answer or {}).get("fields", {})) if isinstance(answer, dict) else None})
 
     def work(self, today: date) -> None:
         for matter in self.matters:

@@ -38,7 +38,23 @@ def clock(stack: Stack, *args: str) -> str:
 
 def set_clock(stack: Stack, instant: str) -> None:
     clock(stack, "set", instant)
+    reissue_tokens(stack, datetime.fromisoformat(instant.replace("Z", "+00:00")))
     time.sleep(democlock.REFRESH_SECONDS + 0.5 + 0.6)   # every process follows, and a sweep runs
+
+
+def reissue_tokens(stack: Stack, at: datetime) -> None:
+    """Tokens expire in demo time: the test's desks get fresh ones, issued at the demo instant."""
+    from minqing import access
+    from minqing.clock import ManualClock
+    from minqing.db import make_engine
+    from minqing.runner import DEMO_TOKENS
+    engine = make_engine(stack.env["MINQING_DATABASE_URL"])
+    try:
+        for role, unit, cadre in DEMO_TOKENS:
+            stack.tokens[role] = access.issue_token(engine, role, "longjiang", unit=unit, cadre=cadre, label="test",
+                                                    days=30, clock=ManualClock(at))[1]
+    finally:
+        engine.dispose()
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):

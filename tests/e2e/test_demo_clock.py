@@ -62,9 +62,9 @@ def full_loop(stack, sms_gateway) -> tuple[dict, dict]:
     status, body = stack.request("POST", f"/api/v1/cases/{filed['case_id']}/resolve",
                                  {"resolution": "已组织修复道路", "on_site": True}, token=cadre)
     assert status == 200, body
+    wait_for(lambda: any("已办结" in t for t in texts_to(sms_gateway, phone)), what="the result SMS")
     status, body = stack.request("POST", f"/api/v1/cases/{filed['case_id']}/follow-up", {"rating": "1"})
     assert status == 201, body
-    wait_for(lambda: any("已办结" in t for t in texts_to(sms_gateway, phone)), what="the result SMS")
     return filed, case(stack, filed["case_id"])
 
 
