@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 
 from tests.e2e.conftest import Stack, free_port_block
-from tests.support import county_dir, private_vhost
+from tests.support import county_dir
 
 from minqing import democlock
 
@@ -21,11 +21,20 @@ def start_demo_stack(tmp_path_factory, postgres, rabbit, *, name: str, start: st
     database = postgres.create_database(f"{name}_{os.getpid()}_{int(time.time() * 1000) % 10**8}")
     port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": database,
-           "MINQING_AMQP_URI": private_vhost(rabbit), "MINQING_HTTP_PORT": str(port),
+           "MINQING_AMQP_URI": own_vhost(rabbit), "MINQING_HTTP_PORT": str(port),
            "MINQING_COUNTIES_DIR": str(counties), "MINQING_SWEEP_SECONDS": "0.5",
            "MINQING_NOTIFY_SECONDS": "0.3", "MINQING_CLOCK": "demo", "MINQING_CLOCK_START": start,
            "MINQING_CLOCK_RATE": "0", **(extra_env or {})}
     return Stack(run_dir, env, port).start()
+
+
+def own_vhost(rabbit) -> str:
+    """A fresh vhost (as tests.support.private_vhost), patient with rabbitmqctl on a loaded machine."""
+    import uuid
+    vhost = f"t-{uuid.uuid4().hex[:10]}"
+    rabbit.ctl("add_vhost", vhost, timeout=300)
+    rabbit.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*", timeout=300)
+    return rabbit.uri.rstrip("/") + "/" + vhost
 
 
 def clock(stack: Stack, *args: str) -> str:
