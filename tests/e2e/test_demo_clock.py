@@ -51,8 +51,9 @@ def texts_to(gateway, phone: str) -> list[str]:
     return [b["text"] for b in gateway.json_bodies("/sms") if b["to"] == phone]
 
 
-def full_loop(stack, sms_gateway) -> tuple[dict, dict]:
-    """report → assign → accept → resolve → follow-up (回访), as one resident and the demo cadre."""
+def full_loop(stack, sms_gateway, morning: str | None = None) -> tuple[dict, dict]:
+    """report → assign → accept → resolve → follow-up (回访), as one resident and the demo cadre.
+    With `morning`, the loop runs inside quiet hours: the result waits until the clock reaches it."""
     phone = fresh_phone()
     filed = report(stack, phone)
     holder = assigned(stack, filed["case_id"])
@@ -62,6 +63,11 @@ def full_loop(stack, sms_gateway) -> tuple[dict, dict]:
     status, body = stack.request("POST", f"/api/v1/cases/{filed['case_id']}/resolve",
                                  {"resolution": "已组织修复道路", "on_site": True}, token=cadre)
     assert status == 200, body
+    if morning:
+        import time
+        time.sleep(1.5)
+        assert not any("已办结" in t for t in texts_to(sms_gateway, phone)), "sent inside quiet hours"
+        set_clock(stack, morning)
     wait_for(lambda: any("已办结" in t for t in texts_to(sms_gateway, phone)), what="the result SMS")
     status, body = stack.request("POST", f"/api/v1/cases/{filed['case_id']}/follow-up", {"rating": "1"})
     assert status == 201, body
@@ -123,8 +129,8 @@ def test_inside_quiet_hours_a_resident_message_waits_until_eight(demo_stack, sms
 
 
 def test_a_months_last_evening_in_utc_is_already_december_in_china(demo_stack, sms_gateway):
-    set_clock(demo_stack, "2026-11-30T16:30Z")
-    filed, final = full_loop(demo_stack, sms_gateway)
+    set_clock(demo_stack, "2026-11-30T16:30Z")          # 00:30 on 1 December in China: quiet hours
+    filed, final = full_loop(demo_stack, sms_gateway, morning="2026-12-01T08:00+08:00")
     assert filed["tracking_no"].startswith("LJ-20261201-")
     assert local_day(final["reported_at"]) == "20261201"
     auditor = demo_stack.tokens["auditor"]
@@ -143,7 +149,7 @@ def test_a_months_last_evening_in_utc_is_already_december_in_china(demo_stack, s
 
 def test_new_years_eve_in_utc_is_the_new_year_in_china(demo_stack, sms_gateway):
     set_clock(demo_stack, "2026-12-31T16:30Z")
-    filed, final = full_loop(demo_stack, sms_gateway)
+    filed, final = full_loop(demo_stack, sms_gateway, morning="2027-01-01T08:00+08:00")
     assert filed["tracking_no"].startswith("LJ-20270101-")
     assert final["status"] == "followed_up"
     assert local_day(final["registered_at"]) == "20270101"
