@@ -59,7 +59,7 @@ def own_vhost(rabbit) -> str:
 def clock(stack: Stack, *args: str) -> str:
     """`minqing clock …` against the stack, as an admin types it."""
     done = subprocess.run([sys.executable, "-m", "minqing.cli", "clock", *args], env=stack.env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
