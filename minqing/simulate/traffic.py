@@ -48,7 +48,8 @@ FATES = {
     "joint": 4,         # joint handling with a county department (会诊)
     "never": 12,        # nobody acts: warned, overdue, escalated automatically up every tier, chased
 }
-RATINGS = {"satisfied": 76, "basically_satisfied": 14, "unsatisfied": 10}   # unsatisfied reopens
+RATINGS = {"satisfied": 84, "basically_satisfied": 16}   # of the nine in ten first ratings that are not …
+UNSATISFIED_EVERY = 10      # … unsatisfied: every tenth matter filed (so even a short run reopens some)
 VISIT_QUOTA_DAYS = {"village": 50, "hamlet": 50, "township": 30, "department": 10, "county": 10}
 WORKING_DAYS_A_YEAR = 250
 
@@ -120,7 +121,7 @@ class Traffic:
             urgency="urgent" if rng.random() < 0.05 else "normal", fate=fate,
             accept_after=1 if fate != "late" else rng.choice((3, 4, 5)),
             work_after=rng.choice((1, 2, 3, 4, 6)) if fate != "late" else rng.choice((14, 18, 22)),
-            rating=pick(rng, RATINGS), second_rating=pick(rng, {"satisfied": 60, "basically_satisfied": 30,
+            rating="unsatisfied" if self.count % UNSATISFIED_EVERY == 0 else pick(rng, RATINGS), second_rating=pick(rng, {"satisfied": 60, "basically_satisfied": 30,
                                                                  "unsatisfied": 10}),
             phone=None if channel == "suggestion_box" else f"139{self.count:08d}", agent=agent)
         return matter
