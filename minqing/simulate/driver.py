@@ -75,7 +75,7 @@ class Simulation:
             democlock.advance(self.ledger, moment - now, actor="admin:simulate")
         self.settle(self.settle_seconds)
 
-    def settle(self, first_wait: float, quiet: float = 0.5, limit: float = 30.0) -> None:
+    def settle(self, first_wait: float, quiet: float = 0.5, limit: float = 120.0) -> None:
         """Wait `first_wait`, then until the ledger's head has not moved for `quiet` seconds."""
         time.sleep(first_wait)
         deadline = time.monotonic() + limit
