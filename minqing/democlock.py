@@ -133,6 +133,7 @@ class DemoClock:
         self._anchor = fallback
         self._read_at: float | None = None
         self._last: datetime | None = None
+        self._refreshing = False
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -148,8 +149,13 @@ class DemoClock:
             self._read_at = self._monotonic()
 
     def now(self) -> datetime:
-        if self._read_at is None or self._monotonic() - self._read_at >= self._refresh:
-            self.refresh()
+        stale = self._read_at is None or self._monotonic() - self._read_at >= self._refresh
+        if stale and not self._refreshing:        # one reader at a time; the others use the cached anchor
+            self._refreshing = True
+            try:
+                self.refresh()
+            finally:
+                self._refreshing = False
         with self._lock:
             moment = self._anchor.at(self._real())
             if self._last is not None and moment < self._last:
