@@ -41,6 +41,7 @@ class Simulation:
         self.cadres = policy["cadres"]
         self.session = 0
         self.refusals: list[dict] = []
+        self.by_case: dict[str, Matter] = {}
         self.counters = {"reports_refused": 0, "requests_refused": 0, "visits_logged": 0, "chases_sent": 0, "follow_ups": 0}
         self.trail = hashlib.sha256()          # digest of the request sequence (ids replaced by indexes)
 
@@ -141,6 +142,7 @@ class Simulation:
             status, answer = self.call("POST", "/api/v1/cases", body, token=token)
             if status == 201 and isinstance(answer, dict):
                 matter.case_id = answer["case_id"]
+                self.by_case[matter.case_id] = matter
                 matter.due_session = self.session + matter.accept_after
                 self.matters.append(matter)
             else:
@@ -250,7 +252,8 @@ class Simulation:
                 else:
                     continue
                 code, _ = self.call("POST", f"/api/v1/cases/{row['case_id']}/supervise",
-                                    {"level": level, "note": "请抓紧办理并反馈", **extra}, token=key)
+                                    {"level": level, "note": "请抓紧办理并反馈", **extra}, token=key,
+                                    matter=self.by_case.get(row["case_id"]))
                 if code == 200:
                     sent += 1
                     self.counters["chases_sent"] += 1
