@@ -14,7 +14,7 @@ class ApiFailure(RuntimeError):
 
 
 class Api:
-    def __init__(self, base: str, *, timeout: float = 30.0, patience: float = 60.0):
+    def __init__(self, base: str, *, timeout: float = 60.0, patience: float = 180.0):
         self.base, self.timeout, self.patience = base.rstrip("/"), timeout, patience
         self.requests = 0
 
