@@ -241,7 +241,11 @@ class Simulation:
             if status != 200:
                 continue
             sent = 0
-            for row in body.get("cases", []):
+            # in the order the matters were filed: the worklist orders equal deadlines by case id,
+            # which differs from one database to the next
+            rows = sorted(body.get("cases", []), key=lambda r: (
+                self.by_case[r["case_id"]].index if r["case_id"] in self.by_case else 10**9, r["case_id"]))
+            for row in rows:
                 if not row.get("overdue") or sent >= 5:
                     continue
                 pressure = row.get("pressure")
