@@ -33,8 +33,11 @@ for _ in $(seq 1 240); do
 done
 grep -q "Minqing is running" "$OUT" || { echo "the stack did not start; see $OUT" >&2; exit 1; }
 
-.venv/bin/minqing simulate --county longjiang --start "$MONTH-01" --days "$DAYS" --seed "$SEED" \
-  --json "$MINQING_RUN_DIR/simulation.json"
+if ! .venv/bin/minqing simulate --county longjiang --start "$MONTH-01" --days "$DAYS" --seed "$SEED" \
+  --json "$MINQING_RUN_DIR/simulation.json"; then
+  echo "the simulation failed; the stack is still running (logs: $MINQING_RUN_DIR/logs/); stop it with: kill $(cat "$MINQING_RUN_DIR/run.pid")" >&2
+  exit 1
+fi
 
 # The demo tokens expire in demo time: renew them at the clock's new date.
 .venv/bin/python -c "
