@@ -1,14 +1,18 @@
-# Minqing — the two commands: `make run` and `make test`. Everything they need is installed here.
+# Minqing — the two commands: `make run` and `make test` (and `make demo`). Everything they need is installed here.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-interface test-e2e bench deps debian-deps clean
+.PHONY: run demo test test-unit test-interface test-e2e bench deps debian-deps clean
 
 run: debian-rabbitmq deps
 	@$(VENV)/bin/minqing run
+
+# A stack on the demo clock filled with a month of 龙江县 (docs/simulate.md); left running.
+demo: debian-rabbitmq deps
+	@bash deploy/local/demo.sh
 
 test: debian-deps deps
 	$(PY) -m pytest -q tests

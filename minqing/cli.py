@@ -16,6 +16,8 @@
   minqing db init                  create every table (services also do this when they start)
   minqing db backup --out FILE     SQLite online backup, or pg_dump (custom format) on PostgreSQL
   minqing db restore FILE          replace the database's content with a backup (processes stopped)
+  minqing clock show|advance|set   the demo clock (demo/training deployments: MINQING_CLOCK=demo)
+  minqing simulate                 drive a running stack with a county's traffic (docs/simulate.md)
 """
 from __future__ import annotations
 
@@ -543,7 +545,61 @@ def cmd_service(args, settings) -> int:
 
 def cmd_run(args, settings) -> int:
     from minqing.runner import run_stack
+    if _start_demo_clock(settings):      # a demo deployment's clock is anchored before any process reads it
+        return 1
     return run_stack(settings)
+
+
+# ---- the demo clock and the simulator ---------------------------------------------------------------
+
+def _start_demo_clock(settings) -> int:
+    from minqing import democlock
+    try:
+        _, ledger = _engine_and_ledger(settings)
+        line = democlock.start(ledger)
+    except democlock.DemoClockError as exc:
+        return _fail(str(exc))
+    if line:
+        print(line, flush=True)
+    return 0
+
+
+def cmd_clock(args, settings) -> int:
+    from zoneinfo import ZoneInfo
+    from minqing import democlock
+    from minqing.clock import demo_clock_configured, isoformat, parse_instant
+    try:
+        if args.action == "show":
+            if not demo_clock_configured():
+                print("system clock: this deployment runs on real time (MINQING_CLOCK=demo is not set)")
+                return 0
+            _, ledger = _engine_and_ledger(settings)
+            now, anchor = democlock.current(ledger)
+            local = now.astimezone(ZoneInfo(args.zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+            rate = f"running at {anchor.rate:g}×" if anchor else "not anchored yet (minqing run anchors it)"
+            print(f"demo clock: {isoformat(now)} ({local} {args.zone}), {rate}")
+            return 0
+        democlock.require_demo()
+        _, ledger = _engine_and_ledger(settings)
+        if args.action == "advance":
+            event = democlock.advance(ledger, democlock.parse_duration(args.by))
+        else:
+            try:
+                moment = parse_instant(args.to)
+            except ValueError:
+                return _fail(f"not an instant with a zone: {args.to!r} (e.g. 2026-11-02T08:00+08:00)")
+            rate = democlock.parse_rate(args.rate, "--rate") if args.rate is not None else None
+            event = democlock.set_clock(ledger, moment, rate=rate)
+    except democlock.DemoClockError as exc:
+        return _fail(str(exc), 2)
+    print(f"demo clock {event.type.split('.')[1]} to {event.data['demo_at']} (ledger position {event.position}); "
+          f"every process follows within about {democlock.REFRESH_SECONDS:g} s")
+    return 0
+
+
+def cmd_simulate(args, settings) -> int:
+    from minqing.simulate.cli import run
+    return run(args, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -690,6 +746,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory (default report-COUNTY-PERIOD)")
     p.add_argument("--publish", action="store_true", help="close the period: append assessment.published with the digest")
     p.set_defaults(func=cmd_report)
+
+    clock = sub.add_parser("clock", help="the demo clock (demo/training deployments only)").add_subparsers(
+        dest="action", required=True)
+    p = clock.add_parser("show", help="the time every process of the stack follows")
+    p.add_argument("--zone", default="Asia/Shanghai", help="also show it in this zone (default Asia/Shanghai)")
+    p.set_defaults(func=cmd_clock)
+    p = clock.add_parser("advance", help="move the demo clock forward (recorded as clock.advanced)")
+    p.add_argument("by", help="a duration: 3d, 12h, 1d12h, 90m, 30s")
+    p.set_defaults(func=cmd_clock)
+    p = clock.add_parser("set", help="set the demo clock to a later instant (recorded as clock.set)")
+    p.add_argument("to", help="an instant with its zone, e.g. 2026-11-02T08:00+08:00")
+    p.add_argument("--rate", help="demo seconds per real second from then on (0 stops it between moves)")
+    p.set_defaults(func=cmd_clock)
+
+    from minqing.simulate.cli import add_arguments
+    p = sub.add_parser("simulate", help="drive a running stack with a county's traffic through its API")
+    add_arguments(p)
+    p.set_defaults(func=cmd_simulate)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)

@@ -268,6 +268,19 @@ class AssessmentRulesPublished(_Strict):
     rules = fields.Dict(required=True)      # the validated rules document (services/assessment/rules.py)
 
 
+class ClockSet(_Strict):
+    """The demo clock (minqing.democlock), demo deployments only: demo time was `demo_at` at the real
+    instant `real_at` and runs on at `rate` demo seconds per real second. Stream `system-clock`."""
+    demo_at = Instant(required=True)
+    real_at = Instant(required=True)
+    rate = fields.Float(required=True, validate=validate.Range(min=0, max=100_000))
+    previous = Instant(load_default=None, allow_none=True)     # the demo time it replaced
+
+
+class ClockAdvanced(ClockSet):
+    by_seconds = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -323,6 +336,8 @@ CATALOGUE: dict[str, EventType] = _catalogue(
     EventType("policy.published", 1, PolicyPublished),
     EventType("assessment.published", 1, AssessmentPublished),
     EventType("assessment.rules_published", 1, AssessmentRulesPublished),
+    EventType("clock.set", 1, ClockSet),
+    EventType("clock.advanced", 1, ClockAdvanced),
 )
 
 
