@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import (BigInteger, Column, Connection, Engine, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event, func, select, update)
+                        UniqueConstraint, any_, bindparam, create_engine, event, func, select, update)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from minqing import contract, ledger_pg
@@ -357,8 +358,11 @@ class Ledger:
         wanted = list(dict.fromkeys(streams))
         out: dict[str, list[RecordedEvent]] = {s: [] for s in wanted}
         if wanted:
-            query = (select(events_table).where(events_table.c.stream.in_(wanted))
-                     .order_by(events_table.c.stream, events_table.c.version))
+            # PostgreSQL: one array parameter (= ANY), not one bind parameter per stream for
+            # SQLAlchemy to expand and compile — a sweep asks for up to 10,000 streams at once.
+            match = (events_table.c.stream == any_(bindparam("streams", wanted, type_=ARRAY(String)))
+                     if self._postgres else events_table.c.stream.in_(wanted))
+            query = select(events_table).where(match).order_by(events_table.c.stream, events_table.c.version)
             for event in self._read(query, conn):
                 out[event.stream].append(event)
         return out
