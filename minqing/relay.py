@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import select
+import select as selectmod
 import socket
 import threading
 import time
@@ -218,9 +218,9 @@ class Relay:
         meanwhile so its heartbeats are seen and ours sent."""
         amqp_sock = connection.connection.sock
         if listener is None:
-            readable, _, _ = select.select([amqp_sock], [], [], self.sqlite_poll)
+            readable, _, _ = selectmod.select([amqp_sock], [], [], self.sqlite_poll)
         else:
-            readable, _, _ = select.select([amqp_sock, listener.fileno()], [], [], self.idle_sleep)
+            readable, _, _ = selectmod.select([amqp_sock, listener.fileno()], [], [], self.idle_sleep)
             if listener.fileno() in readable:
                 listener.pgconn.consume_input()
                 while listener.pgconn.notifies() is not None:
