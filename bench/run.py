@@ -61,7 +61,7 @@ except ImportError as exc:   # eventsourcing.postgres needs psycopg-pool (its "p
     sys.exit(f"bench.run needs eventsourcing's PostgreSQL recorder ({exc}); install psycopg-pool")
 
 from bench import idle, limits, sweep
-from minqing.db import make_engine
+from minqing.db import make_engine, write_transaction
 from minqing.devstack import PostgreSQL
 from minqing.ledger import NO_STREAM, Ledger, Metadata, NewEvent, StreamWrite, canonical_json, create_schema
 from minqing.personal_data import find_raw_personal_data
@@ -145,6 +145,23 @@ class MinqingTarget:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class PortableLedger(Ledger):
+    """The append as it was before minqing.ledger_pg: SQLAlchemy, statement by statement, in a
+    transaction of its own (the path SQLite still takes) — the same-run "before" figure."""
+
+    def _append(self, conn, writes):
+        if conn is not None:
+            return self._append_portable(conn, writes)
+        with write_transaction(self.engine) as own:
+            return self._append_portable(own, writes)
+
+
+class PortableTarget(MinqingTarget):
+    def __init__(self, name: str, url: str, pool_size: int = 5):
+        super().__init__(name, url, pool_size)
+        self.ledger = PortableLedger(self.engine)
 
 
 class EventsourcingTarget:
@@ -334,6 +351,12 @@ def comparisons(results: dict) -> dict:
     return {w: round(mq[w]["events_per_s"] / es[w]["events_per_s"], 3) for w in mq}
 
 
+def before_after(results: dict) -> dict:
+    """minqing/postgresql (stored function) over the portable path it replaced, same run."""
+    new, old = results["minqing/postgresql"], results.get("minqing/postgresql-portable-before")
+    return {w: round(new[w]["events_per_s"] / old[w]["events_per_s"], 3) for w in new} if old else {}
+
+
 def _guarded(fn) -> dict:
     """A side measurement that fails is recorded as its error; the ledger figures are still written."""
     try:
@@ -434,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
             results = {}
             for make in (lambda: MinqingTarget("minqing/postgresql", pg.url),
                          lambda: MinqingTarget("minqing/sqlite", f"sqlite:///{tmp / 'ledger.sqlite'}"),
+                         lambda: PortableTarget("minqing/postgresql-portable-before",
+                                                 pg.create_database("before", drop_existing=True)),
                          lambda: EventsourcingTarget("eventsourcing/postgresql", pg, "es")):
                 target = make()
                 try:
@@ -454,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                            "replay_read_batch": READ_BATCH, "event_type": EVENT_TYPE, "payload": payload_sizes()},
                 "results": results,
                 "ratio_minqing_over_eventsourcing_postgresql": comparisons(results),
+                "ratio_stored_function_over_portable_path_postgresql": before_after(results),
                 "limits": machine_limits,
                 "fraction_of_limit": fractions(results, machine_limits),
                 "idle": idle_section,

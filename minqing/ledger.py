@@ -7,6 +7,10 @@ committed — a reader that has seen position N never later finds an event below
 The head row also holds the hash of the last event, so each append chains its events to their
 predecessor without scanning, and truncating the tail is detectable.
 
+On PostgreSQL the whole append is one call of the stored function `minqing_append` (see
+minqing.ledger_pg for what it keeps and why each lock is taken); on its own it runs as one autocommit
+statement — a single round trip. SQLite takes the portable path below, statement by statement.
+
 Idempotent append: an event id already recorded with the same content is not appended again; the
 recorded copy is returned. Optimistic concurrency: each write names the stream version it expects.
 """
