@@ -384,7 +384,7 @@ def fractions(results: dict, lim: dict) -> dict:
 
 def design_bars(results: dict | None, sweep_section: dict | None = None) -> list[dict]:
     out = ledger_bars(results) if results else []
-    return out + (sweep.bars(sweep_section) if sweep_section else [])
+    return out + (sweep.bars(sweep_section) if sweep_section and "sweep_rounds" in sweep_section else [])
 
 
 def ledger_bars(results: dict) -> list[dict]:
@@ -487,10 +487,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = {k: v for k, v in old.items() if k not in ("sweep", "design_bars", "notes")}
         if args.only != "ledger":
-            section = sweep.run(pg)
+            section = _guarded(lambda: sweep.run(pg))
             if args.only == "sweep":
                 section["machine"] = machine     # the top-level machine is the ledger run's
-            section["notes"] = sweep.notes(section)
+            if "sweep_rounds" in section:
+                section["notes"] = _guarded(lambda: sweep.notes(section))
         else:
             section = old.get("sweep")
         if section:
