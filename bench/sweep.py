@@ -81,8 +81,10 @@ LONGJIANG = ROOT / "deploy" / "counties" / "longjiang.yaml"
 
 OPEN = int(os.environ.get("MINQING_BENCH_SWEEP_OPEN", "1000000"))    # open cases at the sweep
 ROUNDS = int(os.environ.get("MINQING_BENCH_SWEEP_ROUNDS", "6"))       # cohorts of DUE cases each
-DUE = 2000                         # cases per cohort (each one timer row due at its moment)
-SWEEPS = [(0, 100), (0, 1000), (-1, 10_000)]   # (cohort whose moment, cases swept): 100, 1,000, 10,000 due
+DUE = int(os.environ.get("MINQING_BENCH_SWEEP_COHORT", "2000"))  # cases per cohort (one timer row due each)
+# (cohort whose moment, Sweeper limit): 100, 1,000 and 10,000 due (the last one: as many as are due then,
+# ROUNDS x DUE - 1,100, when the machine cannot build 12,000 real cases in time)
+SWEEPS = [(0, 100), (0, 1000), (-1, 10_000)]
 BAR_DUE = 1000
 SMALL_OPEN = 20_000               # the comparison point for the due selection
 SELECT_REPEATS = 30
