@@ -261,11 +261,11 @@ def report_data(case_id: str, i: int, at: datetime) -> dict:
 
 def report_cohort(ledger: Ledger, clock: ManualClock, follower: Follower, k: int) -> list[str]:
     ids = []
-    for b in range(DUE // BATCH):
+    for b in range(-(-DUE // BATCH)):          # the last transaction takes the rest
         at = START + k * COHORT_GAP + b * BATCH_GAP
         clock.set(at)
         writes = []
-        for j in range(BATCH):
+        for j in range(min(BATCH, DUE - b * BATCH)):
             case_id = new_case_id()
             ids.append(case_id)
             writes.append(StreamWrite(stream_of(case_id), [NewEvent(
