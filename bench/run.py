@@ -410,7 +410,7 @@ def print_bars(bars: list[dict]) -> None:
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: measured {b['measured_ratio']}x")
         elif "at_most_ms" in b:
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: <= {b['at_most_ms']:,.0f} ms, "
-                  f"measured {b['measured_ms']:,.1f} ms at {b['open_cases']:,} open ({b['workload']})")
+                  f"measured {b['measured_ms'] if b['measured_ms'] is not None else float('nan'):,.1f} ms at {b['open_cases']:,} open ({b['workload']})")
         else:
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: >= {b['at_least_per_s']:,}/s, "
                   f"measured {b['measured_per_s']:,.0f}/s ({b['workload']}, minqing/postgresql)")
