@@ -60,8 +60,8 @@ try:
 except ImportError as exc:   # eventsourcing.postgres needs psycopg-pool (its "postgres" extra)
     sys.exit(f"bench.run needs eventsourcing's PostgreSQL recorder ({exc}); install psycopg-pool")
 
-from bench import sweep
-from minqing.db import make_engine
+from bench import idle, limits, sweep
+from minqing.db import make_engine, write_transaction
 from minqing.devstack import PostgreSQL
 from minqing.ledger import NO_STREAM, Ledger, Metadata, NewEvent, StreamWrite, canonical_json, create_schema
 from minqing.personal_data import find_raw_personal_data
@@ -145,6 +145,23 @@ class MinqingTarget:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class PortableLedger(Ledger):
+    """The append as it was before minqing.ledger_pg: SQLAlchemy, statement by statement, in a
+    transaction of its own (the path SQLite still takes) — the same-run "before" figure."""
+
+    def _append(self, conn, writes):
+        if conn is not None:
+            return self._append_portable(conn, writes)
+        with write_transaction(self.engine) as own:
+            return self._append_portable(own, writes)
+
+
+class PortableTarget(MinqingTarget):
+    def __init__(self, name: str, url: str, pool_size: int = 5):
+        super().__init__(name, url, pool_size)
+        self.ledger = PortableLedger(self.engine)
 
 
 class EventsourcingTarget:
@@ -334,9 +351,40 @@ def comparisons(results: dict) -> dict:
     return {w: round(mq[w]["events_per_s"] / es[w]["events_per_s"], 3) for w in mq}
 
 
+def before_after(results: dict) -> dict:
+    """minqing/postgresql (stored function) over the portable path it replaced, same run."""
+    new, old = results["minqing/postgresql"], results.get("minqing/postgresql-portable-before")
+    return {w: round(new[w]["events_per_s"] / old[w]["events_per_s"], 3) for w in new} if old else {}
+
+
+def _guarded(fn) -> dict:
+    """A side measurement that fails is recorded as its error; the ledger figures are still written."""
+    try:
+        return fn()
+    except Exception as exc:       # noqa: BLE001 - reported in results.json
+        print(f"   failed: {type(exc).__name__}: {exc}", flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def fractions(results: dict, lim: dict) -> dict:
+    """Each PostgreSQL write figure as a fraction of the same-run limit it is comparable with."""
+    out: dict = {}
+    if "copy_rows_per_s" not in lim:
+        return out
+    for w, key in (("single_1w", "pgbench_insert_1_row_1c_rows_per_s"), ("single_4w", "pgbench_insert_1_row_4c_rows_per_s"),
+                   ("batch_1w", "pgbench_insert_100_rows_1c_rows_per_s"), ("batch_4w", "pgbench_insert_100_rows_4c_rows_per_s")):
+        if lim.get(key):
+            for target in ("minqing/postgresql", "eventsourcing/postgresql"):
+                out.setdefault(target, {})[f"{w} / {key}"] = round(results[target][w]["events_per_s"] / lim[key], 3)
+    for target in ("minqing/postgresql", "eventsourcing/postgresql"):
+        best = max(results[target]["batch_1w"]["events_per_s"], results[target]["batch_4w"]["events_per_s"])
+        out.setdefault(target, {})["best batch / copy_rows_per_s"] = round(best / lim["copy_rows_per_s"], 3)
+    return out
+
+
 def design_bars(results: dict | None, sweep_section: dict | None = None) -> list[dict]:
     out = ledger_bars(results) if results else []
-    return out + (sweep.bars(sweep_section) if sweep_section else [])
+    return out + (sweep.bars(sweep_section) if sweep_section and "sweep_rounds" in sweep_section else [])
 
 
 def ledger_bars(results: dict) -> list[dict]:
@@ -345,16 +393,24 @@ def ledger_bars(results: dict) -> list[dict]:
     bars = [("durable single-event appends with 4 writers on PostgreSQL", 2000, "single_4w"),
             ("events/s appended in batches of 100 on PostgreSQL (best of 1 and 4 writers)", 30000, best_batch),
             ("replay (iter_all) on PostgreSQL", 50000, "replay")]
-    return [{"bar": text, "at_least_per_s": target, "workload": w, "measured_per_s": pg[w]["events_per_s"],
-             "met": pg[w]["events_per_s"] >= target} for text, target, w in bars]
+    out = [{"bar": text, "at_least_per_s": target, "workload": w, "measured_per_s": pg[w]["events_per_s"],
+            "met": pg[w]["events_per_s"] >= target} for text, target, w in bars]
+    es = results.get("eventsourcing/postgresql")
+    if es:
+        ratio = pg["single_4w"]["events_per_s"] / es["single_4w"]["events_per_s"]
+        out.append({"bar": "single-event appends with 4 writers >= 1.5x eventsourcing (same run)", "at_least_ratio": 1.5,
+                    "workload": "single_4w", "measured_ratio": round(ratio, 3), "met": ratio >= 1.5})
+    return out
 
 
 def print_bars(bars: list[dict]) -> None:
     print("\nDESIGN bars:")
     for b in bars:
-        if "at_most_ms" in b:
+        if "at_least_ratio" in b:
+            print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: measured {b['measured_ratio']}x")
+        elif "at_most_ms" in b:
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: <= {b['at_most_ms']:,.0f} ms, "
-                  f"measured {b['measured_ms']:,.1f} ms at {b['open_cases']:,} open ({b['workload']})")
+                  f"measured {b['measured_ms'] if b['measured_ms'] is not None else float('nan'):,.1f} ms at {b['open_cases']:,} open ({b['workload']})")
         else:
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: >= {b['at_least_per_s']:,}/s, "
                   f"measured {b['measured_per_s']:,.0f}/s ({b['workload']}, minqing/postgresql)")
@@ -401,12 +457,18 @@ def main(argv: list[str] | None = None) -> int:
             results = {}
             for make in (lambda: MinqingTarget("minqing/postgresql", pg.url),
                          lambda: MinqingTarget("minqing/sqlite", f"sqlite:///{tmp / 'ledger.sqlite'}"),
+                         lambda: PortableTarget("minqing/postgresql-portable-before",
+                                                 pg.create_database("before", drop_existing=True)),
                          lambda: EventsourcingTarget("eventsourcing/postgresql", pg, "es")):
                 target = make()
                 try:
                     results[target.name] = run_target(target)
                 finally:
                     target.close()
+            print("\n== machine limits (pgbench, COPY)", flush=True)
+            machine_limits = _guarded(lambda: limits.run(pg, SECONDS))
+            print("\n== idle relay", flush=True)
+            idle_section = _guarded(lambda: idle.run(pg, tmp))
             report = {
                 "timestamp": started.isoformat(timespec="seconds"),
                 "duration_s": None,
@@ -417,14 +479,19 @@ def main(argv: list[str] | None = None) -> int:
                            "replay_read_batch": READ_BATCH, "event_type": EVENT_TYPE, "payload": payload_sizes()},
                 "results": results,
                 "ratio_minqing_over_eventsourcing_postgresql": comparisons(results),
+                "ratio_stored_function_over_portable_path_postgresql": before_after(results),
+                "limits": machine_limits,
+                "fraction_of_limit": fractions(results, machine_limits),
+                "idle": idle_section,
             }
         else:
             report = {k: v for k, v in old.items() if k not in ("sweep", "design_bars", "notes")}
         if args.only != "ledger":
-            section = sweep.run(pg)
+            section = _guarded(lambda: sweep.run(pg))
             if args.only == "sweep":
                 section["machine"] = machine     # the top-level machine is the ledger run's
-            section["notes"] = sweep.notes(section)
+            if "sweep_rounds" in section:
+                section["notes"] = _guarded(lambda: sweep.notes(section))
         else:
             section = old.get("sweep")
         if section:

@@ -13,7 +13,11 @@ Method
   (RoutingProjection) following the ledger with minqing.consumer.Follower, as in
   tests/interface/routing_world.py.  Time is a ManualClock.
 
-* Real cases, through the real path: ROUNDS cohorts of DUE (1,000) cases each.  A cohort's
+* Sweeps of 100, 1,000 and 10,000 due cases (SWEEPS): the first two at cohort 0's moment with the
+  Sweeper's limit at 100 and 1,000 (so 2,000 are due and the limit takes the earliest), the third at
+  the last cohort's moment with limit 10,000 (then the rest of cohort 0 and every later cohort are due).
+
+* Real cases, through the real path: ROUNDS (6) cohorts of DUE (2,000) cases each.  A cohort's
   `case.reported` events are appended to the ledger in 10 transactions of 100 new streams, the
   clock moving 2 minutes between them; after each transaction the follower catches up, so routing
   appends `case.assigned` (its own assignment decision, response deadline 24 h) and writes the
@@ -76,14 +80,18 @@ ROOT = Path(__file__).resolve().parent.parent
 LONGJIANG = ROOT / "deploy" / "counties" / "longjiang.yaml"
 
 OPEN = int(os.environ.get("MINQING_BENCH_SWEEP_OPEN", "1000000"))    # open cases at the sweep
-ROUNDS = int(os.environ.get("MINQING_BENCH_SWEEP_ROUNDS", "5"))       # sweeps of DUE cases each
-DUE = 1000                         # due cases per sweep = Sweeper's default limit (timer rows)
-SMALL_OPEN = 10_000                # the comparison point for the due selection
+ROUNDS = int(os.environ.get("MINQING_BENCH_SWEEP_ROUNDS", "6"))       # cohorts of DUE cases each
+DUE = int(os.environ.get("MINQING_BENCH_SWEEP_COHORT", "2000"))  # cases per cohort (one timer row due each)
+# (cohort whose moment, Sweeper limit): 100, 1,000 and 10,000 due (the last one: as many as are due then,
+# ROUNDS x DUE - 1,100, when the machine cannot build 12,000 real cases in time)
+SWEEPS = [(0, 100), (0, 1000), (-1, 10_000)]
+BAR_DUE = 1000
+SMALL_OPEN = 20_000               # the comparison point for the due selection
 SELECT_REPEATS = 30
 FILLER_TIMERS_PER_CASE = 2         # an accepted case: resolution_warn + resolution_overdue
 FILLER_PER_COUNTY = 10_000
 CHUNK = 100_000                    # filler cases per INSERT transaction
-BATCH = 100                        # reports per append (a cohort: DUE // BATCH transactions)
+BATCH = 200                        # reports per append (a cohort: DUE // BATCH transactions)
 BAR_MS = 200.0
 BAR_OPEN = 1_000_000
 
@@ -253,11 +261,11 @@ def report_data(case_id: str, i: int, at: datetime) -> dict:
 
 def report_cohort(ledger: Ledger, clock: ManualClock, follower: Follower, k: int) -> list[str]:
     ids = []
-    for b in range(DUE // BATCH):
+    for b in range(-(-DUE // BATCH)):          # the last transaction takes the rest
         at = START + k * COHORT_GAP + b * BATCH_GAP
         clock.set(at)
         writes = []
-        for j in range(BATCH):
+        for j in range(min(BATCH, DUE - b * BATCH)):
             case_id = new_case_id()
             ids.append(case_id)
             writes.append(StreamWrite(stream_of(case_id), [NewEvent(
@@ -349,10 +357,11 @@ def measure_due_selection(engine, sweeper: Sweeper, now: datetime, open_cases: d
             "due_cases_returned": len(found), **summary_ms(samples), "explain": explain_due(engine, now)}
 
 
-def run_round(k: int, engine, clock: ManualClock, moment: datetime, follower: Follower, counter: SqlCounter) -> dict:
+def run_round(k: int, engine, clock: ManualClock, moment: datetime, follower: Follower, counter: SqlCounter,
+              limit: int) -> dict:
     clock.set(moment)
     ledger = TimedLedger(engine, clock)
-    sweeper = TimedSweeper(ledger, clock)
+    sweeper = TimedSweeper(ledger, clock, limit=limit)
     with read_transaction(engine) as conn:
         due_rows, due_distinct = conn.execute(text(
             "SELECT count(*), count(DISTINCT case_id) FROM routing_timers WHERE due_at <= :now"),
@@ -369,7 +378,7 @@ def run_round(k: int, engine, clock: ManualClock, moment: datetime, follower: Fo
     fire = sorted(sweeper.fire_seconds)
     per_case = {k2: round(v / max(result.due, 1), 2) for k2, v in sql.items()}
     return {
-        "round": k, "at": isoformat(moment), "timer_rows_due": due_rows, "cases_due": due_distinct,
+        "round": k, "limit": limit, "at": isoformat(moment), "timer_rows_due": due_rows, "cases_due": due_distinct,
         "due": result.due, "appended": result.appended, "conflicts": result.conflicts,
         "total_ms": ms(elapsed), "events_per_s": round(result.appended / elapsed, 1),
         "due_selection_ms": ms(sum(sweeper.select_seconds)),
@@ -442,8 +451,8 @@ def run(pg) -> dict:
               f"(server {large['explain']['server_execution_ms']:.2f} ms)", flush=True)
 
         rounds = []
-        for k in range(ROUNDS):
-            r = run_round(k, engine, clock, moments[k], follower, counter)
+        for k, (cohort, limit) in enumerate(SWEEPS):
+            r = run_round(k, engine, clock, moments[cohort], follower, counter, limit)
             rounds.append(r)
             print(f"   sweep round {k}: {r['due']} due, {r['appended']} events in {r['total_ms']:.0f} ms "
                   f"({r['events_per_s']:,.0f} ev/s; {r['inside_ledger_append_ms']:.0f} ms inside append; "
@@ -454,7 +463,7 @@ def run(pg) -> dict:
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": round(time.perf_counter() - started, 1),
             "method": {
-                "open_cases": OPEN, "open_cases_env": "MINQING_BENCH_SWEEP_OPEN", "due_per_sweep": DUE,
+                "open_cases": OPEN, "open_cases_env": "MINQING_BENCH_SWEEP_OPEN", "cases_per_cohort": DUE, "sweeps_(cohort_moment,limit)": SWEEPS,
                 "rounds": ROUNDS, "rounds_env": "MINQING_BENCH_SWEEP_ROUNDS", "sweeper_limit": DUE,
                 "real_cases": {"count": real, "built": "case.reported appended (100 streams per transaction), "
                                "case.assigned appended by RoutingProjection via Follower.catch_up; timers by "
@@ -490,14 +499,16 @@ def run(pg) -> dict:
 def bars(section: dict) -> list[dict]:
     """The DESIGN bar, checked on the due selection and on the whole sweep."""
     n = section["tables_at_sweep"]["open_cases"]
-    sel, sw = section["due_selection"]["large"], section["sweep"]
-    text_ = f"escalation sweep over {BAR_OPEN:,} open cases with {DUE:,} due"
+    sel = section["due_selection"]["large"]
+    at_bar = [r for r in section["sweep_rounds"] if r["due"] == BAR_DUE]
+    sw = {"median_total_ms": at_bar[0]["total_ms"] if at_bar else None}
+    text_ = f"escalation sweep over {BAR_OPEN:,} open cases with {BAR_DUE:,} due"
     return [
         {"bar": f"{text_}: due selection (Sweeper.due_cases)", "at_most_ms": BAR_MS, "workload": "sweep.due_selection.large",
          "open_cases": n, "measured_ms": sel["median_ms"], "met": sel["median_ms"] <= BAR_MS and n >= BAR_OPEN},
         {"bar": f"{text_}: full sweep (select, decide, append every due case)", "at_most_ms": BAR_MS,
          "workload": "sweep.sweep", "open_cases": n, "measured_ms": sw["median_total_ms"],
-         "met": sw["median_total_ms"] <= BAR_MS and n >= BAR_OPEN},
+         "met": sw["median_total_ms"] is not None and sw["median_total_ms"] <= BAR_MS and n >= BAR_OPEN},
     ]
 
 
@@ -524,14 +535,13 @@ def notes(section: dict) -> list[str]:
         + f". That is {r['sql_ms_total']:.0f} ms of SQL; the other "
         f"{r['total_ms'] - r['sql_ms_total']:.0f} ms are client side (decoding the streams' JSON, fold, fire, the "
         "contract's validation, canonical JSON, the hash chain, SQLAlchemy) and the COMMIT.",
-        "What limits the sweep (services/ is measured as it is): (1) Sweeper._decide calls policy_in_force once "
-        "per due case, and it issues SELECT max(version) FROM routing_policies every time (only the parsed policy "
-        "is cached), i.e. one round trip per case; (2) Ledger._append checks duplicates and reads every stream's "
-        "version in a single SELECT with one max(version) subquery per stream - 1,000 subqueries for a 1,000-case "
-        "round, the largest single cost (its planning is presumably most of it; not separated here); (3) all the "
-        "rest is per-case Python on one core (fold + fire + validate + hash) and the COMMIT: "
-        f"{r['total_ms'] - r['sql_ms_total']:.0f} ms in the median round against the {BAR_MS:.0f} ms bar. The due "
-        "selection itself is ~1 ms and does not grow with the open cases.",
+        "What the sweep pays for (services/ is measured as it is): one due selection (an index range scan, "
+        "~1 ms, not growing with the open cases); one read of every due case's stream (= ANY of one array "
+        "parameter); one policy lookup per county per round; per-case Python (fold, fire, the contract's "
+        "validation, canonical JSON); and one call of the stored append function for the whole round, whose "
+        "version checks are one index probe per stream (minqing.ledger_pg) - it used to be one SELECT with one "
+        "scalar subquery per stream (235 ms for 1,000 in issue #16). Compare the rounds with 100, 1,000 and "
+        "10,000 due (sweep_rounds[].due, total_ms): the cost follows what is due.",
         "Not in the sweep's time: the projection rewrites the timer rows of the swept cases when it catches up "
         "(sweep_rounds[].projection_catch_up_ms_after); until then the rows stay due and a sweep would read and "
         "re-decide those cases again (appending nothing).",
@@ -540,9 +550,10 @@ def notes(section: dict) -> list[str]:
         "(sweep.load_for_per_county measures it alone: "
         + "; ".join(f"{x['median_ms']} ms at {x['open_cases_in_county']:,} in {x['county']}"
                     for x in section["load_for_per_county"]) + ").",
-        "Sweeper.limit counts cases (up to 3 timer rows are read per case slot). Here every due case has "
-        "exactly one due row (sweep_rounds[].timer_rows_due == cases_due).",
-        "The due selection reads its 1,000 rows from the cache (explain.shared_buffers_*): the swept cases were "
+        "Sweeper.limit counts cases (up to 3 timer rows are read per case slot). Every due case has exactly one "
+        "due row; the 100- and 1,000-case rounds run at cohort 0's moment with more cases due than the limit "
+        "(sweep_rounds[].cases_due), the 10,000 round when every cohort's warning is due.",
+        "The due selection reads its rows from the cache (explain.shared_buffers_*): the swept cases were "
         "created together, so their timer rows sit in few heap pages; in a long-running system the due rows are "
         "spread wider (at most one heap page per row, ~1,000 pages, still cached at this table size).",
         "Single process, one sweep at a time, on the same durable 2-core PostgreSQL as the ledger benchmark; "

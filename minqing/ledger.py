@@ -7,6 +7,10 @@ committed — a reader that has seen position N never later finds an event below
 The head row also holds the hash of the last event, so each append chains its events to their
 predecessor without scanning, and truncating the tail is detectable.
 
+On PostgreSQL the whole append is one call of the stored function `minqing_append` (see
+minqing.ledger_pg for what it keeps and why each lock is taken); on its own it runs as one autocommit
+statement — a single round trip. SQLite takes the portable path below, statement by statement.
+
 Idempotent append: an event id already recorded with the same content is not appended again; the
 recorded copy is returned. Optimistic concurrency: each write names the stream version it expects.
 """
@@ -14,15 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import (BigInteger, Column, Connection, Engine, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, func, select, update)
+                        UniqueConstraint, any_, bindparam, create_engine, event, func, select, update)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
-from minqing import contract
+from minqing import contract, ledger_pg
 from minqing.clock import SYSTEM_CLOCK, Clock, isoformat
 from minqing.db import is_postgres, read_transaction, write_transaction
 
@@ -155,6 +162,28 @@ def create_schema(engine: Engine) -> None:
                     conn.execute(head_table.insert().values(id=1, position=0, hash=GENESIS_HASH))
             except IntegrityError:
                 pass   # another process created it first
+        if is_postgres(engine):
+            ledger_pg.create_function(conn)
+
+
+_APPEND_ENGINES: "weakref.WeakKeyDictionary[Engine, Engine]" = weakref.WeakKeyDictionary()
+_APPEND_ENGINES_LOCK = threading.Lock()    # two threads must not each build a pool for one engine
+
+
+def _append_engine(engine: Engine) -> Engine:
+    """A pool beside `engine` for one-statement appends on PostgreSQL: autocommit connections and no
+    pre-ping (which would be a second round trip). A stale connection fails the call with an
+    OperationalError and is retried once on a fresh one — safe, because a retried append with the same
+    event ids is idempotent. Disposed with `engine`."""
+    with _APPEND_ENGINES_LOCK:
+        fast = _APPEND_ENGINES.get(engine)
+        if fast is None:
+            fast = create_engine(engine.url, pool_size=engine.pool.size(), max_overflow=engine.pool.size(),
+                                 pool_pre_ping=False)
+            event.listen(fast, "connect", lambda dbapi_conn, _record: setattr(dbapi_conn, "autocommit", True))
+            event.listen(engine, "engine_disposed", lambda _engine, fast=fast: fast.dispose())
+            _APPEND_ENGINES[engine] = fast
+        return fast
 
 
 class Ledger:
@@ -178,12 +207,77 @@ class Ledger:
         for write in writes:
             for event in write.events:
                 contract.validate_event(event.type, event.data)
-        if conn is not None:
-            return self._append(conn, writes)
-        with write_transaction(self.engine) as own:
-            return self._append(own, writes)
+        return self._append(conn, writes)
 
-    def _append(self, conn: Connection, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+    def _append(self, conn: Connection | None, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+        """Append in `conn`'s transaction, or (conn None, PostgreSQL) as one autocommit statement."""
+        if self._postgres:
+            return self._append_postgres(conn, writes)
+        if conn is None:
+            with write_transaction(self.engine) as own:
+                return self._append_portable(own, writes)
+        return self._append_portable(conn, writes)
+
+    def _append_postgres(self, conn: Connection | None, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+        """One call of the stored function minqing_append (minqing.ledger_pg), without SQLAlchemy."""
+        pairs = [(w, e) for w in writes for e in w.events]
+        if not pairs:
+            return []
+        recorded_at = isoformat(self.clock.now())
+        streams = list(dict.fromkeys(w.stream for w in writes))
+        index = {stream: i for i, stream in enumerate(streams, 1)}
+        e_stream, ids, types, schemas, datas, metas, heads, tails = ([] for _ in range(8))
+        for write, event in pairs:
+            data_text, meta_text = canonical_json(dict(event.data)), canonical_json(event.metadata.to_dict())
+            schema_version = contract.event_type(event.type).version
+            e_stream.append(index[write.stream])
+            ids.append(event.event_id)
+            types.append(event.type)
+            schemas.append(schema_version)
+            datas.append(data_text)
+            metas.append(meta_text)
+            # The fields of chain_hash's body that are known before the lock, JSON-encoded by the same
+            # canonical_json: the function splices in position and version (see minqing.ledger_pg).
+            heads.append(canonical_json([event.event_id, write.stream])[1:-1])
+            tails.append(canonical_json([event.type, schema_version, data_text, meta_text, recorded_at])[1:-1])
+        args = (streams, [index[w.stream] for w in writes],
+                [None if w.expected_version is ANY else w.expected_version for w in writes],
+                e_stream, ids, types, schemas, datas, metas, heads, tails, recorded_at)
+        if conn is not None:
+            status, detail, positions, versions, hashes = (
+                conn.connection.dbapi_connection.execute(ledger_pg.CALL, args).fetchone())
+        else:
+            status, detail, positions, versions, hashes = self._call_autocommit(args)
+        if status == "recorded":
+            if conn is not None:
+                return self._already_recorded(conn, writes, [e for _, e in pairs])
+            with read_transaction(self.engine) as own:
+                return self._already_recorded(own, writes, [e for _, e in pairs])
+        if status == "conflict":
+            raise ConcurrencyError(detail, versions[0], versions[1])
+        return [RecordedEvent(position=p, event_id=e.event_id, stream=w.stream, version=v, type=e.type,
+                              schema_version=sv, data=dict(e.data), metadata=e.metadata, recorded_at=recorded_at,
+                              hash=h)
+                for (w, e), p, v, h, sv in zip(pairs, positions, versions, hashes, schemas)]
+
+    def _call_autocommit(self, args: tuple) -> tuple:
+        import psycopg
+        fast = _append_engine(self.engine)
+        for attempt in (1, 2):
+            raw = fast.raw_connection()
+            try:
+                return raw.driver_connection.execute(ledger_pg.CALL, args).fetchone()
+            except psycopg.OperationalError:
+                raw.invalidate()        # a stale connection (server restarted): retry once on a new one
+                if attempt == 2:
+                    raise
+            finally:
+                raw.close()
+        raise AssertionError("unreachable")
+
+    def _append_portable(self, conn: Connection, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+        """The append through SQLAlchemy, statement by statement: SQLite's path (and PostgreSQL's before
+        minqing.ledger_pg; kept callable there so tests can mix both paths in one ledger)."""
         pairs = [(w, e) for w in writes for e in w.events]
         if not pairs:
             return []
@@ -268,8 +362,11 @@ class Ledger:
         wanted = list(dict.fromkeys(streams))
         out: dict[str, list[RecordedEvent]] = {s: [] for s in wanted}
         if wanted:
-            query = (select(events_table).where(events_table.c.stream.in_(wanted))
-                     .order_by(events_table.c.stream, events_table.c.version))
+            # PostgreSQL: one array parameter (= ANY), not one bind parameter per stream for
+            # SQLAlchemy to expand and compile — a sweep asks for up to 10,000 streams at once.
+            match = (events_table.c.stream == any_(bindparam("streams", wanted, type_=ARRAY(String)))
+                     if self._postgres else events_table.c.stream.in_(wanted))
+            query = select(events_table).where(match).order_by(events_table.c.stream, events_table.c.version)
             for event in self._read(query, conn):
                 out[event.stream].append(event)
         return out

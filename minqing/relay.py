@@ -9,6 +9,13 @@ An event the broker returns as unroutable (no queue bound for its routing key) w
 no subscriber existed to lose it. It is counted (`minqing_relay_unroutable_total`) and logged. Minqing's
 own services never depend on a message arriving — they read the ledger from their checkpoints.
 
+Waking: on PostgreSQL the relay LISTENs on the channel the append function NOTIFYs (delivered only
+when the append commits) and otherwise sleeps; it still looks every `idle_sleep` seconds (1 s) in
+case a notification was missed, and on SQLite, which has no notifications, every `sqlite_poll` s.
+Confirms are windowed: a batch is published without waiting, then the relay waits once for the
+broker's acks of the whole batch; a nack or a timeout fails the batch (the checkpoint does not
+move, so it is published again).
+
 Only one relay publishes at a time (a PostgreSQL advisory lock, or a lock file beside the SQLite
 ledger); a second one waits as a standby.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import select as selectmod
 import socket
 import threading
 import time
@@ -30,6 +38,7 @@ from sqlalchemy import select, text
 from minqing import checkpoints, cloudevents
 from minqing.db import is_postgres, read_transaction, write_transaction
 from minqing.ledger import Ledger
+from minqing.ledger_pg import NOTIFY_CHANNEL
 
 log = logging.getLogger("minqing.relay")
 
@@ -55,18 +64,67 @@ class LostLeadership(RuntimeError):
     pass
 
 
+class NotConfirmed(RuntimeError):
+    """The broker nacked a message, or did not confirm a batch in time."""
+
+
+class Confirms:
+    """Publisher confirms for one channel, waited for once per window instead of once per message.
+    Delivery tags count the messages published on the channel since confirm.select, from 1."""
+
+    def __init__(self, channel, timeout: float = 30.0):
+        self.channel, self.timeout = channel, timeout
+        self.published, self.unconfirmed, self.nacked = 0, set(), False
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._ack)
+        channel.events["basic_nack"].add(self._nack)
+
+    def published_one(self) -> None:
+        self.published += 1
+        self.unconfirmed.add(self.published)
+
+    def _settle(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self.unconfirmed = {t for t in self.unconfirmed if t > tag}
+        else:
+            self.unconfirmed.discard(tag)
+
+    def _ack(self, delivery_tag, multiple) -> None:
+        self._settle(delivery_tag, multiple)
+
+    def _nack(self, delivery_tag, multiple) -> None:
+        self.nacked = True
+        self._settle(delivery_tag, multiple)
+
+    def wait(self, connection) -> None:
+        """Until every message published so far is acked; NotConfirmed on a nack or timeout."""
+        deadline = time.monotonic() + self.timeout
+        while self.unconfirmed and not self.nacked:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NotConfirmed(f"{len(self.unconfirmed)} messages unconfirmed after {self.timeout}s")
+            try:
+                connection.drain_events(timeout=left)
+            except socket.timeout:
+                pass
+        if self.nacked:
+            raise NotConfirmed("the broker nacked a message")
+
+
 class Relay:
-    def __init__(self, ledger: Ledger, amqp_uri: str, *, batch: int = 200, idle_sleep: float = 0.02):
+    def __init__(self, ledger: Ledger, amqp_uri: str, *, batch: int = 200, idle_sleep: float = 1.0,
+                 sqlite_poll: float = 0.25):
         self.ledger = ledger
         self.amqp_uri = amqp_uri
         self.batch = batch
-        self.idle_sleep = idle_sleep
+        self.idle_sleep = idle_sleep       # PostgreSQL: the fallback poll behind LISTEN/NOTIFY
+        self.sqlite_poll = sqlite_poll     # SQLite: the poll (no notifications there)
         self._returned: list[str] = []
 
     def _on_return(self, exception, exchange, routing_key, message):
         self._returned.append(routing_key)
 
-    def publish_pending(self, producer, exchange) -> int:
+    def publish_pending(self, producer, exchange, confirms: Confirms | None = None, connection=None) -> int:
         """Publish everything after the checkpoint; return how many events were confirmed."""
         total = 0
         while True:
@@ -76,17 +134,21 @@ class Relay:
             events = self.ledger.read_all(position, self.batch)
             if not events:
                 return total
+            self._returned.clear()
             for event in events:
-                self._returned.clear()
                 producer.publish(
                     cloudevents.to_cloudevent(event), exchange=exchange, routing_key=cloudevents.routing_key(event),
                     serializer="cloudevents", delivery_mode=2, mandatory=True, message_id=event.event_id,
                     retry=False)
-                if self._returned:
-                    UNROUTABLE.inc()
-                    log.info("event at position %d (%s) had no subscriber queue", event.position,
-                             cloudevents.routing_key(event))
-                PUBLISHED.inc()
+                if confirms is not None:
+                    confirms.published_one()
+            if confirms is not None:
+                confirms.wait(connection)      # the broker returns an unroutable message before acking it
+            if self._returned:
+                UNROUTABLE.inc(len(self._returned))
+                log.info("%d events up to position %d had no subscriber queue (%s)", len(self._returned),
+                         events[-1].position, ", ".join(sorted(set(self._returned))))
+            PUBLISHED.inc(len(events))
             with write_transaction(self.ledger.engine) as conn:
                 if not checkpoints.advance(conn, CHECKPOINT, position, events[-1].position):
                     raise LostLeadership("another relay moved the checkpoint")
@@ -111,11 +173,12 @@ class Relay:
         backoff = 0.5
         while not stop.is_set():
             try:
-                with kombu.Connection(self.amqp_uri, transport_options={"confirm_publish": True},
-                                      heartbeat=30, connect_timeout=5) as connection:
+                with kombu.Connection(self.amqp_uri, heartbeat=30, connect_timeout=5) as connection, \
+                        self._listener() as listener:
                     channel = connection.channel()
                     exchange = declare_topology(channel)
                     producer = kombu.Producer(channel, on_return=self._on_return)
+                    confirms = Confirms(channel)
                     log.info("relay connected to the broker")
                     backoff = 0.5
                     checked = time.monotonic()
@@ -124,8 +187,8 @@ class Relay:
                             if not still_leader():
                                 raise LostLeadership("the leadership lock was lost")
                             checked = time.monotonic()
-                        if self.publish_pending(producer, exchange) == 0:
-                            self._idle(connection)
+                        if self.publish_pending(producer, exchange, confirms, connection) == 0:
+                            self._idle(connection, listener)
             except LostLeadership:
                 raise
             except Exception as exc:   # broker or database away: nothing is advanced, so retry
@@ -133,12 +196,40 @@ class Relay:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _idle(self, connection) -> None:
-        """Wait a moment while reading the socket, so the broker's heartbeats are seen and ours sent."""
+    @contextlib.contextmanager
+    def _listener(self):
+        """On PostgreSQL, a connection of its own (taken out of the pool) that LISTENs for appends;
+        None on SQLite. LISTEN comes before the first look at the ledger, so no commit is missed."""
+        if not is_postgres(self.ledger.engine):
+            yield None
+            return
+        raw = self.ledger.engine.raw_connection()
+        pg = raw.driver_connection
+        raw.detach()
         try:
-            connection.drain_events(timeout=self.idle_sleep)
-        except socket.timeout:
-            pass
+            pg.autocommit = True
+            pg.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            yield pg
+        finally:
+            pg.close()
+
+    def _idle(self, connection, listener) -> None:
+        """Sleep until an append is notified (or the fallback poll is due), reading the broker's socket
+        meanwhile so its heartbeats are seen and ours sent."""
+        amqp_sock = connection.connection.sock
+        if listener is None:
+            readable, _, _ = selectmod.select([amqp_sock], [], [], self.sqlite_poll)
+        else:
+            readable, _, _ = selectmod.select([amqp_sock, listener.fileno()], [], [], self.idle_sleep)
+            if listener.fileno() in readable:
+                listener.pgconn.consume_input()
+                while listener.pgconn.notifies() is not None:
+                    pass                      # one wake-up covers every append notified so far
+        if amqp_sock in readable:
+            try:
+                connection.drain_events(timeout=0.01)
+            except socket.timeout:
+                pass
         connection.heartbeat_check()
 
     @contextlib.contextmanager

@@ -69,9 +69,21 @@ def record_case(conn: Connection, policy: CountyPolicy | None, case: CaseFile) -
     kinds = [t.kind for t in timers]
     conn.execute(delete(timers_table).where(timers_table.c.case_id == case.case_id,
                                             timers_table.c.kind.not_in(kinds) if kinds else true()))
-    for timer in timers:
-        upsert(conn, timers_table, {"case_id": case.case_id, "kind": timer.kind},
-               {"county": case.county, "due_at": isoformat(timer.due_at)})
+    if timers:      # every pending timer of the case in one multi-row statement
+        statement = _insert(conn)(timers_table).values([
+            {"case_id": case.case_id, "kind": t.kind, "county": case.county, "due_at": isoformat(t.due_at)}
+            for t in timers])
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=["case_id", "kind"],
+            set_={"county": statement.excluded.county, "due_at": statement.excluded.due_at}))
+
+
+def _insert(conn: Connection):
+    if conn.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 class RoutingProjection:

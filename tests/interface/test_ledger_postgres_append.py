@@ -1,0 +1,137 @@
+"""PostgreSQL's one-statement append (minqing.ledger_pg) against the portable path it replaced:
+same hash chain, one verifiable history when both wrote into it, and no plan that scans the table."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from minqing import audit
+from minqing.db import make_engine, write_transaction
+from minqing.ledger import NO_STREAM, ConcurrencyError, Ledger, NewEvent, StreamWrite, chain_hash
+from minqing.service_kit import create_tables
+from tests.conftest import META, note
+
+# Text that JSON must escape, or must not: quotes, backslashes, control characters, a line separator,
+# characters beyond the BMP, DEL.
+AWKWARD = ['引号 "quoted" \\ back\\slash', "tab\tnew\nline\rret\x08\x0c\x01\x1f", "\u2028\u2029 \U0001F600 \x7f é"]
+
+
+def _engine(pg_url):
+    engine = make_engine(pg_url)
+    create_tables(engine)
+    return engine
+
+
+def _recompute(event, prev: str) -> str:
+    from minqing.ledger import canonical_json
+    return chain_hash(prev, event.position, event.event_id, event.stream, event.version, event.type,
+                      event.schema_version, canonical_json(event.data), canonical_json(event.metadata.to_dict()),
+                      event.recorded_at)
+
+
+def test_the_function_chains_exactly_as_chain_hash_does(pg_url):
+    engine = _engine(pg_url)
+    try:
+        ledger = Ledger(engine)
+        recorded = ledger.append("case-a", [note("a", t) for t in AWKWARD], NO_STREAM)
+        prev = "0" * 64
+        for event in recorded:
+            assert event.hash == _recompute(event, prev)
+            prev = event.hash
+        assert ledger.read_stream("case-a") == recorded
+        assert audit.verify(engine).ok
+    finally:
+        engine.dispose()
+
+
+def test_old_and_new_appends_into_one_ledger_verify_alike(pg_url):
+    engine = _engine(pg_url)
+    try:
+        ledger = Ledger(engine)
+        for i, awkward in enumerate(AWKWARD * 2):
+            stream = f"case-{i % 3}"
+            version = ledger.stream_version(stream)
+            if i % 2:    # the portable path, statement by statement through SQLAlchemy, as before
+                with write_transaction(engine) as conn:
+                    ledger._append_portable(conn, [StreamWrite(stream, [note(str(i), awkward)], version)])
+            else:        # the stored function: alone, joined to a caller's transaction, and a batch
+                ledger.append(stream, [note(str(i), awkward)], version)
+                with write_transaction(engine) as conn:
+                    ledger.append(stream, [note(str(i), "joined")], version + 1, conn=conn)
+                ledger.append_many([StreamWrite(f"batch-{i}-{j}", [note(str(j)) for _ in range(3)], NO_STREAM)
+                                    for j in range(4)])
+        verdict = audit.verify(engine)
+        assert verdict.ok, verdict.problem
+        assert verdict.checked == ledger.head()[0] == 3 * 1 + 3 * (1 + 1 + 12)
+    finally:
+        engine.dispose()
+
+
+def test_a_retried_append_returns_the_recorded_copy_and_conflicts_leave_the_callers_transaction_usable(pg_url):
+    engine = _engine(pg_url)
+    try:
+        ledger = Ledger(engine)
+        event = note("a")
+        first = ledger.append("case-a", [event], NO_STREAM)
+        assert ledger.append("case-a", [event], NO_STREAM) == first
+        with write_transaction(engine) as conn:
+            with pytest.raises(ConcurrencyError):
+                ledger.append("case-a", [note("a")], NO_STREAM, conn=conn)
+            assert conn.execute(text("SELECT count(*) FROM ledger_events")).scalar() == 1
+        assert ledger.head()[0] == 1
+    finally:
+        engine.dispose()
+
+
+def _scans(engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        row = conn.execute(text("SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+                                "WHERE relname = 'ledger_events'")).one()
+        conn.rollback()
+    return row[0], row[1]
+
+
+def test_the_checks_scan_indexes_even_when_first_planned_on_a_tiny_table(pg_url):
+    """The issue's plan trap: a plan cached while the table was tiny stayed a sequential scan, so each
+    append read the whole table. Every statement of the function is planned (and cached) on an empty
+    table here; then the table grows well past a page and the appends must not scan it."""
+    engine = _engine(pg_url)
+    try:
+        ledger = Ledger(engine)
+        fast_engines = []
+
+        def append_on_one_connection(n: int, start: int) -> None:
+            for i in range(start, start + n):
+                ledger.append(f"case-{i}", [note(str(i))], NO_STREAM)
+                ledger.append(f"case-{i}", [note(str(i))], 1)
+        append_on_one_connection(10, 0)          # plans cached on a tiny table (psycopg prepares after 5)
+        ledger.append_many([StreamWrite(f"bulk-{j}", [NewEvent("case.progress_noted",
+                                                               {"case_id": str(j), "cadre": "lj-c001", "note": "x" * 200},
+                                                               META) for _ in range(5)], NO_STREAM)
+                            for j in range(1000)])           # 5,000 events: many pages
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_stat_force_next_flush()"))
+            conn.commit()
+        seq_before, idx_before = _scans(engine)
+        threads = [threading.Thread(target=append_on_one_connection, args=(20, 100 + 20 * k)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # the appending connections flush their statistics when idle; force it through a fresh append
+        from minqing.ledger import _append_engine
+        fast = _append_engine(engine)
+        for _ in range(fast.pool.size()):
+            fast_engines.append(fast.raw_connection())
+        for raw in fast_engines:
+            raw.driver_connection.execute("SELECT pg_stat_force_next_flush()")
+            raw.driver_connection.execute("SELECT 1")
+            raw.close()
+        seq_after, idx_after = _scans(engine)
+        assert seq_after == seq_before, "an append scanned ledger_events sequentially"
+        assert idx_after - idx_before >= 80        # 80 appends, each with index lookups
+    finally:
+        engine.dispose()
