@@ -19,6 +19,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Connection, select
 
 from minqing import signing
+from minqing.text import LineField, TextField
 from minqing.vault import Vault
 from services.intake.schemas import AttachmentIn, LocationIn, NOT_BLANK, ReporterIn
 from services.intake.tables import channel_secrets_table, external_refs_table
@@ -29,13 +30,13 @@ CHANNEL = "wechat"
 class WeChatIn(Schema):
     msg_id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$",
                                                                    error="must be 1-64 letters, digits, '_' or '-'"))
-    openid = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    openid = LineField(required=True, validate=validate.Length(min=1, max=64))
     timestamp = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**40))
-    category = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    kind = fields.String(load_default="help", validate=validate.OneOf(("complaint", "inquiry", "help", "suggestion",
+    category = LineField(required=True, validate=validate.Length(min=1, max=100))
+    kind = LineField(load_default="help", validate=validate.OneOf(("complaint", "inquiry", "help", "suggestion",
                                                                         "dispute", "administrative_service")))
-    summary = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
-    details = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
+    summary = TextField(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
+    details = TextField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
     location = fields.Nested(LocationIn, required=True)
     reporter = fields.Nested(ReporterIn, required=True)
     attachments = fields.List(fields.Nested(AttachmentIn), load_default=list, validate=validate.Length(max=10))
