@@ -143,5 +143,8 @@ def sqlite_stack(tmp_path_factory, rabbit):
     stack.stop()
 
 
+@pytest.mark.xfail(raises=TimeoutError, strict=False,
+                   reason="issue #12 §2: intake on SQLite may stall 30 s (its own fix, on another branch); only a "
+                          "stall is excused here: a 5xx or an unassigned report still fails")
 def test_generated_hostile_input_on_sqlite(sqlite_stack):
     _run(sqlite_stack)
