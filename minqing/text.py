@@ -157,6 +157,7 @@ def problems(value: Any, path: str = "", multiline: bool = True) -> dict[str, li
             found.setdefault(where or "body", []).append(item.reason)
         elif isinstance(item, dict):
             for key, child in item.items():
+                key = key if isinstance(key, str) else str(key)     # YAML may have other keys
                 child_path = f"{where}.{printable(key)}" if where else printable(key)
                 if (why := text_problem(key, multiline=False)) is not None:
                     found.setdefault(child_path, []).append(f"the field name {why}")
