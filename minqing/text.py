@@ -42,8 +42,7 @@ _BAD_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u
                             "\U000cfffe\U000cffff\U000dfffe\U000dffff\U000efffe\U000effff\U000ffffe\U000fffff"
                             "\U0010fffe\U0010ffff]")
 _BREAKS = re.compile("[\t\n\r]")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_BRACKETS = re.compile(r"[\[\]{}]")
+_TOKENS = re.compile(r'[\\"\[\]{}]')
 
 
 def text_problem(value: str, multiline: bool = True) -> str | None:
@@ -124,12 +123,32 @@ class BadJson(ValueError):
     """A body that is not JSON at all, or nested too deep (an answer of 400, not of a field)."""
 
 
-def depth_of(text: str) -> int:
-    """How deeply arrays and objects nest in `text` (strings skipped), without parsing it."""
+def depth_of(text: str, limit: int = MAX_DEPTH) -> int:
+    """How deeply arrays and objects nest in `text` (brackets inside strings skipped), without
+    parsing it; stops counting past `limit`. One pass over the structural characters: linear in
+    the body, whatever quotes and backslashes it is made of."""
     depth = deepest = 0
-    for bracket in _BRACKETS.findall(_STRING.sub('""', text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
+    in_string = False
+    escaped_at = -1
+    for match in _TOKENS.finditer(text):
+        at, char = match.start(), match.group()
+        if at == escaped_at:
+            continue
+        if in_string:
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif char in "]}":
+            depth -= 1
     return deepest
 
 

@@ -158,7 +158,7 @@ class IntakeService:
             if policy is None:
                 raise ApiError(404, "not_found", "no such county is configured", {"county": ["unknown"]})
             wechat.verify(conn, self.vault, county, raw, request.headers.get("X-Minqing-Signature"))
-        message = load_json(raw, wechat.WeChatIn())
+        message = load_json(raw, wechat.WeChatIn(policy=policy))
         wechat.check_fresh(message["timestamp"], SYSTEM_CLOCK.now())
         credentials = new_credentials()     # before the transaction (issue #12.2)
         try:

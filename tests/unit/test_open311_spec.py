@@ -341,3 +341,12 @@ def test_a_recorded_unsafe_link_is_never_shown_as_media_url(policy):
     events[0].data["attachments"] = [{"ref": "javascript:alert(1)", "media_type": None, "name": None}]
     view = open311.request_view(fold("c1", events), events, policy, detailed=True)
     assert view["media_url"] is None
+
+
+def test_wechat_names_every_bad_field_with_the_catalogue(policy):
+    """Issue #12 §10: validation in stages named only the first stage's problems."""
+    from services.intake.wechat import WeChatIn
+    errors = WeChatIn(policy=policy).validate({
+        "msg_id": "m1", "openid": "o1", "timestamp": "soon", "category": "999", "summary": "路灯不亮",
+        "location": {"township": "黑岗乡", "village": "月球村"}, "reporter": {"name": "王五", "phone": "13800138000"}})
+    assert set(errors) == {"timestamp", "category", "location"} and set(errors["location"]) == {"village"}, errors

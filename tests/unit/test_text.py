@@ -86,3 +86,12 @@ def test_http_links_pass():
 def test_printable_escapes_what_it_refuses():
     assert text.printable("a\x00b\ud800") == "a\\u0000b\\ud800"
     assert text.printable("正常\n文本") == "正常\n文本"
+
+
+def test_measuring_depth_is_linear_whatever_the_quotes():
+    """A body of escaped quotes once made the string-skipping regex quadratic (minutes for 64 KiB)."""
+    import time
+    started = time.monotonic()
+    assert text.depth_of('"' + '\\"' * 32_000) == 0
+    assert text.depth_of(json.dumps({"a": "\\[\\", "b": {"c": [[]]}})) == 4
+    assert time.monotonic() - started < 2
