@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Any, Callable, Mapping
 
+from amqp.exceptions import ConnectionError as AmqpConnectionError
 from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -156,15 +157,18 @@ def api(handler: Callable) -> Callable:
 
 
 def unavailable(exc: BaseException) -> str | None:
-    """"database" or "broker" when `exc` says that one cannot be reached (a transient outage), else None.
+    """What cannot be reached when `exc` says so (a transient outage: 503), else None.
 
     SQLAlchemy's OperationalError covers lost and refused connections (and SQLite's busy lock),
     InterfaceError a connection closed under us; any DBAPIError whose connection was invalidated is
-    a disconnect too. kombu's OperationalError and socket errors are the broker's."""
+    a disconnect too. kombu's OperationalError and py-amqp's connection errors are the broker's; a
+    refused or reset socket elsewhere is some other backing service's."""
     if isinstance(exc, (OperationalError, InterfaceError)):
         return "database"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "database"
-    if isinstance(exc, (BrokerError, ConnectionError)):
-        return "broker"
+    if isinstance(exc, (BrokerError, AmqpConnectionError)):
+        return "message broker"
+    if isinstance(exc, ConnectionError):
+        return "backing service"
     return None

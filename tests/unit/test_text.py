@@ -95,3 +95,28 @@ def test_measuring_depth_is_linear_whatever_the_quotes():
     assert text.depth_of('"' + '\\"' * 32_000) == 0
     assert text.depth_of(json.dumps({"a": "\\[\\", "b": {"c": [[]]}})) == 4
     assert time.monotonic() - started < 2
+
+
+def test_an_unreachable_broker_or_database_is_503_with_retry_after():
+    """Issue #12 §3: an outage answered 500 internal_error; it is 503 unavailable, Retry-After: 5.
+    (The database case runs on the real PostgreSQL in tests/fault/test_database_outage.py.)"""
+    from amqp.exceptions import RecoverableConnectionError
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from sqlalchemy.exc import OperationalError
+    from minqing.http import api
+
+    def answer(exc):
+        @api
+        def handler(self, request):
+            raise exc
+        return handler(None, None)
+
+    for exc, what in [(KombuOperationalError("connection refused"), "message broker"),
+                      (RecoverableConnectionError("gone"), "message broker"),
+                      (OperationalError("SELECT 1", {}, Exception("server closed the connection")), "database"),
+                      (ConnectionResetError(), "backing service")]:
+        response = answer(exc)
+        body = json.loads(response.get_data())
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5", body
+        assert body["error"]["code"] == "unavailable" and what in body["error"]["message"]
+    assert answer(KeyError("bug")).status_code == 500
