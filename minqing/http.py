@@ -4,8 +4,8 @@ Errors answer `{"error": {"code", "message", "fields": {field: [reasons]}}}`.
 
 Every body and query string passes the door's text and number rule (minqing.text) before its
 schema, and the problems of both are answered together: one 422 naming every bad field. A database
-or broker that cannot be reached is 503 `unavailable` with `Retry-After`, not a 500: the request
-changed nothing and may be sent again.
+or broker that cannot be reached is 503 `unavailable` with `Retry-After`, not a 500: an outage, not
+a bug; the client sends the request again (a report with its Idempotency-Key, so it is not doubled).
 """
 from __future__ import annotations
 
