@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 from marshmallow import Schema, ValidationError, fields, validate
 
 from minqing.personal_data import find_raw_personal_data
+from minqing.text import text_problem
 
 CHANNELS = (
     "hotline",            # 24-hour hotline
@@ -354,6 +355,10 @@ def _raw_personal_data(value: Any, path: str = "") -> dict[str, list[str]]:
         kind = find_raw_personal_data(value)
         if kind:
             found[path or "data"] = [f"contains {kind}; events carry masked forms only"]
+        # What the door refuses (minqing.text) cannot be recorded either, whoever appends: a NUL
+        # cannot be stored by PostgreSQL, a lone surrogate cannot be hashed or published.
+        if (why := text_problem(value)) is not None:
+            found.setdefault(path or "data", []).append(why)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             found.update(_raw_personal_data(item, f"{path}.{key}" if path else str(key)))

@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 
 from minqing.contract import TIERS
 from minqing.http import flatten_errors
-from minqing import versioned
+from minqing import text, versioned
 from minqing.ledger import Ledger
 
 _CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", error="must be letters, digits, '.', '_' or '-'")
@@ -354,7 +354,11 @@ def _include_calendars(raw: Any, base: Path) -> Any:
 
 
 def read_policy_file(path: Path) -> dict:
+    """A policy file, validated; its text obeys the door's rule (minqing.text), as every input that
+    becomes an event does."""
     raw = _read_yaml(path, "(file)")
+    if refused := text.problems(raw):
+        raise PolicyError(refused)
     return validate_policy(_include_calendars(raw, Path(path).parent))
 
 

@@ -1,6 +1,11 @@
 """JSON over HTTP for every service: one error shape, never a stack trace, never an unplanned 5xx.
 
 Errors answer `{"error": {"code", "message", "fields": {field: [reasons]}}}`.
+
+Every body and query string passes the door's text and number rule (minqing.text) before its
+schema, and the problems of both are answered together: one 422 naming every bad field. A database
+or broker that cannot be reached is 503 `unavailable` with `Retry-After`, not a 500: an outage, not
+a bug; the client sends the request again (a report with its Idempotency-Key, so it is not doubled).
 """
 from __future__ import annotations
 
@@ -10,12 +15,18 @@ import logging
 import uuid
 from typing import Any, Callable, Mapping
 
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema, ValidationError, fields
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.wrappers import Response
+
+from minqing import text
 
 log = logging.getLogger("minqing.http")
 
 MAX_BODY_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = 5
 
 
 class _ErrorBody(Schema):
@@ -41,10 +52,11 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(error: ApiError) -> Response:
-    body: dict[str, Any] = {"code": error.code, "message": error.message}
-    if error.fields:
-        body["fields"] = error.fields
-    return json_response(error.status, {"error": body})
+    body: dict[str, Any] = {"code": error.code, "message": text.printable(error.message)}
+    if error.fields:    # a path or reason may quote what was sent: never echo a character we refuse
+        body["fields"] = {text.printable(k): [text.printable(m) for m in v] for k, v in error.fields.items()}
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if error.status == 503 else None
+    return json_response(error.status, {"error": body}, headers)
 
 
 def flatten_errors(messages: Any, root: str = "body", prefix: str = "") -> dict[str, list[str]]:
@@ -79,23 +91,35 @@ def read_body(request) -> bytes:
 
 def load_json(raw: bytes, schema: Schema, *, optional: bool = False) -> dict:
     """Parse and validate a JSON body, or raise ApiError naming every bad field. With `optional`, an
-    empty body stands for `{}`."""
+    empty body stands for `{}`. 400 for what is not a JSON object (or nests deeper than
+    minqing.text.MAX_DEPTH); 422 for bad fields — the door's text and number rule and the schema's
+    together, so one answer names them all."""
     if not raw and optional:
         raw = b"{}"
     if not raw:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object",
                        {"body": ["required"]})
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}",
-                       {"body": ["not valid JSON"]})
+        data = text.parse_json(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not UTF-8: {exc}", {"body": ["not UTF-8"]})
+    except text.BadJson as exc:
+        raise ApiError(400, "invalid_json", f"the request body is {exc}", {"body": [str(exc)]})
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object", {"body": ["not an object"]})
+    return _validated(schema, data, text.problems(data), "body", "some fields are missing or invalid")
+
+
+def _validated(schema: Schema, data: dict, refused: dict[str, list[str]], root: str, message: str) -> dict:
+    """`schema.load(data)` unless the door refused something; either way every problem is named."""
     try:
-        return schema.load(data)
+        loaded = schema.load(data)
+        errors: dict[str, list[str]] = {}
     except ValidationError as exc:
-        raise ApiError(422, "invalid_fields", "some fields are missing or invalid", flatten_errors(exc.messages))
+        errors = flatten_errors(exc.messages, root=root)
+    if refused or errors:   # the door's reason wins for a path it refused (the schema's would mislead)
+        raise ApiError(422, "invalid_fields", message, {**errors, **refused})
+    return loaded
 
 
 def read_json(request, schema: Schema, *, optional: bool = False) -> dict:
@@ -103,26 +127,48 @@ def read_json(request, schema: Schema, *, optional: bool = False) -> dict:
 
 
 def read_query(request, schema: Schema) -> dict:
-    """Validate query parameters (single values), or raise ApiError naming every bad one."""
-    try:
-        return schema.load(dict(request.args.items()))
-    except ValidationError as exc:
-        raise ApiError(422, "invalid_fields", "some query parameters are missing or invalid",
-                       flatten_errors(exc.messages, root="query"))
+    """Validate query parameters (single values, one line each), or raise ApiError naming every bad one."""
+    args = dict(request.args.items())
+    return _validated(schema, args, text.problems(args, multiline=False), "query",
+                      "some query parameters are missing or invalid")
 
 
 def api(handler: Callable) -> Callable:
-    """Wrap a nameko http handler: ApiError → its JSON answer; anything unexpected → a JSON 500 with
-    a reference that is also in the log (the only 5xx there is, and a bug whenever it shows up)."""
+    """Wrap a nameko http handler: ApiError → its JSON answer; the database or broker out of reach →
+    503 `unavailable` with Retry-After; anything else unexpected → a JSON 500 with a reference that
+    is also in the log (a bug whenever it shows up)."""
     @functools.wraps(handler)
     def wrapper(self, request, *args, **kwargs):
         try:
             return handler(self, request, *args, **kwargs)
         except ApiError as exc:
             return error_response(exc)
-        except Exception:
+        except Exception as exc:
+            what = unavailable(exc)
+            if what is not None:
+                log.warning("%s: the %s is unavailable (%s)", handler.__name__, what, type(exc).__name__)
+                return error_response(ApiError(503, "unavailable", f"the {what} cannot be reached just now; "
+                                               f"try again in {RETRY_AFTER_SECONDS} seconds"))
             reference = uuid.uuid4().hex[:12]
             log.exception("unhandled error in %s (reference %s)", handler.__name__, reference)
             return error_response(ApiError(500, "internal_error",
                                            f"an internal error occurred; reference {reference}"))
     return wrapper
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """What cannot be reached when `exc` says so (a transient outage: 503), else None.
+
+    SQLAlchemy's OperationalError covers lost and refused connections (and SQLite's busy lock),
+    InterfaceError a connection closed under us; any DBAPIError whose connection was invalidated is
+    a disconnect too. kombu's OperationalError and py-amqp's connection errors are the broker's; a
+    refused or reset socket elsewhere is some other backing service's."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return "database"
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "database"
+    if isinstance(exc, (BrokerError, AmqpConnectionError)):
+        return "message broker"
+    if isinstance(exc, ConnectionError):
+        return "backing service"
+    return None

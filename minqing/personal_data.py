@@ -1,19 +1,25 @@
 """Recognising and masking personal data (DESIGN principle 8).
 
-One place defines what a raw phone number or identity number looks like; intake masks free text
-with it, and the event contract refuses any event that still carries one.
+One place defines what a raw phone number, identity number or e-mail address looks like; intake and
+routing mask free text with it, and the event contract refuses any event that still carries one.
 """
 from __future__ import annotations
 
 import re
 
-# Full-width digits and separators (what Chinese input methods often type) read as ASCII.
-_WIDE = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "\uFF0B": "+", "\uFF0D": "-",
-                       "\u3000": " ", "\uFF0E": "."})
+# Full-width digits, letters and separators (what Chinese input methods often type) read as ASCII.
+_WIDE = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)},
+                       **{chr(0xFF21 + i): chr(0x41 + i) for i in range(26)},
+                       **{chr(0xFF41 + i): chr(0x61 + i) for i in range(26)}, "\uFF0B": "+", "\uFF0D": "-",
+                       "\u3000": " ", "\uFF0E": ".", "\uFF20": "@"})
 # Mainland mobile numbers (11 digits starting 13-19), optionally written with +86/86 and separators.
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[\s.-]?)?(1[3-9]\d)[\s.-]?(\d{4})[\s.-]?(\d{4})(?!\d)")
 # Landlines with an area code, e.g. 0452-5612345 or 04525612345.
 _LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})[\s.-]?(\d{7,8})(?!\d)")
+# E-mail addresses (ASCII local part, a dotted domain), e.g. zhang.san@example.com. The masked form
+# `z***@example.com` (as notify masks a contact's address) no longer matches: `*` is not in the class.
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9][A-Za-z0-9._%+-]*)@"
+                    r"((?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,})")
 # 18-character resident identity numbers.
 _ID_NUMBER = re.compile(r"(?<![\dXx])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dXx])")
 
@@ -37,8 +43,9 @@ def mask_name(name: str) -> str:
 
 
 def mask_free_text(text: str) -> str:
-    """Mask phone and identity numbers a resident typed into a summary or a note."""
+    """Mask phone numbers, identity numbers and e-mail addresses typed into a summary or a note."""
     text = text.translate(_WIDE)
+    text = _EMAIL.sub(lambda m: f"{m.group(1)[0]}***@{m.group(2)}", text)
     text = _ID_NUMBER.sub(lambda m: m.group(1)[:2] + "*" * 14 + m.group(3)[-2:], text)
     text = _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
     text = _LANDLINE.sub(lambda m: f"{m.group(1)}-****{m.group(2)[-2:]}", text)
@@ -59,4 +66,6 @@ def find_raw_personal_data(text: str) -> str | None:
         return "a raw identity number"
     if _LANDLINE.search(text):
         return "a raw landline number"
+    if _EMAIL.search(text):
+        return "a raw e-mail address"
     return None

@@ -23,6 +23,11 @@ Decisions (the spec leaves them to each jurisdiction):
 - GET requests: `service_request_id` overrides every other argument, as the spec says; otherwise
   the window defaults to the last 90 days and at most 1000 requests. Datetimes are W3C (ISO 8601
   with offset) in the county's time zone. `status_notes` says the Minqing status in plain Chinese.
+- Input: the form is read by `read_form` under the door's text rule (minqing.text): a control
+  character, a non-character or bytes that are not UTF-8 in any field are refused (400, every field
+  named) before anything is looked up; `description` and `address_string` may have line breaks.
+  `media_url` must be an http(s) link (minqing.text.link_problem), and only such a link is ever
+  shown as `media_url`, whatever older records hold.
 - Rendering: JSON is the spec's Spark mapping (arrays of objects; the definition is one object);
   XML is built with ElementTree, None as an empty element, booleans as true/false, and characters
   XML 1.0 forbids dropped (one pasted control character would otherwise break a whole list).
@@ -34,11 +39,13 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from minqing.casefile import CaseFile, OPEN_STATUSES
 from minqing.clock import parse_instant
 from minqing.county import CountyPolicy
+from minqing.text import link_problem, text_problem
 from services.intake.schemas import _PHONE
 
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
@@ -100,6 +107,27 @@ def _attribute(code: str, order: int, required: bool, description: str, values: 
 
 # ---- POST requests -----------------------------------------------------------------------------
 
+MULTILINE_FIELDS = ("description", "address_string")
+
+
+def read_form(raw: bytes) -> dict[str, str]:
+    """A form-encoded body as {name: value} (the last of a repeated name), or Open311Error(400)
+    naming every field that breaks the door's text rule (minqing.text)."""
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise Open311Error(400, ["the form is not UTF-8 (percent-encode UTF-8 bytes)"]) from None
+    form = dict(pairs)
+    problems = []
+    for name, value in sorted(form.items()):
+        if (why := text_problem(name, multiline=False)) is not None:
+            problems.append(f"a field name {why}")
+        elif (why := text_problem(value, multiline=name in MULTILINE_FIELDS)) is not None:
+            problems.append(f"{name} {why}")
+    if problems:
+        raise Open311Error(400, problems)
+    return form
+
 def _number(form: Mapping[str, str], name: str, low: float, high: float, problems: list) -> float | None:
     raw = form.get(name)
     if raw in (None, ""):
@@ -157,8 +185,10 @@ def parse_post(form: Mapping[str, str], policy: CountyPolicy) -> dict:
     if phone and not _PHONE.match(phone):
         problems.append("phone is not a mainland mobile number or a landline with area code")
     media_url = (form.get("media_url") or "").strip()
-    if media_url and not re.match(r"^https?://\S+$", media_url):
-        problems.append("media_url must be an http(s) URL")
+    if media_url and (why := link_problem(media_url)) is not None:
+        problems.append(f"media_url {why}")
+    if len(media_url) > 500:
+        problems.append("media_url may have at most 500 characters")
     email = (form.get("email") or "").strip()
     if len(email) > 200 or (email and "@" not in email):
         problems.append("email is not an e-mail address")
@@ -194,6 +224,8 @@ def request_view(case: CaseFile, events: list, policy: CountyPolicy, detailed: b
     category = policy.category(case.category) if case.category else None
     coordinates = reported.get("coordinates") or {}
     media = (reported.get("attachments") or [{}])[0].get("ref") if reported.get("attachments") else None
+    if media is not None and link_problem(media) is not None:    # recorded before links were checked
+        media = None
     view = {
         "service_request_id": case.case_id,
         "status": "open" if case.status in OPEN_STATUSES else "closed",

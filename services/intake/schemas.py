@@ -1,5 +1,9 @@
 """What a report must look like when it arrives over HTTP (marshmallow). The one place for intake's
-input rules: every field that is wrong is named, with why."""
+input rules: every field that is wrong is named, with why — all of them in one answer, the county
+catalogue's (county, category, places) included when the schema is given the ledger's engine.
+
+Free text obeys minqing.text (the door's rule: no control characters but line breaks in multi-line
+text, no unpaired surrogates); attachments are http(s) links (minqing.text.link_problem)."""
 from __future__ import annotations
 
 import re
@@ -8,6 +12,10 @@ from datetime import timezone
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from minqing.contract import CHANNELS, KINDS
+from minqing.db import read_transaction
+from minqing.personal_data import find_raw_personal_data
+from minqing.text import LineField, TextField, link_problem
+from services.intake.projection import load_county
 
 _PHONE = re.compile(r"^(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}$|^0\d{2,3}-?\d{7,8}$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -29,23 +37,28 @@ def id_number_ok(value: str) -> bool:
     return "10X98765432"[total % 11] == value[17]
 
 
+def _link(value: str) -> None:
+    if (why := link_problem(value)) is not None:
+        raise ValidationError(why)
+
+
 class CoordinatesIn(Schema):
     lat = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=-90, max=90))
     lon = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=-180, max=180))
 
 
 class LocationIn(Schema):
-    township = fields.String(required=True, validate=[validate.Length(min=1, max=100), NOT_BLANK])
-    village = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
-    hamlet = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
-    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=300))
+    township = LineField(required=True, validate=[validate.Length(min=1, max=100), NOT_BLANK])
+    village = LineField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
+    hamlet = LineField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
+    address = TextField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=300))
     coordinates = fields.Nested(CoordinatesIn, load_default=None, allow_none=True)
 
 
 class ReporterIn(Schema):
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=50), NOT_BLANK])
-    phone = fields.String(required=True, validate=validate.Length(min=7, max=20))
-    id_number = fields.String(load_default=None, allow_none=True, validate=validate.Length(equal=18))
+    name = LineField(required=True, validate=[validate.Length(min=1, max=50), NOT_BLANK])
+    phone = LineField(required=True, validate=validate.Length(min=7, max=20))
+    id_number = LineField(load_default=None, allow_none=True, validate=validate.Length(equal=18))
 
     @validates("phone")
     def _phone(self, value, **_):
@@ -59,29 +72,60 @@ class ReporterIn(Schema):
 
 
 class AttachmentIn(Schema):
-    ref = fields.String(required=True, validate=[validate.Length(min=1, max=500),
-                                                 validate.Regexp(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$",
-                                                                 error="must be a URI (https://…, att:…) of the stored file")])
-    media_type = fields.String(load_default=None, allow_none=True,
-                               validate=validate.Regexp(r"^[a-z]+/[a-z0-9.+-]+$", error="must be a media type such as image/jpeg"))
-    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
+    """A stored file, by its http(s) address: a client app shows it as a link, so no other scheme
+    (`javascript:`, `data:`, `file:`) may enter (issue #12)."""
+    ref = LineField(required=True, validate=[validate.Length(min=1, max=500), _link])
+    media_type = LineField(load_default=None, allow_none=True,
+                           validate=validate.Regexp(r"^[a-z]+/[a-z0-9.+-]+$", error="must be a media type such as image/jpeg"))
+    name = LineField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
+
+
+def catalogue_problems(policy, data: dict) -> dict:
+    """What in a report does not fit the county's catalogue: its category and places (codes or names)."""
+    errors: dict = {}
+    if data.get("category") is not None and policy.category(data["category"]) is None:
+        errors["category"] = [f"{data['category']!r} is not a category code of {policy.doc['name']} "
+                              f"(see GET /api/v1/counties/{policy.county})"]
+    loc = data.get("location")
+    if loc:
+        try:
+            policy.resolve_place(loc["township"], loc.get("village"), loc.get("hamlet"))
+        except KeyError as exc:
+            tier = exc.args[0]
+            errors["location"] = {tier: [f"{loc.get(tier)!r} is not a {tier} of {policy.doc['name']} "
+                                         f"(see GET /api/v1/counties/{policy.county})"]}
+    return errors
 
 
 class ReportIn(Schema):
-    county = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
-    category = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    kind = fields.String(load_default="help", validate=validate.OneOf(KINDS))
-    urgency = fields.String(load_default="normal", validate=validate.OneOf(("normal", "urgent")))
-    summary = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
-    details = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
+    """A report. Given `engine` (the ledger's), the county catalogue is checked here too, so a bad
+    channel and an unknown category are named in one answer (registration checks them again, as it
+    must for every channel)."""
+    county = LineField(required=True, validate=validate.Length(min=1, max=40))
+    channel = LineField(required=True, validate=validate.OneOf(CHANNELS))
+    category = LineField(required=True, validate=validate.Length(min=1, max=100))
+    kind = LineField(load_default="help", validate=validate.OneOf(KINDS))
+    urgency = LineField(load_default="normal", validate=validate.OneOf(("normal", "urgent")))
+    summary = TextField(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
+    details = TextField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
     location = fields.Nested(LocationIn, required=True)
     reporter = fields.Nested(ReporterIn, load_default=None, allow_none=True)
     attachments = fields.List(fields.Nested(AttachmentIn), load_default=list, validate=validate.Length(max=10))
     reported_at = fields.AwareDateTime(load_default=None, allow_none=True)
-    paper_form_ref = fields.String(load_default=None, allow_none=True,
-                                   validate=[validate.Length(min=1, max=100), NOT_BLANK])
-    agent = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
+    paper_form_ref = LineField(load_default=None, allow_none=True,
+                               validate=[validate.Length(min=1, max=100), NOT_BLANK])
+    agent = LineField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
+
+    def __init__(self, *args, engine=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.engine = engine
+
+    @validates("paper_form_ref")
+    def _not_personal(self, value, **_):
+        """The reference is recorded as given (masking would break it), so it may not hold a phone,
+        an identity number or an e-mail address."""
+        if value is not None and (kind := find_raw_personal_data(value)) is not None:
+            raise ValidationError(f"contains {kind}: give the paper form's reference only")
 
     @validates("reported_at")
     def _sane_time(self, value, **_):
@@ -108,6 +152,11 @@ class ReportIn(Schema):
                 errors["paper_form_ref"] = ["required with reported_at: the reference of the paper form"]
         if data.get("agent") is not None and channel != "proxy_agent":
             errors["agent"] = ["only a proxy_agent report names an agent"]
+        if self.engine is not None and data.get("county") is not None:
+            with read_transaction(self.engine) as conn:
+                policy = load_county(conn, data["county"])
+            if policy is not None:   # an unknown county is the service's to answer, after authorization
+                errors.update(catalogue_problems(policy, data))
         if errors:
             raise ValidationError(errors)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hmac
 import re
-from urllib.parse import parse_qsl
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -121,7 +120,7 @@ class IntakeService:
            limiter=REPORT_LIMIT, body=ReportIn, response=ReportOut, status=201)
     def report(self, request, principal):
         key = idempotency.key_of(request.headers)
-        report = read_json(request, ReportIn())
+        report = read_json(request, ReportIn(engine=self.ledger.engine))
         access.authorize(principal, "case.report", report["county"])
         credentials = new_credentials()     # slow, and it yields: before the transaction (issue #12.2)
 
@@ -159,7 +158,7 @@ class IntakeService:
             if policy is None:
                 raise ApiError(404, "not_found", "no such county is configured", {"county": ["unknown"]})
             wechat.verify(conn, self.vault, county, raw, request.headers.get("X-Minqing-Signature"))
-        message = load_json(raw, wechat.WeChatIn())
+        message = load_json(raw, wechat.WeChatIn(policy=policy))
         wechat.check_fresh(message["timestamp"], SYSTEM_CLOCK.now())
         credentials = new_credentials()     # before the transaction (issue #12.2)
         try:
@@ -225,7 +224,7 @@ class IntakeService:
     def o311_post(self, request, principal, fmt):
         _, fmt = open311.split_format("requests." + fmt)
         key = idempotency.key_of(request.headers)
-        form = dict(parse_qsl(read_body(request).decode("utf-8", "replace"), keep_blank_values=True))
+        form = open311.read_form(read_body(request))
         with read_transaction(self.ledger.engine) as conn:
             policy = self._jurisdiction(conn, form)
             submitter = self._api_key(conn, form.get("api_key"), policy, required=True)

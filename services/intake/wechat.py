@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import Connection, select
 
 from minqing import signing
+from minqing.text import LineField, TextField
 from minqing.vault import Vault
-from services.intake.schemas import AttachmentIn, LocationIn, NOT_BLANK, ReporterIn
+from services.intake.schemas import AttachmentIn, LocationIn, NOT_BLANK, ReporterIn, catalogue_problems
 from services.intake.tables import channel_secrets_table, external_refs_table
 
 CHANNEL = "wechat"
@@ -29,16 +30,27 @@ CHANNEL = "wechat"
 class WeChatIn(Schema):
     msg_id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$",
                                                                    error="must be 1-64 letters, digits, '_' or '-'"))
-    openid = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    openid = LineField(required=True, validate=validate.Length(min=1, max=64))
     timestamp = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**40))
-    category = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    kind = fields.String(load_default="help", validate=validate.OneOf(("complaint", "inquiry", "help", "suggestion",
+    category = LineField(required=True, validate=validate.Length(min=1, max=100))
+    kind = LineField(load_default="help", validate=validate.OneOf(("complaint", "inquiry", "help", "suggestion",
                                                                         "dispute", "administrative_service")))
-    summary = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
-    details = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
+    summary = TextField(required=True, validate=[validate.Length(min=1, max=2000), NOT_BLANK])
+    details = TextField(load_default=None, allow_none=True, validate=validate.Length(min=1, max=8000))
     location = fields.Nested(LocationIn, required=True)
     reporter = fields.Nested(ReporterIn, required=True)
     attachments = fields.List(fields.Nested(AttachmentIn), load_default=list, validate=validate.Length(max=10))
+
+    def __init__(self, *args, policy=None, **kwargs):
+        """With the county's `policy`, its catalogue (category, places) is checked in the same pass,
+        so every bad field is named in one answer."""
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+
+    @validates_schema(skip_on_field_errors=False)
+    def _catalogue(self, data, **_):
+        if self.policy is not None and (errors := catalogue_problems(self.policy, data)):
+            raise ValidationError(errors)
 
 
 def new_secret(conn: Connection, vault: Vault, county: str, at: datetime) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from minqing import signing
 from minqing.clock import isoformat
 from minqing.db import upsert
+from minqing.text import TextField
 from minqing.vault import Vault
 from services.notify.tables import inbound_messages_table, inbound_secrets_table
 
@@ -28,7 +29,7 @@ class SmsReplyIn(Schema):
                                                                    error="must be 1-64 letters, digits, '_', '.', ':' or '-'"))
     sender = fields.String(required=True, data_key="from", validate=validate.Regexp(
         r"^\+?[0-9][0-9 -]{4,19}$", error="must be a phone number"))
-    text = fields.String(required=True, validate=validate.Length(max=500))
+    text = TextField(required=True, validate=validate.Length(max=500))   # the door's text rule (minqing.text)
     timestamp = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**40))
 
 

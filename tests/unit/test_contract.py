@@ -55,3 +55,14 @@ def test_cloudevent_envelope_hides_the_resident_reference():
 def test_malformed_messages_are_recognised(body):
     with pytest.raises(cloudevents.MalformedMessage):
         cloudevents.parse(body)
+
+
+def test_the_contract_refuses_what_the_door_refuses():
+    """Issue #12: a NUL or a lone surrogate that reached an append (from any caller: CLI, a service
+    path that skipped the door) would stop PostgreSQL or the chain hash; the contract refuses it."""
+    import pytest
+    from minqing.contract import ContractViolation, validate_event
+    for bad in ("a\x00b", "a\ud800b", "\x1b[2J"):
+        with pytest.raises(ContractViolation) as caught:
+            validate_event("case.progress_noted", {"case_id": "c1", "cadre": "lj-c002", "unit": "u", "note": bad})
+        assert "note" in caught.value.errors, caught.value.errors

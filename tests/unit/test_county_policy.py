@@ -55,3 +55,15 @@ def test_field_errors_are_reported_with_their_paths(policy):
         validate_policy(broken)
     assert set(info.value.errors) == {"categories.2.time_limits.village.value",
                                       "townships.0.villages.0.hamlets.0.code", "tracking_prefix"}
+
+
+def test_a_policy_file_obeys_the_doors_text_rule(tmp_path):
+    """Issue #12: CLI input that becomes an event (`minqing county load`) is held to the same rule:
+    a YAML escape can make a NUL or a lone surrogate; the file is refused naming the path."""
+    text = LONGJIANG.read_text(encoding="utf-8")
+    bad = tmp_path / "longjiang.yaml"
+    for escape in ('"\\0"', '"\\ud800"', '"\\e"'):
+        bad.write_text(text.replace("\nname: ", f"\nname: {escape}\nold_name: ", 1), encoding="utf-8")
+        with pytest.raises(PolicyError) as caught:
+            read_policy_file(bad)
+        assert "name" in caught.value.errors, caught.value.errors

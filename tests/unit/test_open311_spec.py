@@ -309,3 +309,44 @@ def test_lat_and_long_are_sent_together(policy):
         open311.parse_post(_form(service_code="999", long=None, address_string=None), policy)
     descriptions = [i["description"] for i in open311.error_items(info.value)]
     assert descriptions.count("lat and long must be given together") == 1 and info.value.status == 400
+
+
+# ---- the door's rule (issue #12) -------------------------------------------------------------------
+
+def test_the_form_is_read_under_the_doors_text_rule():
+    """A control character in any field, or bytes that are not UTF-8, is 400 naming every field;
+    the description may have line breaks, single-line fields may not."""
+    assert open311.read_form("description=第一行%0A第二行&service_code=202".encode()) == {
+        "description": "第一行\n第二行", "service_code": "202"}
+    with pytest.raises(Open311Error) as caught:
+        open311.read_form(b"jurisdiction_id=long%00jiang&description=a%01b&first_name=%E4%BA%94%0A&api_key=k")
+    assert caught.value.status == 400
+    named = [d.split(" ")[0] for _, d in caught.value.problems]
+    assert named == ["description", "first_name", "jurisdiction_id"]
+    with pytest.raises(Open311Error):
+        open311.read_form(b"description=%ED%A0%80")       # an encoded surrogate is not UTF-8
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>",
+                                 "file:///etc/passwd", "https://u:p@files.example.cn/1.jpg"])
+def test_media_url_must_be_an_http_link(policy, url):
+    with pytest.raises(Open311Error) as caught:
+        open311.parse_post(_form(media_url=url), policy)
+    assert [d for _, d in caught.value.problems if d.startswith("media_url")], caught.value.problems
+
+
+def test_a_recorded_unsafe_link_is_never_shown_as_media_url(policy):
+    """Reports taken before links were checked may hold `javascript:`: Open311 does not echo it."""
+    events = _events(closed=False)
+    events[0].data["attachments"] = [{"ref": "javascript:alert(1)", "media_type": None, "name": None}]
+    view = open311.request_view(fold("c1", events), events, policy, detailed=True)
+    assert view["media_url"] is None
+
+
+def test_wechat_names_every_bad_field_with_the_catalogue(policy):
+    """Issue #12 §10: validation in stages named only the first stage's problems."""
+    from services.intake.wechat import WeChatIn
+    errors = WeChatIn(policy=policy).validate({
+        "msg_id": "m1", "openid": "o1", "timestamp": "soon", "category": "999", "summary": "路灯不亮",
+        "location": {"township": "黑岗乡", "village": "月球村"}, "reporter": {"name": "王五", "phone": "13800138000"}})
+    assert set(errors) == {"timestamp", "category", "location"} and set(errors["location"]) == {"village"}, errors

@@ -41,3 +41,17 @@ def test_phone_numbers_in_other_spellings_are_found_and_masked():
     for raw in ("１３８１２３４５６７８", "138.1234.5678", "04525612345", "＋８６ １３８－１２３４－５６７８"):
         assert find_raw_personal_data(f"请回电{raw}谢谢") is not None, raw
         assert find_raw_personal_data(mask_free_text(f"请回电{raw}谢谢")) is None, raw
+
+
+def test_email_addresses_in_free_text_are_masked_and_caught():
+    """Issue #12 §9: an e-mail address typed into details reached subscribers unmasked."""
+    for raw, masked in [("请回复 zhang.san@example.com 谢谢", "请回复 z***@example.com 谢谢"),
+                        ("13812345678@qq.com", "1***@qq.com"),
+                        ("ＷＡＮＧ＠ｅｘａｍｐｌｅ．ｃｎ", "W***@example.cn"),
+                        ("a.b-c+d@mail.163.com。", "a***@mail.163.com。")]:
+        assert mask_free_text(raw) == masked, raw
+        assert find_raw_personal_data(raw) == ("a raw mobile phone number" if raw.startswith("138")
+                                               else "a raw e-mail address"), raw
+        assert find_raw_personal_data(masked) is None, masked
+    for not_an_address in ("z***@example.com", "x@y", "@example.com", "价格@10元"):
+        assert find_raw_personal_data(not_an_address) is None, not_an_address
