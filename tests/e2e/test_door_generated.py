@@ -9,10 +9,8 @@ The number of examples is bounded (REPORTS + NOTES per backend) to keep each bac
 from __future__ import annotations
 
 import json
-import os
 import time
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.e2e.conftest import Stack
