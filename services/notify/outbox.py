@@ -31,6 +31,7 @@ from minqing.casefile import fold
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction, write_transaction
 from minqing.ledger import ANY, Ledger, Metadata, NewEvent
+from minqing.localtime import local_iso, zone_of
 from minqing.personal_data import mask_free_text
 from minqing.pins import PIN_SLOT, fill_pin, unseal_pin
 from minqing.vault import Vault
@@ -257,7 +258,11 @@ def list_outbox(conn: Connection, county: str, status: str | None = None, limit:
     if status:
         query = query.where(outbox_table.c.status == status)
     rows = [dict(r) for r in conn.execute(query).mappings()]
+    policy = policy_for(conn, county)
+    zone = zone_of(policy.doc if policy else None)
     for row in rows:
         row.pop("recipient_ref", None)
         row.pop("quiet", None)
+        for name in ("next_attempt_at", "sent_at"):        # shown to people: the county's time (#18.1a)
+            row[name] = local_iso(row[name], zone)
     return rows

@@ -50,3 +50,17 @@ def test_the_residents_tracking_view_is_in_local_time():
     assert view["reported_at"] == "2026-12-01T03:27:00+08:00"
     assert view["history"][0]["at"] == "2026-12-01T03:27:00+08:00"
     assert view["history"][0]["when"] == "2026年12月1日 03:27"
+
+
+def test_follow_up_states_follow_the_countys_settings():
+    """The 回访 queue (#18.5): scheduled until the ask time, due then, overdue once the first ask has
+    gone unanswered for the reply window."""
+    from datetime import timedelta
+
+    from services.notify.followup_queue import state_of
+    delivered = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
+    follow = {"after_minutes": 1440, "reply_within_minutes": 2880, "attempts": 2}
+    assert state_of(delivered, delivered + timedelta(hours=23, minutes=59), follow) == "scheduled"
+    assert state_of(delivered, delivered + timedelta(days=1), follow) == "due"
+    assert state_of(delivered, delivered + timedelta(days=2, hours=23), follow) == "due"
+    assert state_of(delivered, delivered + timedelta(days=3), follow) == "overdue"
