@@ -58,8 +58,15 @@ POLICY: dict[str, frozenset[str]] = {
 }
 
 TOKEN_PREFIX = "mq_"
-PIN_MAX_FAILURES = 5
-PIN_LOCKOUT = timedelta(minutes=15)
+# Wrong PINs (see pin_attempt): one client on one number, one client on every number, every client on
+# one number.
+PIN_MAX_FAILURES = 5                       # per (tracking number, client) …
+PIN_LOCKOUT = timedelta(minutes=15)        # … then that client is refused that number this long
+PIN_CLIENT_MAX_FAILURES = 20               # per client, on any numbers, within …
+PIN_CLIENT_WINDOW = timedelta(hours=1)     # … this window; then the client is refused tracking this long
+PIN_NUMBER_FREE_FAILURES = 10              # per tracking number, from all clients, within …
+PIN_NUMBER_WINDOW = timedelta(days=1)      # … this window; past it, one attempt on the number …
+PIN_NUMBER_SLOWDOWN = timedelta(minutes=1)  # … per this interval (from anyone)
 
 metadata_obj = MetaData()
 
@@ -89,11 +96,12 @@ access_log_table = Table(
     Column("action", String(40), nullable=False),
 )
 
-pin_attempts_table = Table(
-    "access_pin_attempts", metadata_obj,
-    Column("tracking_no", String(40), primary_key=True),
+pin_failures_table = Table(      # wrong-PIN counters, see pin_attempt
+    "access_pin_failures", metadata_obj,
+    Column("counter", String(120), primary_key=True),  # "pair:<no>|<client>", "client:<client>" or "number:<no>"
     Column("failures", Integer, nullable=False),
-    Column("locked_until", String(32), nullable=True),
+    Column("since", String(32), nullable=False),       # when this counting window began
+    Column("blocked_until", String(32), nullable=True),
 )
 
 
@@ -268,38 +276,102 @@ def too_many() -> ApiError:
     return ApiError(429, "rate_limited", "too many requests; slow down and try again shortly")
 
 
-def client_key(request) -> str:
-    """The client's address. Behind the gateway (a loopback peer) we trust its X-Forwarded-For."""
+GATEWAY_HEADER = "X-Minqing-Gateway"
+
+
+def client_key(request, gateway_secret: str | None) -> str:
+    """The client's address, for rate limits: the gateway's X-Forwarded-For when the request carries
+    the gateway's proof (`X-Minqing-Gateway: <MINQING_GATEWAY_SECRET>`, a secret `minqing run` makes for
+    each run), else the peer's address. Being a loopback peer proves nothing: any local client can
+    reach a service port and write its own X-Forwarded-For."""
     peer = request.remote_addr or "unknown"
     forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and peer.startswith("127."):
+    proof = request.headers.get(GATEWAY_HEADER)
+    if forwarded and gateway_secret and proof and hmac.compare_digest(proof.encode(), gateway_secret.encode()):
         return forwarded.split(",")[0].strip()
     return peer
 
 
-def pin_attempt(conn: Connection, tracking_no: str, pin_ok: bool, clock: Clock = SYSTEM_CLOCK) -> ApiError | None:
-    """Record one PIN attempt on a tracking number; return the error to answer, or None when it may
-    proceed. After PIN_MAX_FAILURES wrong PINs the number is locked for PIN_LOCKOUT (429), whatever
-    PIN comes next. The caller commits before raising, so failures are counted even though refused."""
-    now = clock.now()
-    locked = ApiError(429, "locked", "too many wrong PINs for this tracking number; try again later")
-    where = pin_attempts_table.c.tracking_no == tracking_no
-    row = conn.execute(select(pin_attempts_table).where(where)).first()
-    if row is not None and row.locked_until:
-        if parse_instant(row.locked_until) > now:
-            return locked
-        conn.execute(pin_attempts_table.delete().where(where))      # an expired lock: count afresh
-    # Every attempt is counted first, atomically (the upsert locks the row until commit), so
-    # concurrent guesses cannot all slip in under the limit; a right PIN counts only within it.
-    attempts = increment(conn, pin_attempts_table, {"tracking_no": tracking_no}, "failures")
-    if attempts > PIN_MAX_FAILURES:
-        conn.execute(update(pin_attempts_table).where(where, pin_attempts_table.c.locked_until.is_(None))
-                     .values(locked_until=isoformat(now + PIN_LOCKOUT)))
-        return locked
-    if pin_ok:
-        conn.execute(pin_attempts_table.delete().where(where))
+def _client_ref(client: str) -> str:
+    """A client's address as the counters keep it: hashed (an address is personal data)."""
+    return hashlib.sha256(client.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _counter(conn: Connection, name: str, now, window: timedelta):
+    """The counter row `name`, or None when it is absent or its window and block have passed."""
+    row = conn.execute(select(pin_failures_table).where(pin_failures_table.c.counter == name)).first()
+    if row is None:
         return None
-    if attempts >= PIN_MAX_FAILURES:
-        conn.execute(update(pin_attempts_table).where(where).values(locked_until=isoformat(now + PIN_LOCKOUT)))
+    blocked = row.blocked_until is not None and parse_instant(row.blocked_until) > now
+    if not blocked and parse_instant(row.since) + window <= now:
+        conn.execute(pin_failures_table.delete().where(pin_failures_table.c.counter == name))
+        return None
+    return row
+
+
+def _fail(conn: Connection, name: str, now) -> int:
+    """Count one failure on `name` (atomically: the upsert locks the row until commit); the new count."""
+    return increment(conn, pin_failures_table, {"counter": name}, "failures", since=isoformat(now))
+
+
+def _block(conn: Connection, name: str, until) -> None:
+    conn.execute(update(pin_failures_table).where(pin_failures_table.c.counter == name)
+                 .values(blocked_until=isoformat(until)))
+
+
+def pin_attempt(conn: Connection, tracking_no: str, client: str, pin_ok: bool,
+                clock: Clock = SYSTEM_CLOCK) -> ApiError | None:
+    """Record one PIN attempt on a tracking number from a client address; return the error to
+    answer, or None when it may proceed. The caller commits before raising, so failures count.
+
+    Tracking numbers are sequential, so a lockout per number alone lets anyone lock residents out
+    (issue #12.6). Failures are therefore counted three ways, and what they refuse is aimed at the
+    guesser, not the resident:
+
+    - per (number, client): PIN_MAX_FAILURES wrong PINs refuse *that client* that number for
+      PIN_LOCKOUT (429) — the resident, from any other address, is not affected;
+    - per client: PIN_CLIENT_MAX_FAILURES wrong PINs on any numbers within PIN_CLIENT_WINDOW refuse
+      that client all tracking for PIN_CLIENT_WINDOW (enumerating numbers is aimed at many residents);
+    - per number, from all clients: past PIN_NUMBER_FREE_FAILURES wrong PINs within
+      PIN_NUMBER_WINDOW, the number takes one attempt per PIN_NUMBER_SLOWDOWN (429 with a wait, the
+      PIN not even compared) — so guessing one PIN from many addresses stays infeasible (a million
+      PINs at one a minute: about a year on average), while the resident is slowed, never locked out.
+
+    A refused attempt is not compared, so a refusal never tells whether the PIN was right."""
+    now = clock.now()
+    client_ref = _client_ref(client)
+    pair, whole_client, number = f"pair:{tracking_no}|{client_ref}", f"client:{client_ref}", f"number:{tracking_no}"
+    rows = {name: _counter(conn, name, now, window) for name, window in
+            ((whole_client, PIN_CLIENT_WINDOW), (pair, PIN_LOCKOUT), (number, PIN_NUMBER_WINDOW))}
+    for row in rows.values():
+        if row is not None and row.blocked_until and parse_instant(row.blocked_until) > now:
+            return _locked(parse_instant(row.blocked_until) - now)
+    # Every attempt is counted first, atomically (the upsert locks the row until commit), so
+    # concurrent guesses cannot all slip in under the limits; a right PIN is uncounted after.
+    tries, client_tries = _fail(conn, pair, now), _fail(conn, whole_client, now)
+    if tries > PIN_MAX_FAILURES or client_tries > PIN_CLIENT_MAX_FAILURES:
+        return _locked(PIN_LOCKOUT if tries > PIN_MAX_FAILURES else PIN_CLIENT_WINDOW)
+    if _fail(conn, number, now) > PIN_NUMBER_FREE_FAILURES:
+        # Slowed down: this attempt must take the number's next slot (one conditional update, so
+        # of concurrent attempts from many addresses exactly one gets it), whatever its outcome.
+        taken = conn.execute(update(pin_failures_table).where(
+            pin_failures_table.c.counter == number,
+            (pin_failures_table.c.blocked_until.is_(None)) | (pin_failures_table.c.blocked_until <= isoformat(now)))
+            .values(blocked_until=isoformat(now + PIN_NUMBER_SLOWDOWN))).rowcount
+        if not taken:
+            return _locked(PIN_NUMBER_SLOWDOWN)
+    if pin_ok:
+        conn.execute(pin_failures_table.delete().where(pin_failures_table.c.counter == pair))
+        conn.execute(update(pin_failures_table).where(pin_failures_table.c.counter.in_([whole_client, number]))
+                     .values(failures=pin_failures_table.c.failures - 1))
+        return None
+    if tries >= PIN_MAX_FAILURES:
+        _block(conn, pair, now + PIN_LOCKOUT)
+    if client_tries >= PIN_CLIENT_MAX_FAILURES:
+        _block(conn, whole_client, now + PIN_CLIENT_WINDOW)
     return ApiError(404, "not_found", "no case matches this tracking number and PIN")
 
+
+def _locked(wait: timedelta) -> ApiError:
+    return ApiError(429, "locked", "too many wrong PINs; try again later",
+                    {"pin": [f"try again in {max(1, int(wait.total_seconds()))} s"]})

@@ -8,12 +8,15 @@
   minqing events tail              print ledger events as CloudEvents (--after N, --follow, --broker)
   minqing audit verify             walk the hash chain; non-zero exit naming the first bad position
   minqing audit head               print the head position and hash (publish it as an anchor)
-  minqing consumer parked          list events a consumer parked after repeated failures
+  minqing consumer parked [NAME]   list events consumers parked (failed) or held (behind a parked one)
+  minqing consumer retry NAME      apply parked events again after a fix (--position P | --all)
   minqing consumer rebuild NAME    drop a projection and replay the ledger into it
   minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
   minqing access log               who read which case's details
   minqing calendar build YEAR      a year's holidays and make-up days (调休) as a calendar file
   minqing db init                  create every table (services also do this when they start)
+  minqing db backup --out FILE     SQLite online backup, or pg_dump (custom format) on PostgreSQL
+  minqing db restore FILE          replace the database's content with a backup (processes stopped)
 """
 from __future__ import annotations
 
@@ -360,25 +363,48 @@ def cmd_events_tail(args, settings) -> int:
         return 0
 
 
+def _broker_uri(settings) -> tuple[str | None, str]:
+    """(the broker to tail, where that came from): MINQING_AMQP_URI or MINQING_AMQP_PORT when set,
+    else the one the running `minqing run` recorded in its run dir."""
+    if settings.amqp_uri or os.environ.get("MINQING_AMQP_PORT"):
+        return settings.effective_amqp_uri(), "the environment"
+    from minqing.runner import BROKER_FILE
+    recorded = settings.run_dir / BROKER_FILE
+    try:
+        return recorded.read_text().strip() or None, str(recorded)
+    except OSError:
+        return None, str(recorded)
+
+
 def _tail_broker(args, settings) -> int:
     import kombu
+    from kombu.exceptions import OperationalError
     from minqing.service_kit import EVENTS_EXCHANGE
+    uri, source = _broker_uri(settings)
+    if uri is None:
+        return _fail(f"no running stack recorded its broker in {source}: start it with `make run`, or name "
+                     f"the broker with MINQING_AMQP_URI (or MINQING_AMQP_PORT for a local one)")
     queue = kombu.Queue("", exchange=EVENTS_EXCHANGE, routing_key=args.routing_key, exclusive=True, auto_delete=True)
 
     def show(body, message):
         print(json.dumps(body, ensure_ascii=False) if not isinstance(body, (bytes, str)) else body, flush=True)
         message.ack()
 
-    with kombu.Connection(settings.effective_amqp_uri(), connect_timeout=5) as conn:
-        with conn.Consumer(queue, callbacks=[show], accept=["json", "cloudevents"]):
-            try:
+    try:
+        with kombu.Connection(uri, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+            with conn.Consumer(queue, callbacks=[show], accept=["json", "cloudevents"]):
                 while True:
                     try:
                         conn.drain_events(timeout=1)
                     except TimeoutError:
                         continue
-            except KeyboardInterrupt:
-                return 0
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, OperationalError) as exc:
+        where = kombu.Connection(uri).as_uri()      # the password masked
+        return _fail(f"cannot reach the broker {where} (from {source}): {type(exc).__name__}; is the stack "
+                     f"running (`make run`)? Otherwise name the broker with MINQING_AMQP_URI")
 
 
 def cmd_audit(args, settings) -> int:
@@ -420,8 +446,19 @@ REBUILDABLE = {
 }
 
 
+PROJECTIONS = {**REBUILDABLE, "notify.rules": "services.notify.rules:NotificationRules"}
+
+
+def _projection(name: str, ledger):
+    import importlib
+    module, _, cls = PROJECTIONS[name].partition(":")
+    for md in all_metadata():
+        md.create_all(ledger.engine)
+    return getattr(importlib.import_module(module), cls)(ledger, {})
+
+
 def cmd_consumer(args, settings) -> int:
-    from minqing.consumer import list_parked, rebuild
+    from minqing.consumer import list_parked, rebuild, retry
     _, ledger = _engine_and_ledger(settings)
     if args.action == "rebuild":
         if args.name == "notify.rules":
@@ -429,20 +466,32 @@ def cmd_consumer(args, settings) -> int:
                          "send every notification again")
         if args.name not in REBUILDABLE:
             return _fail(f"unknown projection {args.name!r}; one of: {', '.join(REBUILDABLE)}")
-        import importlib
-        for md in all_metadata():
-            md.create_all(ledger.engine)
-        module, _, cls = REBUILDABLE[args.name].partition(":")
         from minqing.progress import Progress, ReadProgress
         progress = Progress(f"rebuild {args.name}")
-        projection = getattr(importlib.import_module(module), cls)(ledger, {})
+        projection = _projection(args.name, ledger)
         position = rebuild(ReadProgress(ledger, progress), projection, projection.drop)
         progress.done(f"replayed up to position {position}")
         print(f"{args.name} rebuilt from the ledger up to position {position}")
         return 0
-    rows = list_parked(ledger, args.consumer)
+    if args.action == "retry":
+        if args.name not in PROJECTIONS:
+            return _fail(f"unknown projection {args.name!r}; one of: {', '.join(PROJECTIONS)}")
+        try:
+            report = retry(ledger, _projection(args.name, ledger), position=args.position)
+        except LookupError as exc:
+            return _fail(str(exc))
+        for line in report:
+            print(json.dumps(line, ensure_ascii=False))
+        left = len(list_parked(ledger, args.name))
+        print(f"{sum(r['outcome'] == 'applied' for r in report)} applied, "
+              f"{sum(r['outcome'] == 'failed' for r in report)} failed; {left} still parked or held", file=sys.stderr)
+        return 0 if all(r["outcome"] == "applied" for r in report) else 1
+    rows = list_parked(ledger, args.name or args.consumer)
     for row in rows:
-        print(json.dumps(row, ensure_ascii=False))
+        print(json.dumps({"consumer": row["consumer"], "position": row["position"], "stream": row["stream"],
+                          "type": row["type"], "state": "held" if row["held_behind"] is not None else "parked",
+                          "held_behind": row["held_behind"], "error": row["error"], "parked_at": row["parked_at"],
+                          "event_id": row["event_id"]}, ensure_ascii=False))
     if not rows:
         print("no parked events", file=sys.stderr)
     return 0
@@ -474,6 +523,30 @@ def cmd_db_init(args, settings) -> int:
     return 0
 
 
+def cmd_db_backup(args, settings) -> int:
+    from minqing import backup
+    try:
+        if args.print_only:
+            if backup.backend(settings.database_url) == "sqlite":
+                return _fail("--print applies to PostgreSQL; SQLite is copied by the online backup API")
+            print(backup.dump_plan(settings.database_url, Path(args.out)).shown())
+            return 0
+        print(backup.backup(settings.database_url, Path(args.out)))
+    except backup.BackupError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_db_restore(args, settings) -> int:
+    from minqing import backup
+    try:
+        print(backup.restore(settings.database_url, Path(args.file)))
+    except backup.BackupError as exc:
+        return _fail(str(exc))
+    print("next: minqing audit verify --expect-head POSITION:HASH (the last head you published)", file=sys.stderr)
+    return 0
+
+
 # ---- processes ------------------------------------------------------------------------------------
 
 def cmd_relay(args, settings) -> int:
@@ -483,9 +556,9 @@ def cmd_relay(args, settings) -> int:
     _, ledger = _engine_and_ledger(settings)
     try:
         from prometheus_client import start_http_server
-        start_http_server(settings.http_port + 5, addr="127.0.0.1")
+        start_http_server(settings.relay_metrics_port, addr="127.0.0.1")
     except OSError as exc:
-        log.warning("relay metrics not served on port %d: %s", settings.http_port + 5, exc)
+        log.warning("relay metrics not served on port %d: %s", settings.relay_metrics_port, exc)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -535,9 +608,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parser("head").set_defaults(func=cmd_audit, action="head")
 
     consumer = sub.add_parser("consumer", help="event consumers").add_subparsers(dest="action", required=True)
-    p = consumer.add_parser("parked")
-    p.add_argument("--consumer")
+    p = consumer.add_parser("parked", help="list parked and held events (all consumers, or NAME's)")
+    p.add_argument("name", nargs="?", help="a consumer, e.g. routing.assignments")
+    p.add_argument("--consumer", help=argparse.SUPPRESS)      # the older spelling of NAME
     p.set_defaults(func=cmd_consumer, action="parked")
+    p = consumer.add_parser("retry", help="apply parked events again, each stream in order (after fixing the cause)")
+    p.add_argument("name", help=", ".join(PROJECTIONS))
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--position", type=int, help="the stream of this parked or held event")
+    which.add_argument("--all", action="store_true", help="every stream with parked events")
+    p.set_defaults(func=cmd_consumer, action="retry")
     p = consumer.add_parser("rebuild", help="drop a projection and replay the ledger into it (stop its service first)")
     p.add_argument("name", help=", ".join(REBUILDABLE))
     p.set_defaults(func=cmd_consumer, action="rebuild")
@@ -649,6 +729,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)
+    p = db.add_parser("backup", help="back up the database (SQLite online backup; pg_dump on PostgreSQL)")
+    p.add_argument("--out", required=True, help="the backup file to write (never overwritten)")
+    p.add_argument("--print", dest="print_only", action="store_true",
+                   help="PostgreSQL: print the pg_dump command (password hidden) instead of running it")
+    p.set_defaults(func=cmd_db_backup)
+    p = db.add_parser("restore", help="replace the database's content with a backup (stop every process first)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_db_restore)
+
+    from services.console.commands import add_parser as add_account_parser   # `minqing account …`
+    add_account_parser(sub)
     return parser
 
 

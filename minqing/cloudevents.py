@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any, Mapping
 
 from kombu import serialization
@@ -28,6 +29,9 @@ REQUIRED = ("specversion", "id", "source", "type", "subject", "time", "dataconte
 
 serialization.register("cloudevents", lambda body: json.dumps(body, ensure_ascii=False),
                        json.loads, content_type=CONTENT_TYPE, content_encoding="utf-8")
+
+
+SEQUENCE = re.compile(r"[0-9]{1,20}")
 
 
 class MalformedMessage(ValueError):
@@ -74,12 +78,13 @@ def to_cloudevent(event: RecordedEvent) -> dict:
 
 
 def parse(body: Any) -> tuple[int, str]:
-    """Check a received body is a Minqing CloudEvent; return (position, minqing event type)."""
+    """Check a received body is a Minqing CloudEvent; return (position, minqing event type).
+    Raises only MalformedMessage, whatever the body."""
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body)
-        except ValueError as exc:
-            raise MalformedMessage(f"body is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise MalformedMessage(f"body is not JSON: {type(exc).__name__}") from None
     if not isinstance(body, dict):
         raise MalformedMessage("body is not a JSON object")
     missing = [k for k in REQUIRED if k not in body]
@@ -87,10 +92,16 @@ def parse(body: Any) -> tuple[int, str]:
         raise MalformedMessage(f"missing CloudEvents attributes: {', '.join(missing)}")
     if body["specversion"] != SPECVERSION:
         raise MalformedMessage(f"specversion must be {SPECVERSION!r}")
+    not_text = [k for k in REQUIRED if k != "data" and not isinstance(body[k], str)]
+    if not_text:
+        raise MalformedMessage(f"attributes must be strings: {', '.join(not_text)}")
+    if not isinstance(body["data"], dict):
+        raise MalformedMessage("data must be a JSON object")
     seq = body["sequence"]
-    if not isinstance(seq, str) or not seq.isdigit():
-        raise MalformedMessage("sequence must be a string of digits")
+    # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses
+    if not SEQUENCE.fullmatch(seq):
+        raise MalformedMessage("sequence must be 1 to 20 ASCII digits")
     etype = body["type"]
-    if not isinstance(etype, str) or not etype.startswith("cn.minqing."):
+    if not etype.startswith("cn.minqing."):
         raise MalformedMessage("type must start with 'cn.minqing.'")
     return int(seq), etype[len("cn.minqing."):]

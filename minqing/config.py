@@ -51,12 +51,25 @@ class Settings:
     assessment_dir: Path
     log_level: str
     sweep_seconds: float = 5.0    # how often routing's timer sweep looks for due deadlines
+    gateway_secret: str | None = None   # the gateway's proof to the services (`minqing run` makes one per run)
+
+    # Every port of one stack, as an offset from `http_port` (the gateway): the one place they are set.
+    PORT_OFFSETS = {"intake": 1, "routing": 2, "notify": 3, "assessment": 4, "relay-metrics": 5,
+                    "exporter": 6, "console": 7}
+    SERVICES = ("intake", "routing", "notify", "assessment", "console")
 
     @property
     def service_ports(self) -> dict[str, int]:
-        """Each service's own HTTP port, behind the gateway on `http_port`."""
-        names = ("intake", "routing", "notify", "assessment")
-        return {name: self.http_port + 1 + i for i, name in enumerate(names)}
+        """Each HTTP service's own port, behind the gateway on `http_port`."""
+        return {name: self.http_port + self.PORT_OFFSETS[name] for name in self.SERVICES}
+
+    @property
+    def relay_metrics_port(self) -> int:
+        return self.http_port + self.PORT_OFFSETS["relay-metrics"]
+
+    @property
+    def exporter_port(self) -> int:
+        return self.http_port + self.PORT_OFFSETS["exporter"]
 
     def effective_amqp_uri(self) -> str:
         return self.amqp_uri or f"pyamqp://guest:guest@127.0.0.1:{self.amqp_port}//"
@@ -77,4 +90,11 @@ def load() -> Settings:
         assessment_dir=Path(os.environ.get("MINQING_ASSESSMENT_DIR") or ROOT / "deploy" / "assessment"),
         log_level=os.environ.get("MINQING_LOG_LEVEL", "INFO").upper(),
         sweep_seconds=_seconds("MINQING_SWEEP_SECONDS", 5.0),
+        gateway_secret=gateway_secret(),
     )
+
+
+def gateway_secret() -> str | None:
+    """MINQING_GATEWAY_SECRET: the proof the gateway adds to each forwarded request; with it, and only
+    with it, a service trusts the request's X-Forwarded-For (minqing.access.client_key)."""
+    return os.environ.get("MINQING_GATEWAY_SECRET") or None

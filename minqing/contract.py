@@ -209,13 +209,15 @@ class CaseDelivered(CaseEvent):
 
 
 class CaseFollowedUp(CaseEvent):
-    """回访: the resident's rating of the result (reply code 1 satisfied, 2 basically satisfied,
-    3 unsatisfied), or `unreachable` after the county's asks went unanswered."""
+    """回访: the resident's rating of the result (satisfied, basically satisfied, unsatisfied), or
+    `unreachable` after the county's asks went unanswered; and, when the resident answered it, whether
+    the matter was actually solved (`solved`, for 解决率; issue #17 §3)."""
     rating = fields.String(required=True, validate=validate.OneOf(RATINGS))
     via = fields.String(required=True, validate=validate.OneOf(("sms", "call", "visit", "online")))
     # optional (added without a new version; absent in older events)
     asks = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=20))
     by = fields.String(load_default=None, allow_none=True, validate=_ID)      # the operator who entered it
+    solved = fields.Boolean(load_default=None, allow_none=True, truthy={True}, falsy={False})   # absent: not asked
 
 
 class CaseReason(CaseEvent):

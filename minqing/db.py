@@ -3,20 +3,37 @@
 SQLite (the embedded default) runs in WAL mode and opens write transactions with BEGIN IMMEDIATE,
 so a transaction that reads and then writes can never fail half-way on a lock upgrade. PostgreSQL
 uses READ COMMITTED; the ledger serialises its appends itself (see minqing.ledger).
+
+Waiting for SQLite's write lock (issue #12.2). SQLite's own busy wait sleeps inside a C call: in a
+nameko service every green thread of the process stops meanwhile — including the one that holds the
+lock, if it yielded inside its transaction, which then cannot commit: the waiter waited the whole
+busy timeout (it was 30 s) and the request answered 503. So:
+
+- SQLite waits at most SQLITE_BUSY_MS inside one call (the longest the hub can be stopped by a lock);
+- BEGIN IMMEDIATE — the one statement where a writer waits for another — is retried with
+  `time.sleep` between tries, which in a monkey-patched service yields to the hub (the lock's holder
+  in this process runs and commits), for up to SQLITE_LOCK_WAIT_SECONDS in all;
+- and nothing that yields runs inside a write transaction (services/intake hashes PINs before BEGIN).
+Running sqlite3 calls in eventlet's thread pool instead was rejected: every statement would pay a
+thread hand-off, and the pool (20 threads) would be shared with PIN hashing.
 """
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 
 _WRITE = "minqing_write"
+SQLITE_BUSY_MS = 20                 # the longest one wait inside SQLite (it blocks the OS thread)
+SQLITE_LOCK_WAIT_SECONDS = 30.0     # how long a write transaction waits for the lock in all
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_conn, _record):
@@ -24,16 +41,33 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _begin(conn):
-            mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            if conn.get_execution_options().get(_WRITE):
+                _begin_immediate(conn)
+            else:
+                conn.exec_driver_sql("BEGIN DEFERRED")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _begin_immediate(conn) -> None:
+    """Take SQLite's write lock, waiting for it in short blocking tries with yielding pauses between."""
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_SECONDS
+    pause = 0.001
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)       # monkey-patched in a service: other green threads run meanwhile
+        pause = min(pause * 2, 0.05)
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -9,7 +9,8 @@ directories.  This module starts *private* instances:
   directory the caller chooses (`<dir>/rabbitmq/`, `<dir>/postgres/`);
 * they are children of the calling Python process, each in its own process group, and are
   stopped on `stop()`, when a `with` block ends, or - as a safety net - at interpreter exit
-  (`atexit`).  A process killed with SIGKILL cannot clean up, of course.
+  (`atexit`).  A process killed with SIGKILL cannot clean up itself; `on_spawn` tells a watchdog
+  (minqing.watchdog, as `minqing run` uses) each process group, so that it can.
 
 Typical use::
 
@@ -382,6 +383,7 @@ class _Service:
         self._proc: subprocess.Popen | None = None
         self._lock_fd: int | None = None
         self._run_as: _RunAs | None = None
+        self.on_spawn = None   # called with the pid (= process group) of every process started
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -474,7 +476,7 @@ class _Service:
         """Start argv in its own session/process group as the service user, output to logfile."""
         with self._open_log(logfile) as out:
             try:
-                return subprocess.Popen(
+                proc = subprocess.Popen(
                     argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
                     **self._run_as.popen_kwargs(),
@@ -482,6 +484,9 @@ class _Service:
             except FileNotFoundError as exc:
                 raise DevStackError(f"{exc.filename} not found; run "
                                     f"`python -m minqing.devstack check`") from None
+        if self.on_spawn is not None:
+            self.on_spawn(proc.pid)
+        return proc
 
     def _open_log(self, path: Path):
         """Open a log file for appending, owned by the service user."""
@@ -671,9 +676,10 @@ class RabbitMQ(_Service):
     system_user = "rabbitmq"
 
     def __init__(self, base_dir: str | os.PathLike, port: int | None = None, *,
-                 startup_timeout: float = 90.0, config: str = ""):
+                 startup_timeout: float = 90.0, config: str = "", on_spawn=None):
         super().__init__(base_dir, port, startup_timeout)
         self.extra_config = config
+        self.on_spawn = on_spawn   # e.g. `minqing run`'s watchdog, which stops the node if run dies
         self.dist_port: int | None = None
         self.epmd_port: int | None = None
         self._epmd: subprocess.Popen | None = None

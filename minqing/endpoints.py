@@ -12,11 +12,62 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from nameko.web.handlers import http
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer
 
-from minqing import access
+from minqing import access, config
 from minqing.db import read_transaction
-from minqing.http import ApiError, api
+from minqing.http import MAX_BODY_BYTES, ApiError, api
+
+
+class _ChunkedBody:
+    """WSGI middleware: a chunked request body (no Content-Length) is read here, up to MAX_BODY_BYTES,
+    and handed on as an ordinary body with a Content-Length; a longer one is answered 413 at once (and
+    the connection closed, the rest unread).
+
+    Why: eventlet's server decodes chunked input but does not set `wsgi.input_terminated`, so werkzeug
+    treats a body without Content-Length as empty — a chunked report would be read as `{}`."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        import io
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH"):
+            try:
+                body = environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+            except (OSError, ValueError):
+                return self._refuse(start_response, 400, "bad_request", "the chunked request body is malformed")
+            if len(body) > MAX_BODY_BYTES:
+                return self._refuse(start_response, 413, "body_too_large",
+                                    f"the request body exceeds {MAX_BODY_BYTES} bytes")
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            del environ["HTTP_TRANSFER_ENCODING"]
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _refuse(start_response, status: int, code: str, message: str):
+        import json
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        reason = {400: "BAD REQUEST", 413: "REQUEST ENTITY TOO LARGE"}[status]
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"),
+                                              ("Content-Length", str(len(body))), ("Connection", "close")])
+        return [body]
+
+
+class _WebServer(WebServer):
+    """nameko's web server (one per service container), with chunked bodies read and bounded."""
+
+    def get_wsgi_app(self):
+        return _ChunkedBody(super().get_wsgi_app())
+
+
+class _HttpEntrypoint(HttpRequestHandler):
+    server = _WebServer()
+
+
+http = _HttpEntrypoint.decorator
 
 
 @dataclass(frozen=True)
@@ -64,7 +115,7 @@ def route(method: str, path: str, *, action: str, summary: str, limiter: access.
                     principal = access.authenticate(conn, request.headers.get("Authorization"))
                 access.authorize(principal, action)
             if limiter is not None:
-                key = principal.token_id if principal else access.client_key(request)
+                key = principal.token_id if principal else access.client_key(request, config.gateway_secret())
                 if not limiter.allow(key):
                     raise access.too_many()
             return fn(self, request, principal, **path_values)

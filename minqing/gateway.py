@@ -2,7 +2,13 @@
 it, and answers GET /health for the whole stack (every service, the ledger, the broker, the relay).
 
 Each service also serves its own /health on its own port; nameko gives every service container its
-own web server, so one port for all of them needs this small front.
+own web server, so one port for all of them needs this small front. It runs as a process of its own
+(`python -m minqing.gateway`), supervised by `minqing run` like the services.
+
+The gateway tells the services who the client is with `X-Forwarded-For`, and proves that the header is
+its own with `X-Minqing-Gateway: <MINQING_GATEWAY_SECRET>`; a service trusts the forwarded address only
+with that proof (minqing.access.client_key), so a client talking to a service port directly cannot
+pick its own address to dodge rate limits.
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from minqing import relay as relay_mod
+from minqing import config as config_mod
+from minqing.access import GATEWAY_HEADER
 from minqing.config import Settings
 from minqing.endpoints import SERVICES, openapi_document, routes_of, service_class
 from minqing.ledger import Ledger
@@ -39,10 +47,24 @@ def _build_routes() -> list[tuple[str, re.Pattern, str]]:
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
               "proxy-authenticate", "host", "content-length"}
+# Never passed on from a client (only the gateway speaks for the client) ...
+FROM_CLIENT_DROPPED = {"x-forwarded-for", GATEWAY_HEADER.lower()}
+# ... nor from a service: the gateway's own server writes Date and Server once.
+FROM_SERVICE_DROPPED = {"date", "server"}
 
 
 def _json(status: int, body: dict) -> Response:
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
+
+
+def _error(path: str, status: int, code: str, message: str) -> Response:
+    """An error the gateway makes itself, in the format the client asked for: Open311's XML error
+    list when the path ends `.xml`, Minqing's JSON error otherwise."""
+    if path.endswith(".xml"):
+        from services.intake import open311
+        body, content_type = open311.render("errors", [{"code": status, "description": message}], "xml")
+        return Response(body, status=status, content_type=content_type)
+    return _json(status, {"error": {"code": code, "message": message}})
 
 
 def route(method: str, path: str, routes) -> str | None:
@@ -56,37 +78,39 @@ class Gateway:
     def __init__(self, settings: Settings, ledger: Ledger):
         self.settings = settings
         self.ledger = ledger
-        self.routes = _build_routes()
+        self.routes = _build_routes() + [(m, re.compile(r"^/(console|static)/"), "console") for m in ("GET", "POST")]
         self.openapi = openapi_document(service_class(n) for n in SERVICES)
         self._health_cache: tuple | None = None
 
     def _forward(self, service: str, request: Request) -> Response:
         port = self.settings.service_ports[service]
-        too_large = _json(413, {"error": {"code": "body_too_large",
-                                          "message": f"the request body exceeds {MAX_BODY} bytes"}})
+        too_large = _error(request.path, 413, "body_too_large", f"the request body exceeds {MAX_BODY} bytes")
         if request.content_length and request.content_length > MAX_BODY:
             return too_large
         body = request.stream.read(MAX_BODY + 1)      # bounded even when chunked (no Content-Length)
         if len(body) > MAX_BODY:
             return too_large
         headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in HOP_BY_HOP and k.lower() != "x-forwarded-for"}
+                   if k.lower() not in HOP_BY_HOP and k.lower() not in FROM_CLIENT_DROPPED}
         headers["X-Forwarded-For"] = request.remote_addr or "unknown"
+        if self.settings.gateway_secret:
+            headers[GATEWAY_HEADER] = self.settings.gateway_secret
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
             # the URI as the client sent it (still percent-encoded), so any path is forwarded as is
             target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or quote(request.path)
             if not target.startswith("/") or any(c in target for c in " \r\n"):
-                return _json(400, {"error": {"code": "bad_request", "message": "the request line is malformed"}})
+                return _error(request.path, 400, "bad_request", "the request line is malformed")
             conn.request(request.method, target, body=body or None, headers=headers)
             upstream = conn.getresponse()
             payload = upstream.read()
-            out_headers = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP]
+            out_headers = [(k, v) for k, v in upstream.getheaders()
+                           if k.lower() not in HOP_BY_HOP and k.lower() not in FROM_SERVICE_DROPPED]
             return Response(payload, status=upstream.status, headers=out_headers)
         except Exception as exc:       # unreachable, reset, or anything odd: one clean answer, no trace
             log.warning("%s is unreachable: %s", service, type(exc).__name__)
-            return _json(503, {"error": {"code": "service_unavailable",
-                                         "message": f"the {service} service is not answering; try again shortly"}})
+            return _error(request.path, 503, "service_unavailable",
+                          f"the {service} service is not answering; try again shortly")
         finally:
             conn.close()
 
@@ -130,21 +154,44 @@ class Gateway:
             service = route(request.method, request.path, self.routes)
             allowed = sorted({m for m, pattern, _ in self.routes if pattern.match(request.path)})
             if service is None and allowed:
-                response = _json(405, {"error": {"code": "method_not_allowed",
-                                                 "message": f"{request.path} answers {', '.join(allowed)}"}})
+                response = _error(request.path, 405, "method_not_allowed",
+                                  f"{request.path} answers {', '.join(allowed)}")
                 response.headers["Allow"] = ", ".join(allowed)
             elif service is None:
-                response = _json(404, {"error": {"code": "not_found",
-                                                 "message": f"no endpoint {request.method} {request.path}"}})
+                response = _error(request.path, 404, "not_found", f"no endpoint {request.method} {request.path}")
             else:
                 response = self._forward(service, request)
         return response(environ, start_response)
 
 
 def serve(settings: Settings, ledger: Ledger, stop: threading.Event) -> None:
+    """Serve until `stop` is set. The port is bound with SO_REUSEADDR, so it can share the port with the
+    placeholder socket `minqing run` holds to keep the port out of the kernel's ephemeral range
+    (minqing.ports)."""
     server = make_server("127.0.0.1", settings.http_port, Gateway(settings, ledger), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     log.info("gateway listening on http://127.0.0.1:%d", settings.http_port)
     stop.wait()
     server.shutdown()
+
+
+def main() -> int:
+    """`python -m minqing.gateway`: the gateway as its own process, stopped by SIGTERM or SIGINT."""
+    import signal
+
+    from minqing.cli import _engine_and_ledger
+    from minqing.logs import setup_logging
+    settings = config_mod.load()
+    setup_logging(settings.log_level, "gateway")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _, ledger = _engine_and_ledger(settings)
+    serve(settings, ledger, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

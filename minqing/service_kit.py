@@ -3,14 +3,17 @@ keeps the service's projections up to date, the broker wake-up, the dead-letter 
 
 A service's queue `minqing.<service>` is durable and bound to `minqing.events` with the routing keys
 of the event types it follows. A message only wakes the follower (see minqing.consumer); a message
-that is not a Minqing CloudEvent is copied to the dead-letter queue with the reason and acked.
+that is not a Minqing CloudEvent is copied to the dead-letter queue with the reason and acked. No
+message is ever acked away unhandled: if handling one raises anything at all (the dead-letter copy
+failing included), the entrypoint rejects it without requeue, and the queue's dead-letter exchange
+keeps it. The follower runs in one managed thread of its own, never in a message handler, so a
+stuck follower cannot keep nameko's workers (and with them the service's stop) waiting.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
-import time
 from typing import Callable, Iterable
 
 import kombu
@@ -19,7 +22,7 @@ from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer, QueueConsumer
 from sqlalchemy import MetaData
 
-from minqing import access, checkpoints, cloudevents, consumer, ledger as ledger_mod, vault as vault_mod
+from minqing import access, checkpoints, cloudevents, consumer, ledger as ledger_mod, parking, vault as vault_mod
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import make_engine
 from minqing.ledger import Ledger, RecordedEvent
@@ -44,6 +47,19 @@ class _EventQueueConsumer(QueueConsumer):
 class _EventConsumer(Consumer):
     queue_consumer = _EventQueueConsumer()
 
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        """nameko acks a message whose handler raised (or requeues it, to loop hot): reject it instead,
+        so the queue's dead-letter exchange keeps it."""
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return
+        log.error("a message handler raised %s; the message goes to the dead-letter queue", exc_info[0].__name__)
+        if message.channel.connection:
+            try:
+                message.reject(requeue=False)
+            except ConnectionError:   # the broker reclaims an unacknowledged message anyway
+                pass
+
 
 consume_events = _EventConsumer.decorator
 
@@ -56,8 +72,9 @@ def service_queue(service: str, event_types: Iterable[str] | None) -> Queue:
 
 def create_tables(engine, *metadatas: MetaData) -> None:
     ledger_mod.create_schema(engine)
-    for md in (checkpoints.metadata_obj, consumer.metadata_obj, access.metadata_obj, *metadatas):
+    for md in (checkpoints.metadata_obj, access.metadata_obj, *metadatas):
         md.create_all(engine)
+    parking.create_schema(engine)
 
 
 class LedgerProvider(DependencyProvider):
@@ -119,8 +136,9 @@ class DeadLetters(DependencyProvider):
 
 
 class Following(DependencyProvider):
-    """Keeps one projection up to date: catches up at start, on every wake-up, and every
-    `poll_interval` seconds (so even a lost message delays an event by at most that much)."""
+    """Keeps one projection up to date in a managed thread of its own: catches up at start, when a
+    message wakes it, and every `poll_interval` seconds (so even a lost message delays an event by at
+    most that much). Stopping interrupts it at once, whatever it is waiting for."""
 
     def __init__(self, projection_factory: Callable, poll_interval: float = 2.0):
         self.projection_factory = projection_factory
@@ -138,40 +156,49 @@ class Following(DependencyProvider):
 
         self.follower = consumer.Follower(self.ledger, self.projection, on_parked=on_parked)
         self._running = False
+        self._wakeup = threading.Event()
 
     def start(self):
         self._running = True
-        self.container.spawn_managed_thread(self._poll, identifier=f"{self.projection.name}-poll")
+        self.container.spawn_managed_thread(self._follow, identifier=f"{self.projection.name}-follow")
 
     def stop(self):
         self._running = False
         self.follower.stop()
+        self._wakeup.set()
 
-    def kill(self):
-        self._running = False
-        self.follower.stop()
+    kill = stop
 
-    def _poll(self):
+    def _follow(self):
         while self._running:
+            self._wakeup.clear()
             try:
                 self.follower.wake()
+                parking.summary(self.ledger.engine, self.projection.name)     # the gauge, for /metrics
             except Exception:
                 log.exception("%s: catch-up failed; retrying", self.projection.name)
-            time.sleep(self.poll_interval)
+            self._wakeup.wait(self.poll_interval)
 
     def on_message(self, body, dead_letters: DeadLetters | None) -> None:
-        """Handle one broker message: wake the follower, or dead-letter a malformed message."""
+        """Handle one broker message: wake the follower, or dead-letter a malformed message. Anything
+        unexpected dead-letters it too, with the reason; if even that fails the exception propagates
+        and the entrypoint rejects the message to the queue's dead-letter exchange."""
         try:
             position, _ = cloudevents.parse(body)
-        except cloudevents.MalformedMessage as exc:
-            log.warning("%s: malformed message sent to the dead-letter queue: %s", self.projection.name, exc)
-            if dead_letters is not None:
-                raw = body if isinstance(body, (bytes, str)) else json.dumps(body, ensure_ascii=False, default=str)
-                dead_letters.send(raw, f"malformed: {exc}", self.projection.name)
+        except Exception as exc:
+            if isinstance(exc, cloudevents.MalformedMessage):
+                reason = f"malformed: {exc}"
+            else:
+                reason = f"unexpected {type(exc).__name__} while reading it"
+                log.exception("%s: reading a message failed", self.projection.name)
+            log.warning("%s: message sent to the dead-letter queue: %s", self.projection.name, reason)
+            if dead_letters is None:
+                raise
+            raw = body if isinstance(body, (bytes, str)) else json.dumps(body, ensure_ascii=False, default=str)
+            dead_letters.send(raw, reason, self.projection.name)
             return
-        if position <= self.follower.position:
-            return    # already applied: a redelivery or a duplicate from a relay restart
-        self.follower.wake()
+        if position > self.follower.position:   # else a redelivery or a duplicate from a relay restart
+            self._wakeup.set()
 
     def get_dependency(self, worker_ctx):
         return self
@@ -193,11 +220,27 @@ def health(service: str, ledger: Ledger, amqp_uri: str, follower: consumer.Follo
     except Exception as exc:
         checks["broker"] = {"status": "down", "error": type(exc).__name__}
     if follower is not None:
-        checks["projection"] = {"status": "ok", "name": follower.projection.name, "position": follower.position,
-                                "lag": (position - follower.position) if position is not None else None}
+        checks["projection"] = projection_check(follower, position)
     ok = all(c["status"] == "ok" for c in checks.values())
     return (200 if ok else 503), {"service": service, "status": "ok" if ok else "degraded", "checks": checks}
 
+
+
+def projection_check(follower: consumer.Follower, head: int | None) -> dict:
+    """A follower is `degraded` while it has parked or held events (positions named, the first ten)
+    or has retried in place for longer than its `stuck_after` (reported as `retrying`)."""
+    check = {"status": "ok", "name": follower.name, "position": follower.position,
+             "lag": (head - follower.position) if head is not None else None}
+    try:
+        aside = parking.summary(follower.ledger.engine, follower.name)
+    except Exception as exc:
+        return {**check, "status": "down", "error": type(exc).__name__}
+    if aside["parked"] or aside["held"]:
+        check.update(status="degraded", **aside)
+    stuck = follower.retrying()
+    if stuck is not None:
+        check.update(status="degraded", retrying=stuck)
+    return check
 
 
 def metrics_response():

@@ -5,7 +5,10 @@
 #                    and, as a dependency, postgresql-client-15 (psql)
 #   python3.11-venv  venv/ensurepip for the project's .venv, when Python 3.11 lacks them
 #   util-linux       runuser (Essential on Debian, so normally present)
-#   chromium         only with --with-browser (make test): the test that opens a generated
+#   nginx            `nginx -t` on the shipped site config (tests/deploy); never started here
+#   prometheus       for `promtool`: checks and unit-tests the alert rules and dashboard queries
+#   systemd          `systemd-analyze verify` on the shipped units (present on Debian 12 anyway)
+#   chromium, fonts-noto-cjk  only with --with-browser (make test): the console's browser test and the test that opens a generated
 #                    assessment report in a real browser and checks its charts render
 #
 # Idempotent: if everything is already there it prints nothing and exits 0 straight away.
@@ -43,8 +46,21 @@ missing_packages() {
     if ! command -v runuser >/dev/null 2>&1 && [ ! -x /usr/sbin/runuser ] && [ ! -x /sbin/runuser ]; then
         need+=(util-linux)
     fi
+    if [ ! -x /usr/sbin/nginx ]; then
+        need+=(nginx)
+    fi
+    if ! command -v promtool >/dev/null 2>&1; then
+        need+=(prometheus)
+    fi
+    if ! command -v systemd-analyze >/dev/null 2>&1; then
+        need+=(systemd)
+    fi
     if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
         need+=(chromium)
+    fi
+    # the console's and the reports' Chinese text in headless Chromium's screenshots (issue #14)
+    if [ "$WITH_BROWSER" = 1 ] && ! installed fonts-noto-cjk; then
+        need+=(fonts-noto-cjk)
     fi
     echo "${need[@]+"${need[@]}"}"
 }

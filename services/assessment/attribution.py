@@ -14,8 +14,20 @@ Every rule is here, and docs/assessment.md says the same in words.
 - **Lapsed deadlines.** The holder when a deadline lapsed is charged (`case.overdue`). When the
   lapse moved the case up automatically (`case.escalated`, `automatic: true`), the holder it left is
   charged with an escalation away.
-- **Satisfaction (满意率).** The 回访 rating goes to the resolver and their unit (and the case's
-  township and the county). `unreachable` is counted, but is not a rating.
+- **Hand-offs (issue #18 §7).** A hand-off is justified, and counts as `handed_off` to the holder
+  (cadre and unit) it left, when
+  - a return (退回, `case.returned`) is upheld: a supervisor re-dispatches the case to another unit;
+  - an escalation the holder asked for (`automatic: false`) is one the county policy in force requires:
+    the category starts above the tier the case left, or that tier has no time limit for the
+    category (大事不出乡镇: the matter belongs higher).
+  A justified hand-off takes the case out of that holder's resolution denominator (`in_hand`, see
+  scorecards.py). A lapse still charges: an automatic escalation (overdue), a return overturned (the
+  supervisor sends it back to the unit that returned it: `return_overturned`), or an escalation the
+  policy does not require; the holding stays received and unresolved.
+- **Satisfaction (满意率) and solution (解决率).** The 回访 rating goes to the resolver and their unit
+  (and the case's township and the county); so does the resident's answer whether the matter was
+  actually solved (`solved` true/false: `solved` / `unsolved`; absent in older events and when not
+  asked: neither). `unreachable` is counted, but is not a rating.
 - **Reopened.** An unsatisfied rating that reopens the case is charged to the resolver whose result
   was rejected.
 - **Joint handling (会诊/联办).** The lead (the holding unit and cadre) takes full credit and charge;
@@ -26,10 +38,17 @@ Every rule is here, and docs/assessment.md says the same in words.
 
 A fact is dated by its event's local date in the county's time zone; that date's month, half-year
 and year are the periods it counts in.
+
+**Counting rule (issue #17 §4).** Facts record every event, but a figure counts a *case* once per
+subject per period: `received`, `responded_on_time`, `resolved`, `resolved_on_time`,
+`resolved_on_site` and `handed_off` are numbers of distinct cases (scorecards.py). A case resolved,
+rated unsatisfied, reopened and resolved again in one month is one case received and one resolved,
+for its cadre as for its township and the county; the reopening and each rating still count as events.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from minqing.clock import parse_instant
 from minqing.ledger import RecordedEvent
@@ -61,6 +80,9 @@ class CaseState:
     resolver_unit: str | None = None
     resolver_cadre: str | None = None
     co_units: tuple[str, ...] = field(default_factory=tuple)
+    category: str | None = None
+    returned_unit: str | None = None       # a return (退回) waiting for a supervisor's re-dispatch
+    returned_cadre: str | None = None
 
 
 def _holder(state: CaseState) -> list[tuple[str, str]]:
@@ -84,23 +106,46 @@ def _in_time(at: str, due: str | None) -> bool:
     return due is not None and parse_instant(at) <= parse_instant(due)
 
 
-def attribute(state: CaseState, event: RecordedEvent) -> tuple[CaseState, list[Fact]]:
-    """The facts one case event adds, and the case state after it."""
+def escalation_required(policy: Mapping | None, category: str | None, from_tier: str) -> bool:
+    """Whether the county policy in force says the case belongs above `from_tier`: its category starts
+    at a higher tier, or `from_tier` has no time limit for it (no power over it). Unknown: not required."""
+    cat = ((policy or {}).get("categories") or {}).get(category or "")
+    if cat is None:
+        return False
+    ladder = [t["code"] if isinstance(t, Mapping) else t for t in policy.get("tiers", [])]
+    if from_tier in ladder and cat["start_tier"] in ladder and ladder.index(from_tier) < ladder.index(cat["start_tier"]):
+        return True
+    return from_tier not in cat["time_limits"]
+
+
+def attribute(state: CaseState, event: RecordedEvent, policy: Mapping | None = None) -> tuple[CaseState, list[Fact]]:
+    """The facts one case event adds, and the case state after it. `policy` is the county policy in
+    force at the event (tiers and categories), which decides whether an escalation was required."""
     d, at = event.data, event.recorded_at
     facts: list[Fact] = []
     if event.type == "case.reported":
-        state = replace(state, county=d["county"], township=d["location"]["township"])
+        state = replace(state, county=d["county"], township=d["location"]["township"], category=d.get("category"))
     elif event.type in ("case.assigned", "case.transferred", "case.escalated"):
         new_unit = d.get("unit") or d["to_unit"]
         new_cadre = d.get("cadre") or d["to_cadre"]
-        if event.type == "case.escalated" and d["automatic"]:
-            facts += _facts("escalated_overdue", [("cadre", d.get("from_cadre") or state.cadre),
-                                                  ("unit", d["from_unit"])] + _case_level(state))
+        if event.type == "case.escalated":
+            left = [("cadre", d.get("from_cadre") or state.cadre), ("unit", d["from_unit"])]
+            if d["automatic"]:
+                facts += _facts("escalated_overdue", left + _case_level(state))
+            elif escalation_required(policy, state.category, d["from_tier"]):
+                facts += _facts("handed_off", left)
+        if state.returned_unit and event.type == "case.transferred":
+            returned = [("cadre", state.returned_cadre), ("unit", state.returned_unit)]
+            facts += _facts("handed_off" if new_unit != state.returned_unit else "return_overturned", returned)
         if not state.counted:
             facts += _facts("received", _case_level(state))
         state = replace(state, unit=new_unit, cadre=new_cadre, response_due=d.get("response_due"),
-                        resolution_due=d["resolution_due"], responded=False, counted=True, co_units=())
+                        resolution_due=d["resolution_due"], responded=False, counted=True, co_units=(),
+                        returned_unit=None, returned_cadre=None)
         facts += _facts("received", _holder(state))
+    elif event.type == "case.returned":
+        if state.unit:
+            state = replace(state, returned_unit=state.unit, returned_cadre=state.cadre)
     elif event.type == "case.accepted":
         if not state.responded and state.unit:
             if _in_time(at, state.response_due):
@@ -127,6 +172,8 @@ def attribute(state: CaseState, event: RecordedEvent) -> tuple[CaseState, list[F
         rating = d["rating"]
         metric = rating if rating in RATINGS else "unreachable"
         facts += _facts(metric, _resolver(state) + _case_level(state))
+        if d.get("solved") is not None:
+            facts += _facts("solved" if d["solved"] else "unsolved", _resolver(state) + _case_level(state))
     elif event.type == "case.reopened":
         facts += _facts("reopened", _resolver(state) + _case_level(state))
         state = replace(state, resolver_unit=None, resolver_cadre=None)

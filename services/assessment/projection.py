@@ -6,24 +6,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from minqing.clock import parse_instant
 from minqing.db import bulk_insert, upsert, upsert_many
 from minqing.ledger import RecordedEvent
 from services.assessment.attribution import CaseState, Fact, attribute, visit_facts
+from services.assessment.periods import DEFAULT_TZ, local_day
 from services.assessment.tables import cases_table, counties_table, facts_table, rules_table, visit_days_table
 
 CASE_EVENTS = frozenset({"case.reported", "case.assigned", "case.transferred", "case.escalated", "case.accepted",
                          "case.joint_handling_started", "case.overdue", "case.resolved", "case.followed_up",
-                         "case.reopened"})
-DEFAULT_TZ = "Asia/Shanghai"
+                         "case.reopened", "case.returned"})
 
 
-def local_day(instant: str, tz: str) -> str:
-    return parse_instant(instant).astimezone(ZoneInfo(tz)).date().isoformat()
+def policy_view(policy: dict) -> dict:
+    """What assessment keeps of a published county policy: names (cards show them), places (visits),
+    and the tiers and categories' ladders (attribution.escalation_required)."""
+    return {"cadres": policy["cadres"], "units": policy["units"],
+            "townships": [{"code": t["code"], "name": t["name"]} for t in policy["townships"]],
+            "tiers": policy["tiers"], "name": policy["name"],
+            "categories": {c["code"]: {"start_tier": c["start_tier"], "time_limits": sorted(c["time_limits"])}
+                           for c in policy.get("categories", [])},
+            "places": sorted(code for t in policy["townships"] for v in t["villages"]
+                             for code in [v["code"], *(h["code"] for h in v["hamlets"])])}
 
 
 class AssessmentFacts:
@@ -45,7 +51,9 @@ class AssessmentFacts:
             for row in conn.execute(select(cases_table).where(cases_table.c.case_id.in_(case_ids[chunk:chunk + 1000]))):
                 raw = json.loads(row.state)
                 states[row.case_id] = CaseState(**{**raw, "co_units": tuple(raw["co_units"])})
-        zones = {r.county: r.timezone for r in conn.execute(select(counties_table.c.county, counties_table.c.timezone))}
+        zones, policies = {}, {}
+        for r in conn.execute(select(counties_table)):
+            zones[r.county], policies[r.county] = r.timezone, json.loads(r.policy)
         changed: set[str] = set()
         rows: list[dict] = []
         for event in events:
@@ -54,6 +62,7 @@ class AssessmentFacts:
                 self._configuration(conn, event)
                 if event.type == "policy.published":
                     zones[d["county"]] = d["policy"]["timezone"]
+                    policies[d["county"]] = policy_view(d["policy"])
             elif event.type == "visit.logged":
                 key = {"county": d["county"], "cadre": d["cadre"], "day": str(d["day"])}
                 first = conn.execute(select(visit_days_table.c.day).where(
@@ -62,7 +71,8 @@ class AssessmentFacts:
                     conn.execute(visit_days_table.insert().values(**key))
                 rows += self._rows(event, visit_facts(event, first), str(d["day"])[:7], None)
             elif event.type in CASE_EVENTS:
-                state, facts = attribute(states.get(d["case_id"]) or CaseState(d["case_id"]), event)
+                state, facts = attribute(states.get(d["case_id"]) or CaseState(d["case_id"]), event,
+                                         policies.get(event.county))
                 states[d["case_id"]] = state
                 changed.add(d["case_id"])
                 month = local_day(event.recorded_at, zones.get(event.county, DEFAULT_TZ))[:7]
@@ -78,14 +88,7 @@ class AssessmentFacts:
         if event.type == "policy.published":
             upsert(conn, counties_table, {"county": d["county"]},
                    {"timezone": d["policy"]["timezone"],
-                    "policy": json.dumps({"cadres": d["policy"]["cadres"], "units": d["policy"]["units"],
-                                          "townships": [{"code": t["code"], "name": t["name"]}
-                                                        for t in d["policy"]["townships"]],
-                                          "tiers": d["policy"]["tiers"], "name": d["policy"]["name"],
-                                          "places": sorted(code for t in d["policy"]["townships"]
-                                                           for v in t["villages"]
-                                                           for code in [v["code"], *(h["code"] for h in v["hamlets"])])},
-                                         ensure_ascii=False, sort_keys=True)})
+                    "policy": json.dumps(policy_view(d["policy"]), ensure_ascii=False, sort_keys=True)})
         else:
             conn.execute(rules_table.insert().values(county=d["county"], version=d["version"],
                                                      published_at=event.recorded_at, position=event.position,

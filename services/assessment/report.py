@@ -22,7 +22,7 @@ from services.assessment import scorecards as sc
 
 _NS = uuid.UUID("5b0e6a2d-7c41-4f8e-a3d9-2c6b1e0f4a77")
 RATE_LABELS = {"response_rate": "响应率", "resolution_rate": "办结率", "on_time_rate": "承诺期限兑现率",
-               "satisfaction_rate": "满意率"}
+               "solution_rate": "解决率", "satisfaction_rate": "满意率"}
 
 
 def trend_months(period: str) -> list[str]:
@@ -82,7 +82,7 @@ def _charts(data: dict, out: Path) -> list[str]:
     files = []
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     months = [row["month"] for row in data["trend"]]
-    for rate, style in zip(RATE_LABELS, ("o-", "s-", "^-", "D-")):
+    for rate, style in zip(RATE_LABELS, ("o-", "s-", "^-", "v-", "D-")):
         values = [row.get(rate) for row in data["trend"]]
         ax.plot(months, [v * 100 if v is not None else float("nan") for v in values], style, label=rate)
     ax.set_ylim(0, 105)
@@ -98,10 +98,10 @@ def _charts(data: dict, out: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     codes = [c["subject"] for c in data["townships"]]
-    width = 0.4
-    for i, rate in enumerate(("resolution_rate", "satisfaction_rate")):
+    width = 0.27
+    for i, rate in enumerate(("resolution_rate", "solution_rate", "satisfaction_rate")):
         values = [(c["rates"][rate] or 0) * 100 for c in data["townships"]]
-        ax.bar([x + (i - 0.5) * width for x in range(len(codes))], values, width, label=rate)
+        ax.bar([x + (i - 1) * width for x in range(len(codes))], values, width, label=rate)
     ax.set_xticks(range(len(codes)), codes, rotation=20, fontsize=8)
     ax.set_ylim(0, 105)
     ax.set_ylabel("%")
@@ -122,11 +122,12 @@ def _csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def _card_rows(cards: list[dict], names: dict) -> list[list]:
-    return [[c["subject"], names.get(c["subject"], ""), c["counts"]["received"], c["counts"]["resolved"],
+    return [[c["subject"], c.get("name") or names.get(c["subject"], ""), c["counts"]["received"],
+             c["counts"]["handed_off"], c["counts"]["in_hand"], c["counts"]["resolved"],
              *[c["rates"][r] for r in RATE_LABELS], c["composite"]] for c in cards]
 
 
-CARD_HEADER = ["code", "name", "received", "resolved", *RATE_LABELS, "composite"]
+CARD_HEADER = ["code", "name", "received", "handed_off", "in_hand", "resolved", *RATE_LABELS, "composite"]
 
 # Each chart notes whether the browser decoded it (data-rendered="800x400", or "failed"), so a
 # reader, and tests/interface/test_assessment_report.py, can tell a chart that did not render.
@@ -151,9 +152,9 @@ its cases with <code>GET /api/v1/assessment/{{ d.county }}/explain</code>.</p>
 <h2>干部 Cadres</h2>{{ table(d.cadres) }}
 <h2>排名 Rankings: the top of each level (十佳)</h2>
 {% for level, rows in d.rankings.top.items() %}<h3>{{ level }}</h3>
-{% if rows %}<table><tr><th>rank</th><th>cadre</th><th>unit</th><th>composite</th><th>received</th></tr>
-{% for r in rows %}<tr><td>{{ r.rank }}</td><td class="l">{{ r.cadre }} {{ d.names.get(r.cadre, '') }}</td><td class="l">{{ r.unit }}</td>
-<td>{{ pct(r.composite) }}</td><td>{{ r.received }}</td></tr>{% endfor %}</table>{% else %}<p>nobody ranked (too few cases)</p>{% endif %}
+{% if rows %}<table><tr><th>rank</th><th>cadre</th><th>unit</th><th>composite</th>{% for k in labels %}<th>{{ labels[k] }}</th>{% endfor %}<th>received</th><th>handed off</th></tr>
+{% for r in rows %}<tr><td>{{ r.rank }}</td><td class="l">{{ r.name or '' }} {{ r.cadre }}</td><td class="l">{{ r.unit_name or '' }} {{ r.unit }}</td>
+<td>{{ pct(r.composite) }}</td>{% for k in labels %}<td>{{ pct(r.rates[k]) }}</td>{% endfor %}<td>{{ r.received }}</td><td>{{ r.handed_off }}</td></tr>{% endfor %}</table>{% else %}<p>nobody ranked (too few cases)</p>{% endif %}
 {% endfor %}
 <h2>预警 Flagged cadres</h2>
 {% if d.flagged %}<table><tr><th>cadre</th><th>unit</th><th>flag</th><th>rule</th><th>seed</th></tr>
@@ -162,10 +163,10 @@ its cases with <code>GET /api/v1/assessment/{{ d.county }}/explain</code>.</p>
 {% else %}<p>none</p>{% endif %}
 </body></html>"""
 
-TABLE = """{% macro table(cards) %}<table><tr><th>code</th><th>name</th><th>received</th><th>resolved</th>
+TABLE = """{% macro table(cards) %}<table><tr><th>code</th><th>name</th><th>received</th><th>handed off</th><th>resolved</th>
 {% for r in labels %}<th>{{ labels[r] }}</th>{% endfor %}<th>composite</th></tr>
-{% for c in cards %}<tr><td>{{ c.subject }}</td><td class="l">{{ d.names.get(c.subject, '') }}</td><td>{{ c.counts.received }}</td>
-<td>{{ c.counts.resolved }}</td>{% for r in labels %}<td>{{ pct(c.rates[r]) }}</td>{% endfor %}<td>{{ pct(c.composite) }}</td></tr>
+{% for c in cards %}<tr><td>{{ c.subject }}</td><td class="l">{{ c.name or d.names.get(c.subject, '') }}</td><td>{{ c.counts.received }}</td>
+<td>{{ c.counts.handed_off }}</td><td>{{ c.counts.resolved }}</td>{% for r in labels %}<td>{{ pct(c.rates[r]) }}</td>{% endfor %}<td>{{ pct(c.composite) }}</td></tr>
 {% endfor %}</table>{% endmacro %}"""
 
 
@@ -183,8 +184,10 @@ def write(conn: Connection, county: str, period: str, out: Path,
     for name, cards in (("townships", data["townships"]), ("units", data["units"]), ("cadres", data["cadres"])):
         _csv(out / f"{name}.csv", CARD_HEADER, _card_rows(cards, data["names"]))
         written.append(out / f"{name}.csv")
-    _csv(out / "rankings.csv", ["level", "rank", "cadre", "unit", "composite", "received"],
-         [[level, r["rank"], r["cadre"], r["unit"], r["composite"], r["received"]]
+    _csv(out / "rankings.csv", ["level", "rank", "cadre", "name", "unit", "unit_name", "composite", "received",
+                                "handed_off", *RATE_LABELS],
+         [[level, r["rank"], r["cadre"], r["name"], r["unit"], r["unit_name"], r["composite"], r["received"],
+           r["handed_off"], *[r["rates"][k] for k in RATE_LABELS]]
           for level, rows in data["rankings"]["levels"].items() for r in rows])
     _csv(out / "flagged.csv", ["cadre", "unit", "flag", "rule", "seed", "source"],
          [[f["cadre"], f["unit"], f["flag"], f["rule"], f["seed"], f["source"]] for f in data["flagged"]])

@@ -18,7 +18,10 @@ from minqing.http import flatten_errors
 from minqing import versioned
 from minqing.ledger import Ledger
 
-RATES = ("response_rate", "resolution_rate", "on_time_rate", "satisfaction_rate")
+# 响应率, 办结率 (closed by the handler), 承诺期限兑现率, 解决率 (solved by the resident's word), 满意率.
+# Which count in the composite, and how much, is each county's choice (`weights`); Beijing's 12345
+# assesses the three rates 响应率, 解决率 and 满意率.
+RATES = ("response_rate", "resolution_rate", "on_time_rate", "solution_rate", "satisfaction_rate")
 LEVELS = ("village", "township", "county")       # cadre levels ranked separately
 _SHARE = validate.Range(min=0, max=1)
 
@@ -51,8 +54,8 @@ class _Rules(Schema):
     county = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9-]{1,39}$"))
     weights = fields.Dict(keys=fields.String(validate=validate.OneOf(RATES)),
                           values=fields.Float(validate=validate.Range(min=0, max=100)),
-                          load_default=lambda: {"response_rate": 1.0, "resolution_rate": 1.0,
-                                                "on_time_rate": 1.0, "satisfaction_rate": 2.0})
+                          load_default=lambda: {"response_rate": 1.0, "resolution_rate": 1.0, "on_time_rate": 1.0,
+                                                "solution_rate": 2.0, "satisfaction_rate": 2.0})
     basically_satisfied_weight = fields.Float(load_default=1.0, validate=_SHARE)
     thresholds = fields.Nested(_Thresholds, load_default=lambda: _Thresholds().load({}))
     min_cases_to_rank = fields.Integer(load_default=5, strict=True, validate=validate.Range(min=1, max=10000))

@@ -1,13 +1,24 @@
 """Figures from facts: rates, composite score, flags, rankings and explanations (issue #7 §1, §3, §4).
 
-Every figure is a sum over `assessment_facts` for a subject and the months of a period, so the rows
-behind any figure can be listed (`explain`) and an auditor can add them up again.
+Every figure is computed from `assessment_facts` for a subject and the months of a period, so the
+rows behind any figure can be listed (`explain`) and an auditor can count them again.
+
+**Counting rule (issue #17 §4).** Case figures count distinct cases per subject per period:
+`received`, `responded_on_time`, `resolved`, `resolved_on_time`, `resolved_on_site`, `handed_off`
+(a case resolved three times after reopenings is one case resolved). Two derived denominators make
+every numerator a subset of its denominator, so no rate can leave [0, 1]:
+- `in_hand` (经办): the cases the subject received or resolved in the period, less those it handed
+  off justifiably (attribution.py) and did not resolve. A case received last month and resolved this
+  month is in this month's hand.
+- `response_base`: the cases received or responded to in time in the period.
+Event figures (ratings, `solved`/`unsolved`, reopenings, lapses, visits) count every event.
 
 | figure | numerator | denominator |
 |---|---|---|
-| response_rate (响应率) | responded_on_time | received |
-| resolution_rate (办结率) | resolved | received |
+| response_rate (响应率) | responded_on_time | response_base |
+| resolution_rate (办结率, closed by the handler) | resolved | in_hand |
 | on_time_rate (承诺期限兑现率) | resolved_on_time | resolved |
+| solution_rate (解决率, solved by the resident's word at the 回访) | solved | solved + unsolved |
 | satisfaction_rate (满意率) | satisfied + w · basically_satisfied | satisfied + basically_satisfied + unsatisfied |
 
 `w` is the rules' `basically_satisfied_weight`. A rate with a zero denominator is null and left out of
@@ -16,54 +27,28 @@ the composite score, which is the weighted mean of the rates that exist.
 from __future__ import annotations
 
 import json
-import re
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
-from minqing.clock import isoformat
+from services.assessment.periods import DEFAULT_TZ, PERIOD, PeriodError, months_of, period_end  # noqa: F401 (re-exported)
 from services.assessment.rules import LEVELS, RATES, default_rules
 from services.assessment.tables import counties_table, facts_table, rules_table
 
-PERIOD = re.compile(r"^(2\d{3})(?:-(0[1-9]|1[0-2])|-H([12]))?$")      # years 2000-2999
-COUNTS = ("received", "responded_on_time", "resolved", "resolved_on_time", "resolved_on_site", "satisfied",
-          "basically_satisfied", "unsatisfied", "unreachable", "reopened", "overdue", "escalated_overdue",
-          "joint_participation", "visit_days", "households")
+CASE_METRICS = ("received", "responded_on_time", "resolved", "resolved_on_time", "resolved_on_site", "handed_off")
+DERIVED = {"in_hand": ("received", "resolved", "handed_off"), "response_base": ("received", "responded_on_time")}
+EVENT_METRICS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable", "solved", "unsolved", "reopened",
+                 "overdue", "escalated_overdue", "return_overturned", "joint_participation", "visit_days", "households")
+COUNTS = CASE_METRICS + tuple(DERIVED) + EVENT_METRICS
 RATE_PARTS = {
-    "response_rate": (("responded_on_time",), ("received",)),
-    "resolution_rate": (("resolved",), ("received",)),
+    "response_rate": (("responded_on_time",), ("response_base",)),
+    "resolution_rate": (("resolved",), ("in_hand",)),
     "on_time_rate": (("resolved_on_time",), ("resolved",)),
+    "solution_rate": (("solved",), ("solved", "unsolved")),
     "satisfaction_rate": (("satisfied", "basically_satisfied"), ("satisfied", "basically_satisfied", "unsatisfied")),
 }
 ROLE_LEVEL = {"proxy_agent": "village", "village_cadre": "village", "township_cadre": "township",
               "department_cadre": "county"}
 KINDS = ("cadre", "unit", "township", "county")
-
-
-class PeriodError(ValueError):
-    pass
-
-
-def months_of(period: str) -> list[str]:
-    """`2026-03` → [2026-03]; `2026-H1` → January to June; `2026` → the twelve months."""
-    m = PERIOD.match(period or "")
-    if not m:
-        raise PeriodError("must be a month (2026-03), a half-year (2026-H1, 2026-H2) or a year (2026), "
-                          "years 2000-2999")
-    year, month, half = m.groups()
-    if month:
-        return [f"{year}-{month}"]
-    months = range(1, 7) if half == "1" else range(7, 13) if half == "2" else range(1, 13)
-    return [f"{year}-{n:02d}" for n in months]
-
-
-def period_end(period: str, tz: str) -> str:
-    """The instant a period ends (local midnight after its last day), for choosing its rules."""
-    last = months_of(period)[-1]
-    year, month = int(last[:4]), int(last[5:])
-    following = date(year + (month == 12), month % 12 + 1, 1)
-    return isoformat(datetime.combine(following, time(0), tzinfo=ZoneInfo(tz)))
 
 
 def rules_for(conn: Connection, county: str, period: str, tz: str) -> tuple[int, dict]:
@@ -84,16 +69,30 @@ def county_info(conn: Connection, county: str) -> dict | None:
 
 def _sums(conn: Connection, county: str, months: list[str], kind: str | None = None,
           subject: str | None = None) -> dict[tuple[str, str], dict[str, float]]:
-    query = (select(facts_table.c.kind, facts_table.c.subject, facts_table.c.metric, func.sum(facts_table.c.value))
-             .where(facts_table.c.county == county, facts_table.c.month.in_(months))
-             .group_by(facts_table.c.kind, facts_table.c.subject, facts_table.c.metric))
+    """Per (kind, subject): distinct cases per case metric and derived denominator, sums of event metrics."""
+    where = [facts_table.c.county == county, facts_table.c.month.in_(months)]
     if kind:
-        query = query.where(facts_table.c.kind == kind)
+        where.append(facts_table.c.kind == kind)
     if subject:
-        query = query.where(facts_table.c.subject == subject)
+        where.append(facts_table.c.subject == subject)
     out: dict[tuple[str, str], dict[str, float]] = {}
-    for k, s, metric, total in conn.execute(query):
+    events = (select(facts_table.c.kind, facts_table.c.subject, facts_table.c.metric, func.sum(facts_table.c.value))
+              .where(*where, facts_table.c.metric.in_(EVENT_METRICS))
+              .group_by(facts_table.c.kind, facts_table.c.subject, facts_table.c.metric))
+    for k, s, metric, total in conn.execute(events):
         out.setdefault((k, s), {})[metric] = float(total)
+    per_case = (select(facts_table.c.kind, facts_table.c.subject, facts_table.c.case_id,
+                       *[func.max(case((facts_table.c.metric == m, 1), else_=0)).label(m) for m in CASE_METRICS])
+                .where(*where, facts_table.c.metric.in_(CASE_METRICS))
+                .group_by(facts_table.c.kind, facts_table.c.subject, facts_table.c.case_id).subquery())
+    c = per_case.c
+    in_hand = and_(or_(c.received == 1, c.resolved == 1), or_(c.handed_off == 0, c.resolved == 1))
+    response_base = or_(c.received == 1, c.responded_on_time == 1)
+    cases = (select(c.kind, c.subject, *[func.sum(c[m]) for m in CASE_METRICS],
+                    func.sum(case((in_hand, 1), else_=0)), func.sum(case((response_base, 1), else_=0)))
+             .group_by(c.kind, c.subject))
+    for k, s, *totals in conn.execute(cases):
+        out.setdefault((k, s), {}).update(zip(CASE_METRICS + tuple(DERIVED), (float(t or 0) for t in totals)))
     return out
 
 
@@ -110,17 +109,30 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(value, 4)
 
 
-def card(kind: str, subject: str, counts: dict, rules: dict, info: dict | None, months: int) -> dict:
+def names(info: dict | None) -> dict[tuple[str, str], str]:
+    """(kind, code) → the name the published county policy gives it: cards show names, not only codes."""
+    info = info or {}
+    out = {("unit", u["code"]): u["name"] for u in info.get("units", [])}
+    out.update({("township", t["code"]): t["name"] for t in info.get("townships", [])})
+    out.update({("cadre", c["id"]): c["name"] for c in info.get("cadres", [])})
+    return out
+
+
+def card(kind: str, subject: str, counts: dict, rules: dict, info: dict | None, months: int,
+         recorded: bool = True) -> dict:
     w = rules["basically_satisfied_weight"]
     rates = {name: _rate(counts, name, w) for name in RATES}
     weights = {n: rules["weights"].get(n, 0) for n in RATES if rates[n] is not None and rules["weights"].get(n, 0)}
     composite = round(sum(rates[n] * weights[n] for n in weights) / sum(weights.values()), 4) if weights else None
-    out = {"kind": kind, "subject": subject, "counts": {m: _number(counts.get(m, 0)) for m in COUNTS},
+    named = names(info)
+    name = (info or {}).get("name") if kind == "county" else named.get((kind, subject))
+    out = {"kind": kind, "subject": subject, "name": name, "counts": {m: _number(counts.get(m, 0)) for m in COUNTS},
            "rates": rates, "composite": composite}
     if kind == "cadre":
         cadre = next((c for c in (info or {}).get("cadres", []) if c["id"] == subject), None)
         level = ROLE_LEVEL.get(cadre["role"]) if cadre else None
-        out.update(unit=cadre["unit"] if cadre else None, role=cadre["role"] if cadre else None, level=level)
+        out.update(unit=cadre["unit"] if cadre else None, role=cadre["role"] if cadre else None, level=level,
+                   unit_name=named.get(("unit", cadre["unit"])) if cadre else None)
         quota_year = rules["quotas"]["visit_days_per_year"].get(level) if level else None
         out["visits"] = {"days": _number(counts.get("visit_days", 0)),
                          "quota_days_for_period": round(quota_year * months / 12, 1) if quota_year is not None else None,
@@ -128,6 +140,11 @@ def card(kind: str, subject: str, counts: dict, rules: dict, info: dict | None, 
                          "households": _number(counts.get("households", 0)),
                          "households_target": rules["quotas"]["liaison_households_per_month"] * months}
         out["flags"] = flags(counts, rates["satisfaction_rate"], rules)
+        if not recorded:
+            out["flags"].append({"flag": "no_recorded_work",
+                                 "rule": f"no case, rating or visit recorded in the period: visit days 0 of "
+                                         f"{out['visits']['quota_days_for_period']} (pro rata)",
+                                 "seed": "000", "source": "干部每年进村入户时间不少于10/30/50天"})
         out["ranked"] = counts.get("received", 0) >= rules["min_cases_to_rank"]
     return out
 
@@ -151,24 +168,31 @@ def flags(counts: dict, satisfaction: float | None, rules: dict) -> list[dict]:
 
 def scorecards(conn: Connection, county: str, period: str, kind: str = "cadre", subject: str | None = None) -> dict:
     info = county_info(conn, county)
-    tz = (info or {}).get("timezone", "Asia/Shanghai")
+    tz = (info or {}).get("timezone", DEFAULT_TZ)
     months = months_of(period)
     version, rules = rules_for(conn, county, period, tz)
     sums = _sums(conn, county, months, kind, subject)
     cards = [card(k, s, counts, rules, info, len(months)) for (k, s), counts in sorted(sums.items())]
+    if kind == "cadre":          # the published roster appears whole: a cadre without recorded work, flagged
+        idle = sorted(c["id"] for c in (info or {}).get("cadres", [])
+                      if ("cadre", c["id"]) not in sums and subject in (None, c["id"]))
+        cards = sorted(cards + [card("cadre", c, {}, rules, info, len(months), recorded=False) for c in idle],
+                       key=lambda c: c["subject"])
     return {"county": county, "period": period, "rules_version": version, "kind": kind, "cards": cards}
 
 
 def rankings(conn: Connection, county: str, period: str) -> dict:
     """Cadres with at least `min_cases_to_rank` cases, by composite score, per level; the top N of each."""
     result = scorecards(conn, county, period, "cadre")
-    top = rules_for(conn, county, period, (county_info(conn, county) or {}).get("timezone", "Asia/Shanghai"))[1]["top"]
+    top = rules_for(conn, county, period, (county_info(conn, county) or {}).get("timezone", DEFAULT_TZ))[1]["top"]
     levels = {}
     for level in LEVELS:
         ranked = sorted((c for c in result["cards"] if c["level"] == level and c["ranked"] and c["composite"] is not None),
                         key=lambda c: (-c["composite"], -c["counts"]["resolved"], c["subject"]))
-        levels[level] = [{"rank": i + 1, "cadre": c["subject"], "unit": c["unit"], "composite": c["composite"],
-                          "rates": c["rates"], "received": c["counts"]["received"]} for i, c in enumerate(ranked)]
+        levels[level] = [{"rank": i + 1, "cadre": c["subject"], "name": c["name"], "unit": c["unit"],
+                          "unit_name": c["unit_name"], "composite": c["composite"], "rates": c["rates"],
+                          "received": c["counts"]["received"], "handed_off": c["counts"]["handed_off"]}
+                         for i, c in enumerate(ranked)]
     return {"county": county, "period": period, "rules_version": result["rules_version"], "levels": levels,
             "top": {level: rows[:top] for level, rows in levels.items()}}
 
@@ -184,6 +208,7 @@ def explain(conn: Connection, county: str, period: str, kind: str, subject: str,
     months = months_of(period)
 
     def rows(metrics):
+        metrics = tuple(dict.fromkeys(part for m in metrics for part in DERIVED.get(m, (m,))))
         if not metrics:
             return []
         query = (select(facts_table).where(facts_table.c.county == county, facts_table.c.kind == kind,
@@ -195,7 +220,13 @@ def explain(conn: Connection, county: str, period: str, kind: str, subject: str,
     card_ = scorecards(conn, county, period, kind, subject)["cards"]
     value = (card_[0]["rates"].get(figure) if figure in RATE_PARTS else card_[0]["counts"].get(figure)) if card_ else None
     return {"county": county, "period": period, "kind": kind, "subject": subject, "figure": figure, "value": value,
-            "numerator": rows(num), "denominator": rows(den)}
+            "counting": COUNTING.get(figure) or "; ".join(COUNTING[m] for m in num + den if m in COUNTING)
+            or "each row counts", "numerator": rows(num), "denominator": rows(den)}
+
+
+COUNTING = {m: f"{m}: distinct cases" for m in CASE_METRICS} | {
+    "in_hand": "in_hand: distinct cases received or resolved, less those handed off (handed_off) and not resolved",
+    "response_base": "response_base: distinct cases received or responded to in time"}
 
 
 def dump(conn: Connection, county: str, periods: list[str]) -> list[dict]:

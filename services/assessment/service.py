@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
-from zoneinfo import ZoneInfo
+from marshmallow import Schema, ValidationError, fields, validate
 
 from minqing import access
 from minqing.clock import SYSTEM_CLOCK
@@ -14,6 +12,7 @@ from minqing.endpoints import route
 from minqing.http import ApiError, json_response, read_json, read_query
 from minqing.ledger import DuplicateEventIdError, Metadata, NewEvent
 from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
+from services.assessment import periods
 from services.assessment import scorecards as sc
 from services.assessment.projection import AssessmentFacts
 from services.assessment.tables import metadata_obj
@@ -42,15 +41,11 @@ class ExplainQuery(PeriodQuery):
 
 
 class VisitIn(Schema):
-    day = fields.Date(required=True)
+    day = fields.Date(required=True, metadata={"description": "the county's local day of the visit, up to today "
+                                                              "there (not the UTC date)"})
     hamlet = fields.String(required=True, validate=validate.Length(min=1, max=100),
                            metadata={"description": "the hamlet (or village/community) code visited"})
     households = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=500))
-
-    @validates("day")
-    def _not_future(self, value, **_):
-        if value > date.today() or (date.today() - value).days > 366:
-            raise ValidationError("must be a day of the past year, not in the future")
 
 
 class VisitOut(Schema):
@@ -82,8 +77,8 @@ class AssessmentService:
     def _period(self, conn, county: str, given: str | None) -> str:
         if given:
             return given
-        tz = (sc.county_info(conn, county) or {}).get("timezone", "Asia/Shanghai")
-        return SYSTEM_CLOCK.now().astimezone(ZoneInfo(tz)).strftime("%Y-%m")
+        tz = (sc.county_info(conn, county) or {}).get("timezone", periods.DEFAULT_TZ)
+        return periods.current_period(SYSTEM_CLOCK.now(), tz)
 
     def _cards(self, request, principal, county: str, kind: str, subject: str | None = None) -> dict:
         access.authorize(principal, "assessment.read", county)
@@ -100,13 +95,16 @@ class AssessmentService:
         return json_response(200, result)
 
     @route("GET", "/api/v1/assessment/<string:county>/cadres/<string:cadre>", action="assessment.read",
-           query=PeriodQuery, errors=(404,), summary="One cadre's scorecard for a period")
+           query=PeriodQuery, errors=(404,),
+           summary="One cadre's scorecard for a period; a cadre of the published roster without recorded work "
+                   "appears with zero figures, flagged no_recorded_work; an unknown id is 404")
     def get_cadre(self, request, principal, county, cadre):
         if principal.role == "cadre" and cadre != principal.cadre:
             raise ApiError(404, "not_found", "no recorded work for this cadre", {"cadre": ["unknown"]})
         result = self._cards(request, principal, county, "cadre", cadre)
         if not result["cards"]:
-            raise ApiError(404, "not_found", "no recorded work for this cadre in this period", {"cadre": ["unknown"]})
+            raise ApiError(404, "not_found", "no such cadre in the county's published roster, and no recorded work",
+                           {"cadre": ["unknown"]})
         return json_response(200, result)
 
     @route("GET", "/api/v1/assessment/<string:county>/units", action="assessment.read", query=PeriodQuery,
@@ -155,9 +153,14 @@ class AssessmentService:
         given = read_json(request, VisitIn())
         with read_transaction(self.ledger.engine) as conn:
             info = sc.county_info(conn, principal.county) or {}
+        errors = {}
+        late = periods.visit_day_error(given["day"], SYSTEM_CLOCK.now(), info.get("timezone", periods.DEFAULT_TZ))
+        if late:
+            errors["day"] = [late]
         if given["hamlet"] not in info.get("places", ()):
-            raise ApiError(422, "unknown_place", "the place is not a village or hamlet of this county",
-                           {"hamlet": [f"{given['hamlet']!r} is not a village or hamlet code of {principal.county}"]})
+            errors["hamlet"] = [f"{given['hamlet']!r} is not a village or hamlet code of {principal.county}"]
+        if errors:
+            raise ApiError(422, "invalid_fields", "the visit cannot be recorded", errors)
         day = given["day"].isoformat()
         event = NewEvent("visit.logged", {"cadre": principal.cadre, "county": principal.county, "day": day,
                                           "hamlet": given["hamlet"], "households": given["households"]},

@@ -36,9 +36,24 @@ class Registered:
     merged_into: str | None = None
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """The resident's PIN, and its salted hash as intake keeps it."""
+    pin: str
+    salt: str
+    pin_hash: str
+
+
 def hash_pin(pin: str, salt: str) -> str:
-    """Deliberately slow (~5 ms), so it runs off the service's event loop (minqing.offload)."""
+    """Deliberately slow (~5 ms), so it runs off the service's event loop (minqing.offload) — and
+    therefore yields: never call it inside a write transaction (minqing.db, issue #12.2)."""
     return offload(hashlib.pbkdf2_hmac, "sha256", pin.encode(), salt.encode(), PIN_ITERATIONS).hex()
+
+
+def new_credentials() -> Credentials:
+    """A fresh six-digit PIN and its hash, made before the registration's transaction begins."""
+    pin, salt = f"{secrets.randbelow(10**6):06d}", secrets.token_hex(8)
+    return Credentials(pin, salt, hash_pin(pin, salt))
 
 
 def next_tracking_no(conn: Connection, policy: CountyPolicy, registered: datetime) -> str:
@@ -63,7 +78,10 @@ def _check_agent(policy: CountyPolicy, report: dict, principal_cadre: str | None
 
 
 def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolicy, report: dict,
-             clock: Clock, actor: str, principal_cadre: str | None = None) -> Registered:
+             clock: Clock, actor: str, principal_cadre: str | None = None, *,
+             credentials: Credentials) -> Registered:
+    """Register `report` in the caller's write transaction `conn`. Nothing in here may yield to
+    other green threads (no thread pool, no network): the transaction holds SQLite's write lock."""
     loc = report["location"]
     try:
         place = policy.resolve_place(loc["township"], loc.get("village"), loc.get("hamlet"))
@@ -91,9 +109,6 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolic
         kept.update({k: v for k, v in (report.get("contact") or {}).items() if v})
         subject = vault.store(conn, kept)
     case_id = str(uuid.uuid4())
-    pin = f"{secrets.randbelow(10**6):06d}"
-    salt = secrets.token_hex(8)
-    pin_hash = hash_pin(pin, salt)
     location = {"township": place.township, "village": place.village, "hamlet": place.hamlet}
     masked_address = mask_free_text(loc["address"].strip()) if loc.get("address") else None
     place_code = most_specific_place(location)
@@ -106,7 +121,7 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolic
     # The day's tracking counter is a row every report of the county waits for until commit: take it last.
     tracking_no = next_tracking_no(conn, policy, now)
     conn.execute(case_access_table.insert().values(case_id=case_id, tracking_no=tracking_no,
-                                                   pin_hash=pin_hash, salt=salt))
+                                                   pin_hash=credentials.pin_hash, salt=credentials.salt))
     data = {
         "case_id": case_id, "county": policy.county, "tracking_no": tracking_no, "channel": report["channel"],
         "category": category["code"], "kind": report["kind"], "urgency": report["urgency"],
@@ -143,7 +158,7 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolic
                 "case_id": original, "urgency": "urgent", "reports": reports_of(conn, original),
                 "merged_case_id": case_id}, Metadata(actor=actor, county=policy.county, correlation_id=original))], ANY))
     recorded = ledger.append_many(writes, conn=conn)
-    return Registered(case_id, tracking_no, pin, recorded[0].position, original)
+    return Registered(case_id, tracking_no, credentials.pin, recorded[0].position, original)
 
 
 def _subject_of(conn: Connection, case_id: str) -> str | None:

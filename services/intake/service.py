@@ -3,6 +3,7 @@ residents track their own case with its tracking number and PIN."""
 from __future__ import annotations
 
 import functools
+import hmac
 import re
 from urllib.parse import parse_qsl
 
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
-from minqing import access
+from minqing import access, config
 from minqing.casefile import fold, stream_of
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
@@ -19,11 +20,11 @@ from minqing.http import ApiError, json_response, load_json, read_body, read_jso
 from minqing.service_kit import (consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, metrics_response,
                                  service_queue)
 from services.intake.projection import CountyCatalogue, load_county
-from services.intake.registration import hash_pin, register
+from services.intake.registration import hash_pin, new_credentials, register
 from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, CatalogueOut, ReportIn, ReportOut,
                                      TrackOut, TrackQuery, WeChatOut)
 from services.intake.tables import case_access_table, metadata_obj
-from services.intake import open311, wechat
+from services.intake import idempotency, open311, wechat
 from services.intake.duplicates import find_requests
 from services.intake.caseview import present_case
 from services.intake.tracking import present_tracking
@@ -94,21 +95,33 @@ class IntakeService:
     @route("POST", "/api/v1/cases", action="case.report", summary="Register a resident's report",
            limiter=REPORT_LIMIT, body=ReportIn, response=ReportOut, status=201)
     def report(self, request, principal):
+        key = idempotency.key_of(request.headers)
         report = read_json(request, ReportIn())
         access.authorize(principal, "case.report", report["county"])
-        with write_transaction(self.ledger.engine) as conn:
+        credentials = new_credentials()     # slow, and it yields: before the transaction (issue #12.2)
+
+        def registration(conn) -> idempotency.Answer:
             policy = load_county(conn, report["county"])
             if policy is None:
                 raise ApiError(422, "unknown_county", "no such county is configured",
                                {"county": [f"{report['county']!r} is not a configured county"]})
             registered = register(conn, self.ledger, self.vault, policy, report, SYSTEM_CLOCK, principal.actor,
-                                  principal.cadre)
-        return json_response(201, {
-            "case_id": registered.case_id, "tracking_no": registered.tracking_no, "pin": registered.pin,
-            "status": "merged" if registered.merged_into else "reported", "merged_into": registered.merged_into,
-            "position": registered.position,
-            "links": {"case": f"/api/v1/cases/{registered.case_id}", "track": f"/api/v1/track/{registered.tracking_no}"},
-        }, headers={"Location": f"/api/v1/cases/{registered.case_id}"})
+                                  principal.cadre, credentials=credentials)
+            return idempotency.Answer(201, {
+                "case_id": registered.case_id, "tracking_no": registered.tracking_no, "pin": registered.pin,
+                "status": "merged" if registered.merged_into else "reported", "merged_into": registered.merged_into,
+                "position": registered.position,
+                "links": {"case": f"/api/v1/cases/{registered.case_id}",
+                          "track": f"/api/v1/track/{registered.tracking_no}"},
+            })
+
+        answer = idempotency.once(self.ledger.engine, self.vault, SYSTEM_CLOCK,
+                                  idempotency.scope_of(report["county"], principal.actor), key,
+                                  idempotency.fingerprint(report), registration)
+        headers = {"Location": f"/api/v1/cases/{answer.body['case_id']}"}
+        if answer.replayed:
+            headers[idempotency.REPLAYED] = "true"
+        return json_response(answer.status, answer.body, headers=headers)
 
     @route("POST", "/api/v1/channels/wechat/<string:county>", action="public", limiter=WECHAT_LIMIT,
            body=wechat.WeChatIn, response=WeChatOut, status=201, extra_success=(200,), errors=(401,),
@@ -123,13 +136,14 @@ class IntakeService:
             wechat.verify(conn, self.vault, county, raw, request.headers.get("X-Minqing-Signature"))
         message = load_json(raw, wechat.WeChatIn())
         wechat.check_fresh(message["timestamp"], SYSTEM_CLOCK.now())
+        credentials = new_credentials()     # before the transaction (issue #12.2)
         try:
             with write_transaction(self.ledger.engine) as conn:
                 earlier = wechat.seen(conn, county, message["msg_id"])
                 if earlier is not None:
                     return json_response(200, {**earlier, "status": "already_registered"})
                 registered = register(conn, self.ledger, self.vault, policy, wechat.as_report(county, message),
-                                      SYSTEM_CLOCK, "channel:wechat")
+                                      SYSTEM_CLOCK, "channel:wechat", credentials=credentials)
                 wechat.remember(conn, county, message["msg_id"], registered.case_id, registered.tracking_no)
         except IntegrityError:      # the same push, retried while the first was being registered: it won
             with read_transaction(self.ledger.engine) as conn:
@@ -185,15 +199,31 @@ class IntakeService:
     @_open311
     def o311_post(self, request, principal, fmt):
         _, fmt = open311.split_format("requests." + fmt)
+        key = idempotency.key_of(request.headers)
         form = dict(parse_qsl(read_body(request).decode("utf-8", "replace"), keep_blank_values=True))
-        with write_transaction(self.ledger.engine) as conn:
+        with read_transaction(self.ledger.engine) as conn:
             policy = self._jurisdiction(conn, form)
             submitter = self._api_key(conn, form.get("api_key"), policy, required=True)
-            report = open311.parse_post(form, policy)
-            registered = register(conn, self.ledger, self.vault, policy, report, SYSTEM_CLOCK, submitter.actor)
-        notice = f"受理编号 {registered.tracking_no}，查询码 {registered.pin}（凭此查询办理进度）"
-        return _o311("service_requests", [{"service_request_id": registered.case_id, "service_notice": notice,
-                                           "account_id": form.get("account_id") or None}], fmt, status=201)
+        report = open311.parse_post(form, policy)
+        credentials = new_credentials()     # before the transaction (issue #12.2)
+
+        def registration(conn) -> idempotency.Answer:
+            current = load_county(conn, policy.county)
+            registered = register(conn, self.ledger, self.vault, current, report, SYSTEM_CLOCK, submitter.actor,
+                                  credentials=credentials)
+            notice = f"受理编号 {registered.tracking_no}，查询码 {registered.pin}（凭此查询办理进度）"
+            return idempotency.Answer(201, [{"service_request_id": registered.case_id, "service_notice": notice,
+                                             "account_id": form.get("account_id") or None}])
+
+        # GeoReport v2 has no request id of its own: the Idempotency-Key header is the client's
+        request_form = {k: v for k, v in form.items() if k != "api_key"}
+        answer = idempotency.once(self.ledger.engine, self.vault, SYSTEM_CLOCK,
+                                  idempotency.scope_of(policy.county, submitter.actor), key,
+                                  idempotency.fingerprint(request_form), registration)
+        response = _o311("service_requests", answer.body, fmt, status=answer.status)
+        if answer.replayed:
+            response.headers[idempotency.REPLAYED] = "true"
+        return response
 
     @route("GET", "/open311/v2/requests.<string:fmt>",
            summary="Open311: requests by id, service code, dates and status (api_key shows every field)", **OPEN311)
@@ -265,12 +295,14 @@ class IntakeService:
         pin = request.headers.get("X-Minqing-Pin") or request.args.get("pin") or ""
         if not pin:
             raise ApiError(422, "invalid_fields", "the PIN is required", {"pin": ["required"]})
-        with write_transaction(self.ledger.engine) as conn:
+        with read_transaction(self.ledger.engine) as conn:
             row = conn.execute(select(case_access_table).where(case_access_table.c.tracking_no == tracking_no)).first()
-            # hash even for an unknown number, so timing does not tell which numbers exist
-            digest = hash_pin(pin, row.salt if row is not None else "0" * 16)
-            pin_ok = row is not None and digest == row.pin_hash
-            refusal = access.pin_attempt(conn, tracking_no, pin_ok)
+        # hash even for an unknown number, so timing does not tell which numbers exist; outside any
+        # write transaction, as it yields (issue #12.2)
+        digest = hash_pin(pin, row.salt if row is not None else "0" * 16)
+        pin_ok = row is not None and hmac.compare_digest(digest, row.pin_hash)
+        with write_transaction(self.ledger.engine) as conn:
+            refusal = access.pin_attempt(conn, tracking_no, access.client_key(request, config.gateway_secret()), pin_ok)
         if refusal is not None:
             raise refusal
         events = self.ledger.read_stream(stream_of(row.case_id))

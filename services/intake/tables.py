@@ -57,3 +57,14 @@ external_refs_table = Table(     # a message an inbound channel delivers twice i
     Column("case_id", String(36), nullable=False),
     Column("tracking_no", String(40), nullable=False),
 )
+
+idempotency_keys_table = Table(  # a client's Idempotency-Key and the first answer to it (services/intake/idempotency.py)
+    "intake_idempotency_keys", metadata_obj,
+    Column("scope", String(160), primary_key=True),       # county and actor of the principal who sent it
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),    # SHA-256 of the request as sent
+    Column("status", Integer, nullable=True),             # NULL while the first request is being registered
+    Column("answer", LargeBinary, nullable=True),         # the first answer, sealed under the vault's master key
+    Column("expires_at", String(32), nullable=False),
+    Index("intake_idempotency_expiry", "expires_at"),
+)

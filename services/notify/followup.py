@@ -1,9 +1,14 @@
 """回访 (follow-up, issue #6 §4): after a result is delivered the resident is asked to rate it.
 
 - The ask goes out `follow_up.after_minutes` after `case.delivered` (rules.py schedules it).
-- The resident replies by SMS with a code — 1 satisfied, 2 basically satisfied, 3 unsatisfied — which
-  the SMS gateway forwards to `POST /api/v1/channels/sms/{county}`; or an operator enters the rating
-  after a call (`POST /api/v1/cases/{id}/follow-up`).
+- The ask puts two questions (issue #17 §3, Beijing 12345's 解决率 and 满意率): was the matter actually
+  solved, and how satisfied is the resident. The resident replies by SMS with two digits — the first
+  1 solved / 2 not solved, the second 1 satisfied / 2 basically satisfied / 3 unsatisfied ("11",
+  "23"; a space or comma between them is fine). A single digit keeps its old meaning, satisfaction
+  only (solved unknown), so residents who learnt the old codes, and counties whose own template asks
+  one question, still work. The SMS gateway forwards replies to `POST /api/v1/channels/sms/{county}`;
+  or an operator enters the answers after a call (`POST /api/v1/cases/{id}/follow-up`, `solved`
+  optional).
 - No reply within `reply_within_minutes`: asked again, up to `attempts` asks; then `unreachable`.
 Each outcome is one `case.followed_up`, appended against the version of the case it read, so an SMS
 reply and an operator's entry racing each other cannot both count. Routing reopens an unsatisfied case.
@@ -14,6 +19,7 @@ import logging
 import re
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 
@@ -26,9 +32,10 @@ from services.notify.tables import followups_table
 
 log = logging.getLogger("minqing.notify")
 REPLY_CODES = {"1": "satisfied", "2": "basically_satisfied", "3": "unsatisfied"}
+SOLVED_CODES = {"1": True, "2": False}
 AWAITING = ("resolved", "delivered")       # a case whose latest result has not been rated yet
 _NS = uuid.UUID("6b1c1b3e-9d0e-4a8a-9a53-7d4a0f3e2c11")
-_CODE = re.compile(r"^\s*([123])\s*(?:[.。,，!！]?\s*)$")
+_CODE = re.compile(r"^\s*(?:([12])\s*[,，、.。]?\s*)?([123])\s*(?:[.。,，!！]?\s*)$")
 
 
 class NotAwaiting(Exception):
@@ -39,15 +46,26 @@ class NotAwaiting(Exception):
         super().__init__(f"the case is {status}, not waiting for a follow-up rating")
 
 
-def reply_code(text: str) -> str | None:
-    """The rating a reply text carries ('1', ' 2 ', '3。'), or None when it is not a reply code."""
+class Reply(NamedTuple):
+    rating: str
+    solved: bool | None        # None: the reply answered the satisfaction question only
+
+
+def reply_code(text: str) -> Reply | None:
+    """The answers a reply text carries ('11', '2 3', '1，2', or the old single digit '1', ' 2 ', '3。'),
+    or None when it is not a reply code."""
     match = _CODE.match(text or "")
-    return REPLY_CODES[match.group(1)] if match else None
+    if not match:
+        return None
+    solved, rating = match.groups()
+    return Reply(REPLY_CODES[rating], SOLVED_CODES[solved] if solved else None)
 
 
 def record_follow_up(ledger: Ledger, case_id: str, rating: str, via: str, *, actor: str, county: str,
-                     asks: int | None = None, by: str | None = None, event_id: str | None = None) -> int:
-    """Append `case.followed_up` if the case still awaits its rating; return its ledger position."""
+                     asks: int | None = None, by: str | None = None, event_id: str | None = None,
+                     solved: bool | None = None) -> int:
+    """Append `case.followed_up` if the case still awaits its rating; return its ledger position.
+    `solved` is recorded only when the resident answered it (the event's field is absent otherwise)."""
     stream = stream_of(case_id)
     for _ in range(10):
         history = ledger.read_stream(stream)
@@ -55,6 +73,8 @@ def record_follow_up(ledger: Ledger, case_id: str, rating: str, via: str, *, act
         if case.status not in AWAITING:
             raise NotAwaiting(case.status)
         data = {"case_id": case_id, "rating": rating, "via": via, "asks": asks, "by": by}
+        if solved is not None:
+            data["solved"] = solved
         event = NewEvent("case.followed_up", data, Metadata(actor=actor, county=county, correlation_id=case_id),
                          event_id=event_id or str(uuid.uuid4()))
         try:

@@ -4,7 +4,7 @@ county's SMS channel secret (`minqing channel secret sms --county C`, shown once
 
 The body: `msg_id` (the gateway's message id: a repeat push answers as the first did), `from` (the
 sender's phone: looked up in the vault, never stored or logged), `text`, `timestamp` (Unix seconds,
-within five minutes). A reply code 1/2/3 rates the sender's open follow-up; anything else is kept
+within five minutes). A reply code (followup.py: two digits, or the old single digit) answers the sender's open follow-up; anything else is kept
 out of the record and answered with `ignored` and the reason, so the gateway does not retry.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ class SmsReplyOut(Schema):
     reason = fields.String(allow_none=True)
     case_id = fields.String(allow_none=True)
     rating = fields.String(allow_none=True)
+    solved = fields.Boolean(allow_none=True)
 
 
 def new_secret(conn: Connection, vault: Vault, county: str, at: datetime) -> str:

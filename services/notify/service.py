@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import timedelta
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
@@ -48,11 +48,20 @@ class FollowUpIn(Schema):
         ("1", "2", "3", "satisfied", "basically_satisfied", "unsatisfied", "unreachable")),
         metadata={"description": "the reply code (1 satisfied, 2 basically satisfied, 3 unsatisfied) or the rating"})
     via = fields.String(load_default="call", validate=validate.OneOf(("call", "visit", "online", "sms")))
+    solved = fields.Boolean(load_default=None, allow_none=True, truthy={True}, falsy={False},
+                            metadata={"description": "the resident's answer whether the matter was actually solved "
+                                                     "(解决率); optional: omitted or null when not asked"})
+
+    @validates_schema
+    def _solved_needs_an_answer(self, data, **_):
+        if data.get("rating") == "unreachable" and data.get("solved") is not None:
+            raise ValidationError({"solved": ["an unreachable resident gave no answer; leave it out"]})
 
 
 class FollowUpOut(Schema):
     case_id = fields.String(required=True)
     rating = fields.String(required=True)
+    solved = fields.Boolean(allow_none=True)
     position = fields.Integer(required=True)
 
 
@@ -183,7 +192,8 @@ class NotifyService:
 
     @route("POST", "/api/v1/cases/<string:case_id>/follow-up", action="case.follow_up", body=FollowUpIn,
            response=FollowUpOut, status=201, errors=(404, 409),
-           summary="回访 entered by an operator after a call: the rating of the case's delivered result")
+           summary="回访 entered by an operator after a call: the rating of the case's delivered result and, "
+                   "when asked, whether it was actually solved")
     def follow_up(self, request, principal, case_id):
         given = read_json(request, FollowUpIn())
         rating = followup.REPLY_CODES.get(given["rating"], given["rating"])
@@ -192,15 +202,18 @@ class NotifyService:
             raise access.not_found()
         try:
             position = followup.record_follow_up(self.ledger, case_id, rating, given["via"],
-                                                 actor=principal.actor, county=case.county, by=principal.actor)
+                                                 actor=principal.actor, county=case.county, by=principal.actor,
+                                                 solved=given["solved"])
         except followup.NotAwaiting as exc:
             raise ApiError(409, "conflict", str(exc), {"case_id": [f"status is {exc.status}"]})
-        return json_response(201, {"case_id": case_id, "rating": rating, "position": position})
+        return json_response(201, {"case_id": case_id, "rating": rating, "solved": given["solved"],
+                                   "position": position})
 
     @route("POST", "/api/v1/channels/sms/<string:county>", action="public", limiter=SMS_LIMIT,
            body=inbound.SmsReplyIn, response=inbound.SmsReplyOut, errors=(401, 404),
            summary="Inbound SMS from the county's SMS gateway, signed with X-Minqing-Signature (HMAC-SHA256): "
-                   "a reply code 1/2/3 rates the sender's open 回访; a repeated msg_id answers as before")
+                   "a reply code rates the sender's open 回访 (two digits: solved 1/2 then satisfaction 1/2/3, "
+                   "e.g. 11; one digit: satisfaction only); a repeated msg_id answers as before")
     def sms_reply(self, request, principal, county):
         raw = read_body(request)
         with read_transaction(self.ledger.engine) as conn:
@@ -213,27 +226,29 @@ class NotifyService:
         with read_transaction(self.ledger.engine) as conn:
             earlier = inbound.seen(conn, county, message["msg_id"])
             if earlier is not None:
-                return json_response(200, {**earlier, "rating": None})
+                return json_response(200, {**earlier, "rating": None, "solved": None})
             subject = self.vault.subject_for_phone(conn, message["sender"])
             pending = followup.awaiting_reply(conn, county, subject) if subject else None
-        rating = followup.reply_code(message["text"])
+        reply = followup.reply_code(message["text"])
         outcome, reason, case_id = "ignored", None, pending.case_id if pending else None
         if pending is None:
             reason = "no follow-up is waiting for this sender's reply"
-        elif rating is None:
-            reason = "not a reply code (1 satisfied, 2 basically satisfied, 3 unsatisfied)"
+        elif reply is None:
+            reason = ("not a reply code (two digits: solved 1 yes / 2 no, then 1 satisfied / 2 basically satisfied / "
+                      "3 unsatisfied, e.g. 11; or one digit for satisfaction only)")
         else:
             try:
-                followup.record_follow_up(self.ledger, pending.case_id, rating, "sms", actor="channel:sms",
-                                          county=county, asks=pending.asks)
+                followup.record_follow_up(self.ledger, pending.case_id, reply.rating, "sms", actor="channel:sms",
+                                          county=county, asks=pending.asks, solved=reply.solved)
                 outcome = "rated"
             except followup.NotAwaiting as exc:
                 reason = str(exc)
         with write_transaction(self.ledger.engine) as conn:
             inbound.remember(conn, county, message["msg_id"], outcome, reason, case_id, now)
         log.info("sms reply %s for %s: %s", message["msg_id"], county, outcome)
+        rated = outcome == "rated"
         return json_response(200, {"outcome": outcome, "reason": reason, "case_id": case_id,
-                                   "rating": rating if outcome == "rated" else None})
+                                   "rating": reply.rating if rated else None, "solved": reply.solved if rated else None})
 
     @route("POST", "/api/v1/subscriptions", action="subscriptions.manage", body=SubscriptionIn,
            response=SubscriptionOut, status=201,

@@ -20,7 +20,7 @@ from tests.support import Watcher, county_dir
 from minqing import devstack
 
 
-def free_port_block(size: int = 5) -> int:
+def free_port_block(size: int = 8) -> int:     # the gateway and every port Settings.PORT_OFFSETS names
     for _ in range(100):
         base = devstack.free_port()
         if base + size < 65000 and all(_free(base + i) for i in range(size)):
@@ -35,6 +35,19 @@ def _free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def read_pid(path: Path, timeout: float = 10.0) -> int:
+    """The pid in a pid file. `minqing run` replaces pid files atomically; this also waits out a file
+    not yet written (a child being restarted) instead of failing on `int('')`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 OPERATOR = object()     # default: act as the demo county's operator
@@ -76,7 +89,7 @@ class Stack:
             self.proc.wait(60)
 
     def pid(self, name: str) -> int:
-        return int((self.run_dir / "pids" / f"{name}.pid").read_text())
+        return read_pid(self.run_dir / "pids" / f"{name}.pid")
 
     def request(self, method: str, path: str, body=None, raw: bytes | None = None, headers=None, token=OPERATOR):
         data = raw if raw is not None else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
@@ -141,6 +154,24 @@ def stack(tmp_path_factory, stack_db, rabbit, broker_tap, sms_gateway, smtp_serv
            "MINQING_SMTP_HOST": "127.0.0.1", "MINQING_SMTP_PORT": str(smtp_server.port),
            "MINQING_SMTP_FROM": "minqing@heping.example", "MINQING_NOTIFY_SECONDS": "0.3",
            "MINQING_NOTIFY_BACKOFF_SECONDS": "0.5"}
+    s = Stack(run_dir, env, port).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack(tmp_path_factory, rabbit):
+    """The whole stack on the embedded default, a SQLite ledger, in a vhost of its own on the
+    session's RabbitMQ node (so its queues never take the PostgreSQL stack's messages)."""
+    from tests.support import private_vhost
+    run_dir = tmp_path_factory.mktemp("sqlite-stack")
+    counties = county_dir(tmp_path_factory.mktemp("sqlite-policies"), "deploy/counties/longjiang.yaml",
+                          "tests/fixtures/counties/heping.yaml")
+    port = free_port_block()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
+    env.update({"MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": f"sqlite:///{run_dir / 'ledger.db'}",
+                "MINQING_AMQP_URI": private_vhost(rabbit), "MINQING_HTTP_PORT": str(port),
+                "MINQING_COUNTIES_DIR": str(counties)})
     s = Stack(run_dir, env, port).start()
     yield s
     s.stop()

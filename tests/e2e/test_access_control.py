@@ -10,6 +10,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
+from minqing import access
 from tests.e2e.test_case_flow import _wait_case, report
 
 # Who asks. (role, county, unit, cadre); None = no token at all.
@@ -260,8 +261,10 @@ def test_pin_guessing_is_locked_out_while_other_residents_are_served(stack, worl
     for guess in range(8):
         statuses.append(_get_from(stack, "127.0.0.7", f"/api/v1/track/{victim}?pin={guess:06d}")[0])
     assert statuses[:5] == [404] * 5 and set(statuses[5:]) == {429}
-    # locked even with the right PIN, and from another address
-    assert _get_from(stack, "127.0.0.8", f"/api/v1/track/{victim}?pin={world['case']['pin']}")[0] == 429
+    # the guesser is refused even the right PIN …
+    assert _get_from(stack, "127.0.0.7", f"/api/v1/track/{victim}?pin={world['case']['pin']}")[0] == 429
+    # … but locks out only themself: the resident, from their own address, is served (issue #12.6)
+    assert _get_from(stack, "127.0.0.8", f"/api/v1/track/{victim}?pin={world['case']['pin']}")[0] == 200
     # the other resident still tracks their own case
     code, body = _get_from(stack, "127.0.0.9", f"/api/v1/track/{mine['tracking_no']}",
                            headers={"X-Minqing-Pin": mine["pin"]})
@@ -271,8 +274,17 @@ def test_pin_guessing_is_locked_out_while_other_residents_are_served(stack, worl
 
 def test_flooding_is_answered_429_while_others_are_served(stack):
     flooder = stack.issue("operator")
+    from concurrent.futures import ThreadPoolExecutor
     started = time.monotonic()
-    codes = [stack.request("POST", "/api/v1/cases", report(summary=f"刷单{i}"), token=flooder)[0] for i in range(45)]
+    codes: list[int] = []
+    # six clients at once, in rounds, until the limit answers: a slow machine (one report a second under
+    # load) would otherwise stay under 2 a second and never meet the limit
+    with ThreadPoolExecutor(6) as pool:
+        for round_ in range(25):
+            codes += pool.map(lambda i: stack.request("POST", "/api/v1/cases", report(summary=f"刷单{round_}-{i}"),
+                                                      token=flooder)[0], range(6))
+            if 429 in codes:
+                break
     elapsed = time.monotonic() - started
     # a burst of 30, then 2 a second: however slow the machine, no more than that got through
     assert 429 in codes and codes.count(201) <= 30 + 2 * elapsed + 1, (codes.count(201), elapsed)
@@ -329,14 +341,15 @@ def test_the_pull_feed_gives_the_county_its_events_in_order(stack, world):
 
 
 def test_concurrent_pin_guesses_cannot_exceed_the_limit(stack):
-    """All guesses are counted before any is judged: a burst gets at most five answers checked."""
+    """All guesses are counted before any is judged: a burst from many addresses gets at most the
+    number's free failures checked, plus one slot; then the number is slowed for everyone."""
     from concurrent.futures import ThreadPoolExecutor
     code, case = stack.request("POST", "/api/v1/cases", report(summary="并发猜码"), token=stack.issue("operator"))
     ips = [f"127.0.1.{i}" for i in range(1, 31)]
     with ThreadPoolExecutor(max_workers=15) as pool:
         codes = list(pool.map(lambda ip: _get_from(stack, ip, f"/api/v1/track/{case['tracking_no']}?pin=999999")[0]
                               if case["pin"] != "999999" else 429, ips))
-    assert codes.count(404) <= 5 and set(codes) <= {404, 429}
+    assert codes.count(404) <= access.PIN_NUMBER_FREE_FAILURES + 1 and set(codes) <= {404, 429}
     assert _get_from(stack, "127.0.1.99", f"/api/v1/track/{case['tracking_no']}?pin={case['pin']}")[0] == 429
 
 

@@ -4,9 +4,12 @@ the events the stack recorded; bad input names the field and records nothing."""
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
 
+from minqing.clock import SYSTEM_CLOCK
+from services.assessment.periods import current_period, local_date
 from tests.e2e.test_case_flow import _wait_case, report
+
+TZ = "Asia/Shanghai"            # 龙江县's zone (deploy/counties/longjiang.yaml)
 
 
 def _until(fetch, ok, timeout=30.0):
@@ -21,7 +24,11 @@ def _until(fetch, ok, timeout=30.0):
 def test_visits_scorecards_rankings_and_explanations(stack):
     cadre = stack.issue("cadre", unit="heigang.kaoshan-station", cadre="lj-c002")
     supervisor = stack.issue("supervisor")
-    day = (date.today() - timedelta(days=1)).isoformat()
+    # One clock, the county's zone (issue #12 §11a): the visit's day and the period are the county's
+    # today and month, as the stack files its facts; the UTC date is yesterday before 08:00 in China
+    # (issue #18 §1b: main refused today's visit then).
+    now = SYSTEM_CLOCK.now()
+    day, period = local_date(now, TZ).isoformat(), current_period(now, TZ)
     code, visit = stack.request("POST", "/api/v1/visits", {"day": day, "hamlet": "heigang.kaoshan.3", "households": 6},
                                 token=cadre)
     assert code == 201 and visit["cadre"] == "lj-c002", visit
@@ -44,7 +51,6 @@ def test_visits_scorecards_rankings_and_explanations(stack):
                             token=cadre)
     assert code == 200
 
-    period = day[:7]
     code, mine = _until(lambda: stack.request("GET", f"/api/v1/assessment/longjiang/cadres?period={period}", token=cadre),
                         lambda r: r[0] == 200 and r[1]["cards"] and r[1]["cards"][0]["counts"]["resolved_on_site"] >= 1
                         and r[1]["cards"][0]["visits"]["days"] >= 1)
@@ -63,3 +69,9 @@ def test_visits_scorecards_rankings_and_explanations(stack):
     assert code == 404                                                  # another cadre's figures
     code, err = stack.request("GET", "/api/v1/assessment/longjiang/units?period=2026-13", token=supervisor)
     assert code == 422 and "period" in err["error"]["fields"]
+    code, idle = stack.request("GET", f"/api/v1/assessment/longjiang/cadres/lj-c004?period={period}", token=supervisor)
+    assert code == 200 and idle["cards"][0]["name"] == "驻村干部丁"           # on the roster: always there
+    if not any(idle["cards"][0]["counts"].values()):                   # (other tests may give them work)
+        assert "no_recorded_work" in {f["flag"] for f in idle["cards"][0]["flags"]}
+    code, err = stack.request("GET", f"/api/v1/assessment/longjiang/cadres/lj-c999?period={period}", token=supervisor)
+    assert code == 404                                                  # not on the roster

@@ -44,7 +44,10 @@ def test_report_files_browser_rendering_and_publication(figures_world, tmp_path)
     assert rows["lj-c002"]["received"] == "4" and rows["lj-c002"]["resolved"] == "4"
     with (tmp_path / "r" / "flagged.csv").open(encoding="utf-8-sig") as handle:
         flagged = list(csv.DictReader(handle))
-    assert flagged == [] or all(f["seed"] in ("001", "004") for f in flagged)
+    assert all(f["seed"] in ("000", "001", "004") for f in flagged)
+    idle = {f["cadre"] for f in flagged if f["flag"] == "no_recorded_work"}      # the roster appears whole
+    assert "lj-c004" in idle and "lj-c002" not in idle
+    assert rows["lj-c004"]["name"] == "驻村干部丁" and rows["lj-c004"]["received"] == "0"
     assert report.digest(data) == digest
 
     chromium = shutil.which("chromium")

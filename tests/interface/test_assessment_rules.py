@@ -41,11 +41,12 @@ class World:
         self.ledger.append(f"case-{case_id}", [NewEvent(type_, {"case_id": case_id, **data},
                                                         Metadata("test", "longjiang"))])
 
-    def case(self, township="heigang", unit=VILLAGE, cadre="lj-c002", response_h=24, resolve_h=120) -> str:
+    def case(self, township="heigang", unit=VILLAGE, cadre="lj-c002", response_h=24, resolve_h=120,
+             category="202") -> str:
         self.n += 1
         case_id = f"case-{self.n:03d}"
         self.emit(case_id, "case.reported", county="longjiang", tracking_no=f"LJ-20260302-{self.n:04d}",
-                  channel="hotline", category="202", kind="help", urgency="normal", summary="路面塌陷",
+                  channel="hotline", category=category, kind="help", urgency="normal", summary="路面塌陷",
                   location={"township": township, "village": None, "hamlet": None},
                   reporter={"subject": None, "name_masked": "", "phone_masked": ""},
                   reported_at=isoformat(self.clock.now()))
@@ -172,7 +173,8 @@ def test_joint_handling_credits_the_lead_and_records_co_units(world):
 
 def test_reopening_is_charged_to_the_rejected_resolver(world):
     """Seed 001's closed loop (回访): an unsatisfied rating reopens the case; the resolver is charged
-    with the reopening and the unsatisfied rating, and the new holding is received again."""
+    with the reopening and the unsatisfied rating. The new holding is the same case: counted once
+    (issue #17 §4: a case counts once per subject per period)."""
     a = world.case()
     world.at(3).resolve(a)
     world.rate(a, "unsatisfied")
@@ -182,10 +184,123 @@ def test_reopening_is_charged_to_the_rejected_resolver(world):
     world.at(20).resolve(a)
     world.rate(a, "satisfied")
     c = world.card("lj-c002")
-    assert (c["counts"]["received"], c["counts"]["resolved"], c["counts"]["reopened"]) == (2, 2, 1)
-    assert c["rates"]["satisfaction_rate"] == 0.5
+    assert (c["counts"]["received"], c["counts"]["resolved"], c["counts"]["reopened"]) == (1, 1, 1)
+    assert c["rates"]["satisfaction_rate"] == 0.5 and c["rates"]["resolution_rate"] == 1.0
     county_card = world.card("longjiang", "county")
     assert county_card["counts"]["received"] == 1 and county_card["counts"]["reopened"] == 1
+
+
+def test_reopen_loop_in_qikeshu_adds_up_by_hand(world):
+    """Issue #17 §4, computed by hand: in 七棵树镇 one case is resolved, rated unsatisfied, reopened,
+    resolved, rated unsatisfied, reopened and resolved a third time, then rated satisfied; main showed
+    the township received 1, resolved 3, resolution rate 3.0.
+    By hand: received 1 case, resolved 1 case → 办结率 1/1; ratings 1 satisfied of 3 → 满意率 1/3;
+    reopened 2 (events); the resolver lj-c005 alike; the county alike."""
+    station = "qikeshu.qikeshu-station"
+    a = world.case(township="qikeshu", unit=station, cadre="lj-c005")
+    for round_, rating in enumerate(("unsatisfied", "unsatisfied", "satisfied")):
+        world.at(3 + 10 * round_).resolve(a, station, "lj-c005")
+        world.rate(a, rating)
+        if rating == "unsatisfied":
+            world.emit(a, "case.reopened", reason="群众不满意")
+            world.emit(a, "case.assigned", unit=station, cadre="lj-c005", tier="village", policy_version=1, rule="t",
+                       response_due=isoformat(T0 + timedelta(hours=200)),
+                       resolution_due=isoformat(T0 + timedelta(hours=300)))
+    for subject, kind in (("qikeshu", "township"), ("longjiang", "county"), ("lj-c005", "cadre"), (station, "unit")):
+        card = world.card(subject, kind)
+        counts = card["counts"]
+        assert (counts["received"], counts["in_hand"], counts["resolved"], counts["reopened"]) == (1, 1, 1, 2), kind
+        assert (counts["satisfied"], counts["unsatisfied"]) == (1, 2), kind
+        assert card["rates"]["resolution_rate"] == 1.0 and card["rates"]["satisfaction_rate"] == round(1 / 3, 4), kind
+
+
+def test_a_case_resolved_next_month_is_in_that_months_hand(world):
+    """Issue #17 §4: received on 31 March (local), resolved on 1 April → March: 1 received, 0 resolved
+    (0%); April: 0 received but 1 in hand, 1 resolved (100%), never 1 resolved over 0 received."""
+    world.clock.set(datetime(2026, 3, 31, 8, tzinfo=timezone.utc))             # 16:00 on 31 March in 龙江县
+    a = world.case()
+    world.clock.set(datetime(2026, 3, 31, 16, 30, tzinfo=timezone.utc))        # 00:30 on 1 April in 龙江县
+    world.resolve(a)
+    for kind, subject in (("cadre", "lj-c002"), ("township", "heigang"), ("county", "longjiang")):
+        march, april = world.card(subject, kind, "2026-03"), world.card(subject, kind, "2026-04")
+        assert (march["counts"]["received"], march["counts"]["resolved"], march["rates"]["resolution_rate"]) == (1, 0, 0.0)
+        assert (april["counts"]["received"], april["counts"]["in_hand"], april["counts"]["resolved"]) == (0, 1, 1)
+        assert april["rates"]["resolution_rate"] == 1.0
+
+
+def test_a_return_upheld_is_a_hand_off_and_one_overturned_still_charges(world):
+    """Issue #18 §7: lj-c002 returns two cases as not theirs (退回). The supervisor re-dispatches one
+    to 平安村 (upheld: handed_off, out of lj-c002's resolution denominator) and sends the other back
+    to 靠山村 (overturned: return_overturned, still charged). lj-c002 resolves a third case.
+    By hand: received 3, handed_off 1, in hand 2, resolved 1 → 办结率 1/2 (main: 1/3)."""
+    upheld, overturned, own = world.case(), world.case(), world.case()
+    for case_id in (upheld, overturned):
+        world.at(1).emit(case_id, "case.returned", from_unit=VILLAGE, cadre="lj-c002", reason="不属本村")
+    world.at(2).emit(upheld, "case.transferred", from_unit=VILLAGE, to_unit="shanquan.pingan-station",
+                     to_cadre="lj-c003", reason="属平安村", policy_version=1, resolution_due=isoformat(T0 + timedelta(hours=120)))
+    world.emit(overturned, "case.transferred", from_unit=VILLAGE, to_unit=VILLAGE, to_cadre="lj-c002",
+               reason="属靠山村，退回不成立", policy_version=1, resolution_due=isoformat(T0 + timedelta(hours=120)))
+    world.at(3).resolve(own)
+    card = world.card("lj-c002")
+    counts = card["counts"]
+    assert (counts["received"], counts["handed_off"], counts["return_overturned"], counts["in_hand"],
+            counts["resolved"]) == (3, 1, 1, 2, 1)
+    assert card["rates"]["resolution_rate"] == 0.5
+    assert world.card(VILLAGE, "unit")["counts"]["handed_off"] == 1
+    assert world.card("lj-c003")["counts"]["received"] == 1
+    assert world.card("heigang", "township")["counts"]["handed_off"] == 0      # the case stays in its township
+
+
+def test_an_escalation_the_policy_requires_is_a_hand_off(world):
+    """Issue #18 §7 (大事不出乡镇): category 401 (贷款及致富信息协调) starts at the township; a village
+    cadre holding one escalates it by request: required, handed off. A 202 (roads, starts at the
+    village) escalated by request is not required: still charged. By hand: received 2, handed_off 1,
+    in hand 1, resolved 0."""
+    required, optional = world.case(category="401"), world.case()
+    for case_id in (required, optional):
+        world.at(2).emit(case_id, "case.escalated", from_unit=VILLAGE, from_tier="village", to_unit=TOWNSHIP,
+                         to_tier="township", to_cadre="lj-c006", reason="超出本级权限", automatic=False,
+                         policy_version=1, resolution_due=isoformat(T0 + timedelta(hours=300)))
+    counts = world.card("lj-c002")["counts"]
+    assert (counts["received"], counts["handed_off"], counts["in_hand"], counts["resolved"]) == (2, 1, 1, 0)
+    assert world.card("lj-c002")["rates"]["resolution_rate"] == 0.0
+    assert world.card("lj-c006")["counts"]["received"] == 2
+
+
+def test_solution_rate_from_the_residents_answer(world):
+    """Issue #17 §3 (Beijing 12345's 解决率 beside 办结率): 3 resolved and rated; the resident says 2
+    solved, 1 not; a rating without the answer (an old client) counts for 满意率 only → 解决率 2/3."""
+    cases = [world.case() for _ in range(4)]
+    world.at(3)
+    for case_id, solved in zip(cases, (True, True, False, None)):
+        world.resolve(case_id)
+        extra = {} if solved is None else {"solved": solved}
+        world.emit(case_id, "case.followed_up", rating="satisfied", via="call", **extra)
+    card = world.card("lj-c002")
+    assert (card["counts"]["solved"], card["counts"]["unsolved"]) == (2, 1)
+    assert card["rates"]["solution_rate"] == round(2 / 3, 4) and card["rates"]["resolution_rate"] == 1.0
+    assert world.card("longjiang", "county")["rates"]["solution_rate"] == round(2 / 3, 4)
+    world.follower.catch_up()
+    with world.ledger.engine.connect() as conn:
+        why = explain(conn, "longjiang", "2026-03", "cadre", "lj-c002", "solution_rate")
+    assert len(why["numerator"]) == 2 and len(why["denominator"]) == 3
+
+
+def test_a_roster_cadre_without_recorded_work_appears_flagged(world):
+    """Issue #17 §4: lj-c004 (东升村 village cadre) has no recorded work in March: listed with zero
+    visits against the pro-rata quota (50/12 days), flagged; an id not on the roster stays unknown."""
+    world.case()
+    world.follower.catch_up()
+    with world.ledger.engine.connect() as conn:
+        one = scorecards(conn, "longjiang", "2026-03", "cadre", "lj-c004")["cards"]
+        every = scorecards(conn, "longjiang", "2026-03", "cadre")["cards"]
+        unknown = scorecards(conn, "longjiang", "2026-03", "cadre", "lj-c999")["cards"]
+    assert unknown == []
+    assert len(every) == 13 and [c["subject"] for c in every] == sorted(c["subject"] for c in every)
+    card = one[0]
+    assert card["name"] == "驻村干部丁" and card["unit_name"] == "东升村代理代办服务站"
+    assert card["visits"]["days"] == 0 and card["visits"]["quota_days_for_period"] == round(50 / 12, 1)
+    assert [f["flag"] for f in card["flags"]] == ["no_recorded_work"] and card["ranked"] is False
 
 
 def test_a_duplicate_counts_once(world):

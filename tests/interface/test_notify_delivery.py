@@ -198,7 +198,8 @@ def _cycle(ledger, vault, rules, clock, channels):
 
 
 def test_result_delivery_then_follow_up_rated_by_reply(world):
-    """Issue #6 §4: the result to the resident on resolve (统一送达), then the 回访 with a reply code."""
+    """Issue #6 §4: the result to the resident on resolve (统一送达), then the 回访 with a reply code; it asks
+    both questions (issue #17 §3) and a two-digit reply records solved and satisfaction."""
     ledger, vault, rules, clock = world
     report(ledger, vault, "c-0006")
     resolve(ledger, "c-0006")
@@ -207,12 +208,14 @@ def test_result_delivery_then_follow_up_rated_by_reply(world):
     for _ in range(3):
         _cycle(ledger, vault, rules, clock, channels)
     texts = [m.body for m in sms.sent]
-    assert any("已办结" in t for t in texts) and any("回访" in t for t in texts)
+    assert any("已办结" in t for t in texts) and any("回访" in t and "解决" in t and "满意" in t for t in texts)
     types = [e.type for e in ledger.read_stream("case-c-0006")]
     assert "case.delivered" in types
-    position = followup.record_follow_up(ledger, "c-0006", followup.reply_code("1"), "sms", actor="channel:sms",
-                                         county="heping")
-    assert ledger.read_all(position - 1, 1)[0].data["rating"] == "satisfied"
+    reply = followup.reply_code("12")
+    position = followup.record_follow_up(ledger, "c-0006", reply.rating, "sms", actor="channel:sms",
+                                         county="heping", solved=reply.solved)
+    recorded = ledger.read_all(position - 1, 1)[0].data
+    assert recorded["rating"] == "basically_satisfied" and recorded["solved"] is True
     with pytest.raises(followup.NotAwaiting):
         followup.record_follow_up(ledger, "c-0006", "unsatisfied", "call", actor="operator:x", county="heping")
 

@@ -1,0 +1,352 @@
+"""The console (issue #14): server-rendered pages for operators, cadres and residents, served by
+Minqing itself on its own port behind the gateway (`/console/…`, `/static/…`).
+
+Every read and action goes through the services' own HTTP API with the session's token (see
+services/console/sessions.py), so the console adds no authorisation rule of its own beyond
+deciding which pages a role is offered; what a person may see or do is decided where the API decides it.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request, Response
+
+from minqing import access
+from minqing import config as config_mod
+from minqing.clock import SYSTEM_CLOCK, Clock
+from minqing.personal_data import mask_name, mask_phone
+from services.console import accounts, sessions, web
+from services.console.api import Api
+from services.console.messages import text
+
+log = logging.getLogger("minqing.console")
+STATIC = web.HERE / "static"
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
+OPERATOR_CHANNELS = ("hotline", "leader_phone", "service_hall", "field_visit", "market_post", "suggestion_box")
+ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve"}     # console action → API path
+HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/worklist"}
+
+URLS = Map([
+    Rule("/console/", endpoint="home"),
+    Rule("/console/login", endpoint="login", methods=["GET", "POST"]),
+    Rule("/console/logout", endpoint="logout", methods=["POST"]),
+    Rule("/console/password", endpoint="password", methods=["GET", "POST"]),
+    Rule("/console/report", endpoint="report", methods=["GET", "POST"]),
+    Rule("/console/worklist", endpoint="worklist"),
+    Rule("/console/cases/<case_id>", endpoint="case"),
+    Rule("/console/cases/<case_id>/<any(accept, note, resolve):action>", endpoint="act", methods=["POST"]),
+    Rule("/console/track", endpoint="track", methods=["GET", "POST"]),
+    Rule("/static/<name>", endpoint="static"),
+    Rule("/health", endpoint="health"),
+])
+
+
+class Console:
+    def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
+        self.engine, self.api, self.clock = engine, api, clock
+        self._catalogues: dict[str, tuple[float, dict]] = {}
+
+    # ---- plumbing ---------------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.max_form_memory_size = 64 * 1024
+        try:
+            endpoint, values = URLS.bind_to_environ(environ).match()
+            response = getattr(self, "page_" + endpoint)(request, **values)
+        except HTTPException as exc:
+            response = self._error(request, exc.code or 500) if exc.code in (403, 404, 405) else exc.get_response()
+        except Exception:
+            log.exception("console page failed")
+            response = self._error(request, 503)
+        web.keep_form_token(response, request)
+        return web.secure(response, request)(environ, start_response)
+
+    def _error(self, request, status: int) -> Response:
+        key = {403: "error.403", 404: "error.404"}.get(status, "error.503")
+        return web.render(request, "error.html", status=status, message_key=key, session=None)
+
+    def _session(self, request) -> sessions.Session | None:
+        return sessions.load(self.engine, request.cookies.get(web.SESSION_COOKIE), self.clock)
+
+    def _require(self, request, action: str | None = None):
+        """The session, or an answer: to the login page, to the password change, or 403."""
+        session = self._session(request)
+        if session is None:
+            return None, redirect("/console/login", 303)
+        if session.account.must_change_password and request.path != "/console/password":
+            return None, redirect("/console/password", 303)
+        if action is not None and session.account.role not in access.POLICY[action]:
+            return None, self._error(request, 403)
+        if request.method == "POST" and not session.csrf_ok(request.form.get("csrf")):
+            return None, web.render(request, "error.html", status=403, message_key="form.csrf", session=session)
+        return session, None
+
+    def _form_csrf_ok(self, request) -> bool:
+        cookie, sent = request.cookies.get(web.FORM_COOKIE), request.form.get("csrf")
+        return bool(cookie and sent) and hmac.compare_digest(cookie, sent)
+
+    def catalogue(self, county: str) -> dict:
+        cached = self._catalogues.get(county)
+        if cached and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        answer = self.api.call("GET", f"/api/v1/counties/{county}")
+        if not answer.ok:
+            raise RuntimeError(f"the catalogue of {county} is not available ({answer.status})")
+        self._catalogues[county] = (time.monotonic(), answer.body)
+        return answer.body
+
+    # ---- pages ------------------------------------------------------------------------------------
+
+    def page_health(self, request):
+        return Response(json.dumps({"service": "console", "status": "ok"}), mimetype="application/json")
+
+    def page_static(self, request, name):
+        path = STATIC / name
+        if path.suffix not in STATIC_TYPES or path.parent != STATIC or not path.is_file():
+            raise NotFound()
+        response = Response(path.read_bytes(), mimetype=STATIC_TYPES[path.suffix])
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
+
+    def page_home(self, request):
+        session = self._session(request)
+        if session is None:
+            return redirect("/console/login", 303)
+        return redirect(HOME.get(session.account.role, "/console/track"), 303)
+
+    def page_login(self, request):
+        error = None
+        if request.method == "POST":
+            if not self._form_csrf_ok(request):
+                return web.render(request, "login.html", status=403, error="form.csrf", csrf=web.form_token(request))
+            try:
+                account = accounts.login(self.engine, request.form.get("username", "").strip(),
+                                         request.form.get("password", ""), self.clock)
+            except accounts.LoginRefused as refused:
+                lang = web.language(request)
+                error = (text(lang, "login.locked", minutes=refused.minutes) if refused.reason == "locked"
+                         else text(lang, "login.wrong"))
+                return web.render(request, "login.html", status=401, error_text=error, csrf=web.form_token(request),
+                                  username=request.form.get("username", ""))
+            response = redirect("/console/password" if account.must_change_password
+                                else HOME.get(account.role, "/console/track"), 303)
+            web.set_session_cookie(response, request, sessions.open_session(self.engine, account, self.clock))
+            return response
+        notice = "login.logged_out" if request.args.get("bye") else None
+        return web.render(request, "login.html", csrf=web.form_token(request), notice=notice)
+
+    def page_logout(self, request):
+        session = self._session(request)
+        if session is not None and session.csrf_ok(request.form.get("csrf")):
+            sessions.end(self.engine, session.token_id, self.clock)
+        response = redirect("/console/login?bye=1", 303)
+        web.set_session_cookie(response, request, None)
+        return response
+
+    def page_password(self, request):
+        session, answer = self._require(request)
+        if answer is not None:
+            return answer
+        errors = {}
+        if request.method == "POST":
+            new = request.form.get("password", "")
+            if new != request.form.get("repeat", ""):
+                errors["repeat"] = "password.mismatch"
+            else:
+                try:
+                    accounts.change_password(self.engine, session.account.account_id,
+                                             request.form.get("current", ""), new)
+                    return redirect(HOME.get(session.account.role, "/console/track") + "?changed=1", 303)
+                except accounts.AccountError as exc:
+                    errors[exc.field] = "error.current" if exc.field == "current" else "error.password"
+        return web.render(request, "password.html", status=422 if errors else 200, session=session, errors=errors)
+
+    # operator --------------------------------------------------------------------------------------
+
+    def page_report(self, request):
+        session, answer = self._require(request, "case.report")
+        if answer is not None:
+            return answer
+        catalogue = self.catalogue(session.account.county)
+        form = request.form if request.method == "POST" else {}
+        if request.method == "POST":
+            body, errors = self._report_body(session, form, catalogue)
+            if not errors:
+                sent = self.api.call("POST", "/api/v1/cases", token=session.token, body=body,
+                                     client=access.client_key(request, config_mod.gateway_secret()), headers={"Idempotency-Key": form.get("idem", "")})
+                if sent.ok:
+                    return self._receipt(request, session, body, sent.body, catalogue)
+                if sent.status in (401, 403):
+                    return self._error(request, 403)
+                errors = self._field_errors(sent.error, web.language(request))
+                if not errors:
+                    return self._error(request, 503)
+            return web.render(request, "report.html", status=422, session=session, catalogue=catalogue, form=form,
+                              errors=errors, channels=OPERATOR_CHANNELS, idem=form.get("idem") or str(uuid.uuid4()))
+        return web.render(request, "report.html", session=session, catalogue=catalogue, form={}, errors={},
+                          channels=OPERATOR_CHANNELS, idem=str(uuid.uuid4()))
+
+    @staticmethod
+    def _report_body(session, form, catalogue) -> tuple[dict, dict]:
+        lang_free = {}
+        required = ("channel", "category", "township", "summary")
+        for name in required:
+            if not (form.get(name) or "").strip():
+                lang_free[name] = "form.required"
+        name, phone = (form.get("name") or "").strip(), (form.get("phone") or "").strip()
+        if form.get("channel") != "suggestion_box":
+            for field, value in (("name", name), ("phone", phone)):
+                if not value:
+                    lang_free[field] = "form.required"
+        category = (form.get("category") or "").strip()
+        for c in catalogue["categories"]:       # a name picked or typed counts as its code
+            if category in (c["name"], f"{c['code']} {c['name']}"):
+                category = c["code"]
+        body = {"county": session.account.county, "channel": form.get("channel"), "category": category,
+                "summary": (form.get("summary") or "").strip(), "urgency": form.get("urgency") or "normal",
+                "location": {k: form.get(k) for k in ("township", "village", "hamlet") if form.get(k)}}
+        if name or phone:
+            body["reporter"] = {"name": name, "phone": phone}
+        return body, lang_free
+
+    @staticmethod
+    def _field_errors(error: dict, lang: str) -> dict:
+        """The API's 422 field errors as the form's: field name → message key or words."""
+        out = {}
+        for field, problems in (error.get("fields") or {}).items():
+            name = field.removeprefix("location.").removeprefix("reporter.")
+            if error.get("code") == "unknown_category":
+                out["category"] = "error.unknown_category"
+            elif error.get("code") == "unknown_place":
+                out[name] = "error.unknown_place"
+            else:
+                out[name if name in ("channel", "category", "township", "village", "hamlet", "summary", "name",
+                                     "phone", "urgency") else "other"] = text(lang, "error.invalid",
+                                                                              detail="; ".join(problems))
+        return out
+
+    def _receipt(self, request, session, body, registered, catalogue):
+        category = next((c["name"] for c in catalogue["categories"] if c["code"] == body["category"]), body["category"])
+        reporter = body.get("reporter")
+        return web.render(request, "receipt.html", status=201, session=session, registered=registered,
+                          category=category, now=self.clock.now().isoformat(),
+                          reporter=f"{mask_name(reporter['name'])} {mask_phone(reporter['phone'])}" if reporter else "—")
+
+    # cadre -----------------------------------------------------------------------------------------
+
+    def page_worklist(self, request):
+        session, answer = self._require(request, "worklist.read")
+        if answer is not None:
+            return answer
+        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, client=access.client_key(request, config_mod.gateway_secret()))
+        if not listed.ok:
+            return self._error(request, listed.status if listed.status in (403, 404) else 503)
+        lang, now = web.language(request), self.clock.now()
+        rows = []
+        for case in listed.body["cases"]:
+            left, over = web.time_left(case["resolution_due"] or case["response_due"], now, lang)
+            rows.append({**case, "left": left, "over": over or case["overdue"]})
+        return web.render(request, "worklist.html", session=session, rows=rows, total=listed.body["total"],
+                          changed=bool(request.args.get("changed")))
+
+    def page_case(self, request, case_id, status: int = 200, errors=None, conflict: str | None = None):
+        session, answer = self._require(request, "case.read")
+        if answer is not None:
+            return answer
+        lang = web.language(request)
+        view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token, client=access.client_key(request, config_mod.gateway_secret()))
+        if not view.ok:
+            return self._error(request, view.status if view.status in (403, 404) else 503)
+        routing = self.api.call("GET", f"/api/v1/cases/{case_id}/routing", token=session.token,
+                                query={"lang": lang}, client=access.client_key(request, config_mod.gateway_secret()))
+        explained = routing.body if routing.ok else {"decisions": [], "current": None}
+        words = {d["position"]: d for d in explained["decisions"]}
+        timeline = [{**entry, "words": (words.get(entry["position"]) or {}).get("words")} for entry in view.body["history"]]
+        assignment = view.body.get("assignment") or {}
+        holds = session.account.role == "cadre" and assignment.get("unit") == session.account.unit
+        return web.render(request, "case.html", status=status, session=session, case=view.body, timeline=timeline,
+                          routing=explained, holds=holds, errors=errors or {}, conflict=conflict,
+                          done=request.args.get("done") if request.args.get("done") in ACTIONS else None,
+                          left=web.time_left(assignment.get("resolution_due"), self.clock.now(), lang))
+
+    def page_act(self, request, case_id, action):
+        session, answer = self._require(request, f"case.{action}")
+        if answer is not None:
+            return answer
+        form, lang = request.form, web.language(request)
+        if action == "accept":
+            body = {"note": form["note"].strip()} if form.get("note", "").strip() else {}
+        elif action == "note":
+            body = {"note": form.get("note", "")}
+        else:
+            body = {"resolution": form.get("resolution", ""), "on_site": form.get("on_site") == "1"}
+        field = {"note": "note", "resolve": "resolution"}.get(action)
+        if field and not body[field].strip():
+            return self.page_case(request, case_id, status=422, errors={f"{action}.{field}": "form.required"})
+        done = self.api.call("POST", f"/api/v1/cases/{case_id}{ACTIONS[action]}", token=session.token, body=body,
+                             client=access.client_key(request, config_mod.gateway_secret()))
+        if done.ok:
+            return redirect(f"/console/cases/{case_id}?done={action}", 303)
+        if done.status == 409:
+            return self.page_case(request, case_id, status=409, conflict=self._conflict_words(done.error, case_id,
+                                                                                               session, lang))
+        if done.status == 422:
+            problems = "; ".join("; ".join(v) for v in (done.error.get("fields") or {}).values()) or done.error.get("message", "")
+            return self.page_case(request, case_id, status=422,
+                                  errors={f"{action}.{field or 'note'}": text(lang, "error.invalid", detail=problems)})
+        return self._error(request, done.status if done.status in (403, 404) else 503)
+
+    def _conflict_words(self, error: dict, case_id: str, session, lang: str) -> str:
+        code = error.get("code")
+        if code in ("not_holder", "already_accepted", "conflict"):
+            return text(lang, f"conflict.{code}")
+        if code == "not_applicable":
+            view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token)
+            status = (view.body or {}).get("status", "")
+            return text(lang, "conflict.not_applicable", status=text(lang, f"status.{status}"))
+        return text(lang, "conflict.other", message=error.get("message", ""))
+
+    # resident --------------------------------------------------------------------------------------
+
+    def page_track(self, request):
+        lang = web.language(request)
+        if request.method == "GET":
+            return web.render(request, "track.html", csrf=web.form_token(request), form={})
+        form = request.form
+        if not self._form_csrf_ok(request):
+            return web.render(request, "track.html", status=403, csrf=web.form_token(request), form=form,
+                              error="form.csrf")
+        number, pin = form.get("tracking_no", "").strip().upper(), form.get("pin", "").strip()
+        errors = {k: "form.required" for k, v in (("tracking_no", number), ("pin", pin)) if not v}
+        if errors:
+            return web.render(request, "track.html", status=422, csrf=web.form_token(request), form=form, errors=errors)
+        found = self.api.call("GET", f"/api/v1/track/{number}", query={"lang": lang}, client=access.client_key(request, config_mod.gateway_secret()),
+                              headers={"X-Minqing-Pin": pin})
+        if found.status == 429:
+            wait = "".join(ch for ch in " ".join((found.error.get("fields") or {}).get("pin", ["60"])) if ch.isdigit())
+            return web.render(request, "track.html", status=429, csrf=web.form_token(request), form=form,
+                              error_text=text(lang, "track.locked", seconds=wait or "60"))
+        if not found.ok:
+            return web.render(request, "track.html", status=404, csrf=web.form_token(request), form=form,
+                              error="track.not_found")
+        return web.render(request, "tracked.html", case=found.body)
+
+
+def main_app(settings) -> Console:
+    from minqing.db import make_engine
+    from services.console.accounts import metadata_obj as account_md
+    from services.console.sessions import metadata_obj as session_md
+    from minqing.access import metadata_obj as access_md
+    engine = make_engine(settings.database_url)
+    for md in (access_md, account_md, session_md):
+        md.create_all(engine)
+    return Console(engine, Api(settings))
+

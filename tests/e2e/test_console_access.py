@@ -1,0 +1,65 @@
+"""The authorisation matrix of the console's routes (issue #14), as tests/e2e/test_access_control.py
+has the API's: each role's people, logged in through the console, against each page and action."""
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_console import Browser, _account
+
+ROLES = {   # name: CLI arguments of `minqing account add`
+    "operator": ("--role", "operator"),
+    "cadre": ("--role", "cadre", "--cadre", "lj-c002"),
+    "other_cadre": ("--role", "cadre", "--cadre", "lj-c006"),
+    "supervisor": ("--role", "supervisor"),
+    "auditor": ("--role", "auditor"),
+}
+# page → who gets it (200); everyone else logged in gets 403, anonymous visitors the login page
+PAGES = {
+    "/console/report": {"operator", "cadre", "other_cadre"},
+    "/console/worklist": {"operator", "cadre", "other_cadre", "supervisor"},
+}
+
+
+@pytest.fixture(scope="module")
+def people(stack):
+    out = {}
+    for name, args in ROLES.items():
+        password = _account(stack, f"acl-{name}", *args)
+        browser = Browser(stack.base)
+        browser.login(f"acl-{name}", password, f"{name}-changed-pw-1")
+        out[name] = browser
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(PAGES))
+def test_pages_by_role(stack, people, path):
+    for name, browser in people.items():
+        status, _, _ = browser.open(path)
+        assert status == (200 if name in PAGES[path] else 403), (name, path)
+    status, html, url = Browser(stack.base).open(path)
+    assert url.endswith("/console/login") and 'name="password"' in html
+
+
+def test_case_pages_and_actions_follow_the_api_rules(stack, people):
+    code, case = stack.request("POST", "/api/v1/cases", {
+        "county": "longjiang", "channel": "hotline", "category": "202", "summary": "权限矩阵用例",
+        "location": {"township": "黑岗乡", "village": "靠山村", "hamlet": "靠山村11屯"},
+        "reporter": {"name": "王五", "phone": "13900001111"}})
+    assert code == 201
+    path = f"/console/cases/{case['case_id']}"
+    for _ in range(60):
+        status, html, _ = people["cadre"].open(path)
+        if "靠山村代理代办服务站" in html:
+            break
+    expected = {"operator": 200, "cadre": 200, "other_cadre": 404, "supervisor": 200, "auditor": 200}
+    for name, want in expected.items():
+        assert people[name].open(path)[0] == want, name
+    # actions: the role rule first (403), then the API's object rule (409 for a cadre who does not hold it)
+    for name in ("operator", "supervisor", "auditor"):
+        _, html, _ = people[name].open(path)
+        assert people[name].open(path + "/accept", {"csrf": Browser.csrf(html)})[0] == 403, name
+    _, html, _ = people["cadre"].open(path)
+    assert people["other_cadre"].open(path + "/accept", {"csrf": Browser.csrf(html)})[0] == 403   # not its csrf
+    _, html, _ = people["other_cadre"].open("/console/worklist")
+    assert people["other_cadre"].open(path + "/accept", {"csrf": Browser.csrf(html)})[0] == 404
+    assert Browser(stack.base).open(path + "/accept", {"csrf": "x"})[2].endswith("/console/login")

@@ -1,0 +1,168 @@
+"""The console's pure parts: passwords, lockout, sessions, the message catalogue, escaping and the
+security headers — on an SQLite file, a manual clock and a fake API (no services)."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from werkzeug.test import Client
+
+from minqing import access
+from minqing.clock import ManualClock
+from minqing.db import make_engine
+from services.console import accounts, messages, sessions, web
+from services.console.api import Answer
+from services.console.app import Console
+
+TEMPLATES = Path(web.HERE / "templates")
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'console.db'}")
+    for md in (access.metadata_obj, accounts.metadata_obj, sessions.metadata_obj):
+        md.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+def test_password_hash_keeps_its_parameters_and_salt():
+    stored = accounts.hash_password("correct horse battery")
+    scheme, n, r, p, salt, digest = stored.split("$")
+    assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2 ** 14, 8, 1) and len(salt) == 32
+    assert accounts.check_password("correct horse battery", stored)
+    assert not accounts.check_password("correct horse batterY", stored)
+    assert accounts.hash_password("correct horse battery") != stored          # a fresh salt each time
+    assert not accounts.check_password("x", "garbage")
+
+
+def test_five_wrong_passwords_lock_the_account_for_fifteen_minutes(engine, clock):
+    accounts.add(engine, "op1", "first-password", "operator", "longjiang", clock=clock)
+    for _ in range(4):
+        with pytest.raises(accounts.LoginRefused) as refused:
+            accounts.login(engine, "op1", "wrong-password", clock)
+        assert refused.value.reason == "wrong"
+    with pytest.raises(accounts.LoginRefused) as refused:
+        accounts.login(engine, "op1", "wrong-password", clock)
+    assert (refused.value.reason, refused.value.minutes) == ("locked", 15)
+    with pytest.raises(accounts.LoginRefused) as refused:       # even the right password, while locked
+        accounts.login(engine, "op1", "first-password", clock)
+    assert refused.value.reason == "locked"
+    clock.advance(timedelta(minutes=15, seconds=1))
+    assert accounts.login(engine, "op1", "first-password", clock).must_change_password
+
+
+def test_unknown_and_disabled_accounts_answer_like_a_wrong_password(engine, clock):
+    accounts.add(engine, "op2", "first-password", "operator", "longjiang", clock=clock)
+    accounts.set_disabled(engine, "op2")
+    for name in ("op2", "nobody"):
+        with pytest.raises(accounts.LoginRefused) as refused:
+            accounts.login(engine, name, "first-password", clock)
+        assert refused.value.reason == "wrong"
+
+
+def test_new_passwords_are_checked_and_cadres_need_a_unit(engine):
+    with pytest.raises(accounts.AccountError) as err:
+        accounts.add(engine, "op3", "short", "operator", "longjiang")
+    assert err.value.field == "password"
+    with pytest.raises(accounts.AccountError) as err:
+        accounts.add(engine, "c1", "long enough pw", "cadre", "longjiang")
+    assert err.value.field == "cadre"
+
+
+def test_a_session_is_the_accounts_principal_and_ends_when_idle_or_disabled(engine, clock):
+    account = accounts.add(engine, "c2", "first-password", "cadre", "longjiang", unit="u1", cadre="lj-c002",
+                           clock=clock)
+    token = sessions.open_session(engine, account, clock)
+    session = sessions.load(engine, token, clock)
+    assert session.account.cadre == "lj-c002"
+    assert session.account.principal(session.token_id).actor == "cadre:lj-c002"
+    clock.advance(sessions.IDLE + timedelta(seconds=1))
+    assert sessions.load(engine, token, clock) is None
+    token = sessions.open_session(engine, account, clock)
+    accounts.set_disabled(engine, "c2")
+    assert sessions.load(engine, token, clock) is None
+    assert sessions.load(engine, "mq_0123456789ab.forged", clock) is None
+
+
+def test_every_message_has_both_languages_and_templates_use_only_known_keys():
+    for key, pair in messages.M.items():
+        assert len(pair) == 2 and all(pair), key
+    used = set()
+    for path in TEMPLATES.glob("*.html"):
+        used |= set(re.findall(r"\bt\('([a-z_.0-9]*[a-z0-9_])'[,)]", path.read_text()))
+    assert used and used <= set(messages.M), used - set(messages.M)
+
+
+class FakeApi:
+    """Answers the console's API calls from canned bodies (the real ones are exercised in tests/e2e)."""
+
+    def __init__(self, answers: dict):
+        self.answers, self.calls = answers, []
+
+    def call(self, method, path, **kwargs):
+        self.calls.append((method, path, kwargs))
+        return self.answers.get((method, path), Answer(404, {"error": {"code": "not_found"}}))
+
+
+CASE = {"case_id": "c-1", "tracking_no": "LJ-20260105-0001", "county": "longjiang", "status": "assigned",
+        "channel": "hotline", "category": "202", "summary": "<script>alert('x')</script>",
+        "location": {"township": {"code": "heigang", "name": "黑岗乡"}},
+        "assignment": {"tier": "village", "unit": "u1", "unit_name": "靠山村代理代办服务站", "cadre": "lj-c002",
+                       "response_due": "2026-01-06T01:00:00.000000Z", "resolution_due": "2026-01-12T09:00:00.000000Z",
+                       "policy_version": 1},
+        "history": [{"position": 1, "version": 1, "type": "case.reported", "at": "2026-01-05T01:00:00.000000Z"}]}
+
+
+def _logged_in(engine, clock, api):
+    account = accounts.add(engine, "c3", "first-password", "cadre", "longjiang", unit="u1", cadre="lj-c002",
+                           clock=clock)
+    accounts.change_password(engine, account.account_id, "first-password", "second-password")
+    account = accounts.login(engine, "c3", "second-password", clock)
+    client = Client(Console(engine, api, clock))
+    client.set_cookie(web.SESSION_COOKIE, sessions.open_session(engine, account, clock))
+    return client
+
+
+def test_pages_carry_the_security_headers_and_escape_what_people_typed(engine, clock):
+    api = FakeApi({("GET", "/api/v1/cases/c-1"): Answer(200, CASE),
+                   ("GET", "/api/v1/cases/c-1/routing"): Answer(200, {"decisions": [], "current": None})})
+    client = _logged_in(engine, clock, api)
+    page = client.get("/console/cases/c-1")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert "<script>" not in re.sub(r'<script src="/static/console.js" defer></script>', "", html)   # no inline script
+    for response in (page, client.get("/console/login"), client.get("/static/console.css"), client.get("/nope")):
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self'")
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_nothing_is_sent(engine, clock):
+    api = FakeApi({})
+    client = _logged_in(engine, clock, api)
+    refused = client.post("/console/cases/c-1/accept", data={"note": "x"})
+    assert refused.status_code == 403 and api.calls == []
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(engine, clock):
+    client = Client(Console(engine, FakeApi({}), clock))
+    for path in ("/console/", "/console/worklist", "/console/report", "/console/cases/c-1"):
+        answer = client.get(path)
+        assert answer.status_code == 303 and answer.headers["Location"].endswith("/console/login"), path
+    login = client.get("/console/login")
+    assert "HttpOnly" in login.headers["Set-Cookie"] and "SameSite=Strict" in login.headers["Set-Cookie"]
+
+
+def test_time_left_in_days_and_hours(clock):
+    assert web.time_left("2026-01-06T12:00:00Z", clock.now(), "zh") == ("剩余 1 天 3 小时", False)
+    assert web.time_left("2026-01-05T07:00:00Z", clock.now(), "en") == ("overdue by 0 d 2 h", True)
