@@ -51,6 +51,7 @@ POLICY: dict[str, frozenset[str]] = {
     "access_log.read": frozenset({"auditor"}),
     "events.read": frozenset({"integrator"}),
     "case.follow_up": frozenset({"operator"}),                   # enter a 回访 rating after a call
+    "follow_up.read": frozenset({"operator", "supervisor"}),     # the 回访 queue (supervisors: their townships)
     "subscriptions.manage": frozenset({"integrator", "admin"}),
     "visit.log": frozenset({"cadre"}),                             # a cadre's own field visits
     "open311.submit": frozenset({"operator", "integrator"}),    # an Open311 api_key

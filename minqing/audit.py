@@ -28,7 +28,8 @@ class Verdict:
     problem: str | None = None
 
 
-def verify(engine: Engine, batch: int = 5000) -> Verdict:
+def verify(engine: Engine, batch: int = 5000, progress=None) -> Verdict:
+    """Walk the chain; `progress(checked, head_position)` hears each batch (the CLI shows it)."""
     prev_hash, expected_position, checked = GENESIS_HASH, 1, 0
     stream_versions: dict[str, int] = {}
     with read_transaction(engine) as conn:
@@ -62,6 +63,8 @@ def verify(engine: Engine, batch: int = 5000) -> Verdict:
                 stream_versions[row["stream"]] = row["version"]
                 prev_hash, expected_position, checked = row["hash"], pos + 1, checked + 1
             after = rows[-1]["position"]
+            if progress is not None:
+                progress(checked, bound)
     if head is None:
         return _bad(checked, head, 0, "the ledger head row is missing")
     with read_transaction(engine) as conn:

@@ -59,6 +59,26 @@ class WorkCalendar:
         weekends are days off, until a policy version with that year's calendar is published."""
         return [y for y in range(start.year, end.year + 1) if y not in self.covers]
 
+    @property
+    def last_year(self) -> int | None:
+        """The last year whose holidays the calendar lists (None: it lists none)."""
+        return max(self.covers) if self.covers else None
+
+    def warning(self, latest_due: datetime | None) -> dict | None:
+        """Why deadlines may be wrong: the latest open deadline `latest_due` lies in a year the
+        calendar does not list, so they skip weekends only there (holidays and 调休 unknown)."""
+        if latest_due is None:
+            return None
+        year = latest_due.astimezone(ZoneInfo(self.timezone)).year
+        last = self.last_year
+        if last is not None and year <= last:
+            return None
+        known = f"lists holidays up to {last}" if last is not None else "lists no holidays"
+        return {"code": "calendar_ends", "last_year": last, "latest_due_year": year,
+                "message": f"the county's calendar {known}, but open deadlines run into {year}: there they skip "
+                           f"weekends only; build the year's calendar (`minqing calendar build {year}`), include "
+                           f"it in the county's policy and publish it"}
+
     def deadline(self, start: datetime, amount: int, kind: str) -> datetime:
         if kind == "working":
             return self.add_working_days(start, amount)

@@ -30,6 +30,40 @@ _STATUS_AFTER = {
 }
 
 
+# What each step records for people to read (issue #18.4): who did it is the event's actor; these are
+# the data fields that say what was done. Texts were masked at entry (personal_data.mask_free_text);
+# events carry no personal data, so nothing here needs more.
+SHOWN_FIELDS = {
+    "case.reported": ("channel", "kind", "urgency"),
+    "case.assigned": ("tier", "unit", "cadre", "rule", "response_due", "resolution_due"),
+    "case.accepted": ("unit", "cadre"),
+    "case.progress_noted": ("cadre", "note", "reply_to"),
+    "case.transferred": ("from_unit", "to_unit", "to_cadre", "reason", "resolution_due"),
+    "case.escalated": ("from_unit", "to_unit", "to_cadre", "automatic", "reason", "resolution_due"),
+    "case.returned": ("from_unit", "cadre", "reason"),
+    "case.joint_handling_started": ("lead_unit", "co_units"),
+    "case.chased": ("level", "by", "note", "reply_due"),
+    "case.supervised": ("level", "by", "note", "reply_due"),
+    "case.deadline_warned": ("deadline", "due"),
+    "case.overdue": ("deadline", "due"),
+    "case.resolved": ("unit", "cadre", "on_site", "resolution"),
+    "case.delivered": ("channel",),
+    "case.followed_up": ("rating", "via", "asks", "by"),
+    "case.reopened": ("reason",),
+    "case.closed": ("reason",),
+    "case.withdrawn": ("reason",),
+    "case.merged": ("into_case_id", "reason"),
+    "case.urgency_raised": ("urgency", "reports"),
+}
+
+
+def step_of(event: RecordedEvent) -> dict:
+    """One history entry: where and when (UTC, as stored), who, and what was done."""
+    shown = SHOWN_FIELDS.get(event.type, ())
+    return {"position": event.position, "version": event.version, "type": event.type, "at": event.recorded_at,
+            "by": event.metadata.actor, "what": {k: event.data[k] for k in shown if event.data.get(k) is not None}}
+
+
 # A new holder starts clean: no acceptance, no pressure, no co-handlers of the previous holding.
 _NEW_HOLDING = {"accepted_by": None, "pressure": None, "reply_due": None, "joint_units": ()}
 
@@ -135,8 +169,7 @@ class CaseFile:
             changes.update(reopened=self.reopened + 1, rating=None, resolved_by=None)
         elif event.type not in _STATUS_AFTER:
             changes["status"] = self.status
-        entry = {"position": event.position, "version": event.version, "type": event.type, "at": event.recorded_at}
-        changes["history"] = self.history + (entry,)
+        changes["history"] = self.history + (step_of(event),)
         return replace(self, **changes)
 
 

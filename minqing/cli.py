@@ -13,6 +13,7 @@
   minqing consumer rebuild NAME    drop a projection and replay the ledger into it
   minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
   minqing access log               who read which case's details
+  minqing calendar build YEAR      a year's holidays and make-up days (调休) as a calendar file
   minqing db init                  create every table (services also do this when they start)
   minqing db backup --out FILE     SQLite online backup, or pg_dump (custom format) on PostgreSQL
   minqing db restore FILE          replace the database's content with a backup (processes stopped)
@@ -311,9 +312,11 @@ def cmd_assessment_rules(args, settings) -> int:
 def cmd_report(args, settings) -> int:
     from minqing.consumer import Follower
     from minqing.db import read_transaction
+    from minqing.progress import Progress, ReadProgress
     from services.assessment import report, scorecards
     from services.assessment.projection import AssessmentFacts
     from services.assessment.tables import metadata_obj as assessment_tables
+    report.quiet_chart_libraries()
     try:
         scorecards.months_of(args.period)
     except scorecards.PeriodError as exc:
@@ -322,10 +325,13 @@ def cmd_report(args, settings) -> int:
     assessment_tables.create_all(engine)
     if _published_policy(ledger, args.county) is None:
         return _fail(f"--county: no policy is published for {args.county!r}")
-    Follower(ledger, AssessmentFacts()).catch_up()      # the figures as of the ledger's head
+    progress = Progress("report")
+    progress.step("catching up with the ledger")
+    Follower(ReadProgress(ledger, progress), AssessmentFacts()).catch_up()      # the figures as of the ledger's head
     out = Path(args.out or f"report-{args.county}-{args.period}")
     with read_transaction(engine) as conn:
-        data, digest, files = report.write(conn, args.county, args.period, out)
+        data, digest, files = report.write(conn, args.county, args.period, out, progress=progress.step)
+    progress.done(f"written in {out}/")
     print(f"report of {args.county} for {args.period} (rules version {data['rules_version']}) in {out}/: "
           f"{', '.join(f.name for f in files)}\nfigures digest {digest}")
     if args.publish:
@@ -410,7 +416,10 @@ def cmd_audit(args, settings) -> int:
         position, digest = ledger.head()
         print(json.dumps({"position": position, "hash": digest}))
         return 0
-    verdict = audit.verify(engine)
+    from minqing.progress import Progress
+    progress = Progress("verify")
+    verdict = audit.verify(engine, progress=progress.update)
+    progress.done(f"{verdict.checked} events checked")
     if args.expect_head:
         pos_text, _, want_hash = args.expect_head.partition(":")
         stored = _hash_at(engine, int(pos_text))
@@ -459,8 +468,11 @@ def cmd_consumer(args, settings) -> int:
                          "send every notification again")
         if args.name not in REBUILDABLE:
             return _fail(f"unknown projection {args.name!r}; one of: {', '.join(REBUILDABLE)}")
+        from minqing.progress import Progress, ReadProgress
+        progress = Progress(f"rebuild {args.name}")
         projection = _projection(args.name, ledger)
-        position = rebuild(ledger, projection, projection.drop)
+        position = rebuild(ReadProgress(ledger, progress), projection, projection.drop)
+        progress.done(f"replayed up to position {position}")
         print(f"{args.name} rebuilt from the ledger up to position {position}")
         return 0
     if args.action == "retry":
@@ -484,6 +496,24 @@ def cmd_consumer(args, settings) -> int:
                           "event_id": row["event_id"]}, ensure_ascii=False))
     if not rows:
         print("no parked events", file=sys.stderr)
+    return 0
+
+
+def cmd_calendar(args, settings) -> int:
+    """`minqing calendar build YEAR [--out FILE]`: the year's calendar file from chinesecalendar."""
+    from minqing import holidays
+    try:
+        text = holidays.render_yaml(args.year)
+    except holidays.UnknownYear as exc:
+        return _fail(str(exc))
+    except ImportError:
+        return _fail("the chinesecalendar package is not installed (pip install -r requirements.lock)")
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"calendar of {args.year} written to {args.out}: include it in the counties' policies "
+          f"(calendar.include) and publish them (minqing county load)", file=sys.stderr)
     return 0
 
 
@@ -764,6 +794,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="drive a running stack with a county's traffic through its API")
     add_arguments(p)
     p.set_defaults(func=cmd_simulate)
+
+    cal = sub.add_parser("calendar", help="working-day calendars").add_subparsers(dest="action", required=True)
+    p = cal.add_parser("build", help="write a year's holidays and make-up days (调休) from the chinesecalendar package")
+    p.add_argument("year", type=int)
+    p.add_argument("--out", help="the calendar file to write (default: print it)")
+    p.set_defaults(func=cmd_calendar)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("init").set_defaults(func=cmd_db_init)

@@ -105,6 +105,16 @@ class Vault:
             ciphertext=Fernet(subject_key).encrypt(json.dumps(fields, ensure_ascii=False).encode())))
         return subject
 
+    def rewrite(self, conn: Connection, subject: str, fields: dict) -> bool:
+        """Replace a subject's fields (under its own key); False when the subject is unknown or erased."""
+        row = conn.execute(select(subjects_table.c.wrapped_key).where(subjects_table.c.subject == subject)).first()
+        if row is None or row.wrapped_key is None:
+            return False
+        key = Fernet(self._master.decrypt(row.wrapped_key))
+        conn.execute(update(subjects_table).where(subjects_table.c.subject == subject)
+                     .values(ciphertext=key.encrypt(json.dumps(fields, ensure_ascii=False).encode())))
+        return True
+
     def seal(self, data: bytes) -> bytes:
         """Encrypt a service secret (e.g. a channel's signing secret) under the master key."""
         return self._master.encrypt(data)

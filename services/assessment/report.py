@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
@@ -65,7 +67,15 @@ def _pct(value) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+def quiet_chart_libraries() -> None:
+    """matplotlib and fontTools log INFO lines (font cache, subsetting) meant for their developers;
+    an operator running `minqing report` sees only warnings from them (issue #18.8b)."""
+    for name in ("matplotlib", "fontTools", "PIL"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _charts(data: dict, out: Path) -> list[str]:
+    quiet_chart_libraries()
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -160,12 +170,17 @@ TABLE = """{% macro table(cards) %}<table><tr><th>code</th><th>name</th><th>rece
 {% endfor %}</table>{% endmacro %}"""
 
 
-def write(conn: Connection, county: str, period: str, out: Path) -> tuple[dict, str, list[Path]]:
-    """Write the report into `out`; return (figures, digest, files written)."""
+def write(conn: Connection, county: str, period: str, out: Path,
+          progress: Callable[[str], None] | None = None) -> tuple[dict, str, list[Path]]:
+    """Write the report into `out`; return (figures, digest, files written). `progress` hears each stage."""
+    step = progress or (lambda text: None)
+    step("computing the figures")
     data = figures(conn, county, period)
     data_digest = digest(data)
     out.mkdir(parents=True, exist_ok=True)
+    step("drawing the charts")
     written = [out / name for name in _charts(data, out)]
+    step("writing the tables and the page")
     for name, cards in (("townships", data["townships"]), ("units", data["units"]), ("cadres", data["cadres"])):
         _csv(out / f"{name}.csv", CARD_HEADER, _card_rows(cards, data["names"]))
         written.append(out / f"{name}.csv")

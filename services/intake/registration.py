@@ -17,6 +17,7 @@ from minqing.db import increment
 from minqing.county import CountyPolicy
 from minqing.http import ApiError
 from minqing.offload import offload
+from minqing.pins import seal_pin
 from minqing.ledger import ANY, NO_STREAM, Ledger, Metadata, NewEvent, StreamWrite
 from minqing.personal_data import mask_free_text, mask_name, mask_phone
 from minqing.vault import Vault
@@ -122,6 +123,7 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, policy: CountyPolic
     tracking_no = next_tracking_no(conn, policy, now)
     conn.execute(case_access_table.insert().values(case_id=case_id, tracking_no=tracking_no,
                                                    pin_hash=credentials.pin_hash, salt=credentials.salt))
+    seal_pin(conn, vault, subject, case_id, credentials.pin)   # for the receipt notify sends (minqing.pins)
     data = {
         "case_id": case_id, "county": policy.county, "tracking_no": tracking_no, "channel": report["channel"],
         "category": category["code"], "kind": report["kind"], "urgency": report["urgency"],

@@ -190,7 +190,12 @@ class _HistoryEntry(Schema):
     position = fields.Integer(required=True)
     version = fields.Integer(required=True)
     type = fields.String(required=True)
-    at = fields.String(required=True)
+    at = fields.String(required=True)                  # local time, ISO 8601 with the offset (#18.1a)
+    when = fields.String(required=True)                # the same in plain words
+    by = fields.String(required=True, allow_none=True)           # the actor
+    by_name = fields.String(required=True, allow_none=True)      # a cadre's name
+    what = fields.Dict(required=True)                  # what was done (services/intake/caseview.py, #18.4)
+    names = fields.Dict()                              # names of the units and cadres in `what`
 
 
 class CaseOut(Schema):
@@ -208,11 +213,14 @@ class CaseOut(Schema):
     registered_at = fields.String(required=True, allow_none=True)
     assignment = fields.Dict(required=True, allow_none=True)
     version = fields.Integer(required=True)
+    timezone = fields.String(required=True)
+    rating = fields.String(required=True, allow_none=True)
     history = fields.List(fields.Nested(_HistoryEntry), required=True)
 
 
 class _TrackEntry(Schema):
     at = fields.String(required=True)
+    when = fields.String(required=True)
     text = fields.String(required=True)
 
 

@@ -25,6 +25,7 @@ from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, Cata
 from services.intake.tables import case_access_table, metadata_obj
 from services.intake import idempotency, open311, wechat
 from services.intake.duplicates import find_requests
+from services.intake.caseview import present_case
 from services.intake.tracking import present_tracking
 
 TRACKING_NO = re.compile(r"^[A-Z]{2,4}-\d{8}-\d{4,6}$")
@@ -37,32 +38,6 @@ OPEN311_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)    # per clie
 OPEN311 = dict(action="public", limiter=OPEN311_LIMIT, media_types=("application/json", "text/xml"),
                error_schema=O311_ERRORS, errors=(403,), on_error=lambda exc, values: _o311_api_error(exc, values))
 WECHAT_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the account's server)
-
-
-def present_case(case, policy) -> dict:
-    loc = case.location or {}
-    return {
-        "case_id": case.case_id,
-        "tracking_no": case.tracking_no,
-        "county": case.county,
-        "status": case.status,
-        "channel": case.channel,
-        "category": case.category,
-        "kind": case.kind,
-        "urgency": case.urgency,
-        "summary": case.summary,
-        "location": {tier: {"code": loc.get(tier), "name": policy.place_name(loc.get(tier)) if policy else None}
-                     for tier in ("township", "village", "hamlet") if loc.get(tier)},
-        "reported_at": case.reported_at,
-        "registered_at": case.registered_at,
-        "assignment": None if not case.unit else {
-            "tier": case.tier, "unit": case.unit,
-            "unit_name": (policy.unit(case.unit) or {}).get("name") if policy else None,
-            "cadre": case.cadre, "response_due": case.response_due, "resolution_due": case.resolution_due,
-            "policy_version": case.policy_version},
-        "version": case.version,
-        "history": list(case.history),
-    }
 
 
 def _o311_format(values: dict) -> str:

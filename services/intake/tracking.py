@@ -1,8 +1,10 @@
 """What a resident sees when tracking a case: its status and history in plain words, nothing about
-any other person (no cadre names or ids, no other resident)."""
+any other person (no cadre names or ids, no other resident). Times are the county's local time
+(minqing/localtime.py): `at` and the due dates as ISO 8601 with the offset, `when` in plain words."""
 from __future__ import annotations
 
 from minqing.casefile import CaseFile
+from minqing.localtime import local_iso, plain, zone_of
 
 STATUS_TEXT = {
     "zh": {"reported": "已受理", "assigned": "已派单办理中", "accepted": "办理中", "resolved": "已办结",
@@ -32,6 +34,7 @@ EVENT_TEXT = {
 
 def present_tracking(case: CaseFile, events, policy, lang: str = "zh") -> dict:
     lang = lang if lang in STATUS_TEXT else "zh"
+    zone = zone_of(policy)
     history = []
     for event in events:
         template = EVENT_TEXT[lang].get(event.type)
@@ -39,14 +42,15 @@ def present_tracking(case: CaseFile, events, policy, lang: str = "zh") -> dict:
             continue
         unit_code = event.data.get("unit") or event.data.get("to_unit")
         unit = ((policy.unit(unit_code) or {}).get("name") if policy and unit_code else None) or unit_code or ""
-        history.append({"at": event.recorded_at, "text": template.format(unit=unit)})
+        history.append({"at": local_iso(event.recorded_at, zone), "when": plain(event.recorded_at, zone, lang),
+                        "text": template.format(unit=unit)})
     category = policy.category(case.category) if policy and case.category else None
     return {
         "tracking_no": case.tracking_no,
         "status": case.status,
         "status_text": STATUS_TEXT[lang].get(case.status, case.status),
         "category": category["name"] if category else case.category,
-        "reported_at": case.reported_at,
-        "resolution_due": case.resolution_due,
+        "reported_at": local_iso(case.reported_at, zone),
+        "resolution_due": local_iso(case.resolution_due, zone),
         "history": history,
     }

@@ -13,6 +13,10 @@ never sent again on its own but failed as "interrupted" and listed for operators
 
 Failures are retried with exponential backoff (MINQING_NOTIFY_BACKOFF_SECONDS, doubling); after
 MINQING_NOTIFY_MAX_ATTEMPTS the row is failed and `notification.failed` appended.
+
+A resident's messages about one case leave in the order of their events (services/notify/ordering.py):
+a later one waits, pending, behind an earlier one still unsent. The receipt's PIN is filled in from
+the vault at this last moment (minqing/pins.py), for the real channel only.
 """
 from __future__ import annotations
 
@@ -27,9 +31,11 @@ from minqing.casefile import fold
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction, write_transaction
 from minqing.ledger import ANY, Ledger, Metadata, NewEvent
+from minqing.localtime import local_iso, zone_of
 from minqing.personal_data import mask_free_text
+from minqing.pins import PIN_SLOT, fill_pin, unseal_pin
 from minqing.vault import Vault
-from services.notify import templates
+from services.notify import ordering, templates
 from services.notify.channels import Channel, Message
 from services.notify.quiet import defer_for_quiet
 from services.notify.rules import policy_for
@@ -152,6 +158,16 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
                                                             outbox_table.c.claimed_by == owner)
                                  .values(status="pending", next_attempt_at=isoformat(later)))
                 continue
+        with write_transaction(ledger.engine) as conn:
+            earlier = ordering.earlier_unsent(conn, ledger, row)
+            if earlier:
+                released = not row.quiet and ordering.release_held(conn, earlier, clock.now())
+                # urgent: the earlier ones held for the morning go now, first, and this one right after
+                retry_at = isoformat(clock.now()) if released else ordering.wait_until(earlier, clock.now())
+                conn.execute(update(outbox_table).where(outbox_table.c.key == row.key, outbox_table.c.status == "claimed",
+                                                        outbox_table.c.claimed_by == owner)
+                             .values(status="pending", next_attempt_at=retry_at))
+                continue
         attempts = row.attempts + 1
         channel_name = row.channel
         with write_transaction(ledger.engine) as conn:
@@ -163,6 +179,7 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
                                           next_attempt_at=isoformat(clock.now() + lease)))
         if marked.rowcount != 1:
             continue
+        pin = None
         try:
             with read_transaction(ledger.engine) as conn:
                 channel_name, address = _address(conn, vault, row)
@@ -172,11 +189,18 @@ def deliver_due(ledger: Ledger, vault: Vault, channels: dict[str, Channel], cloc
                 with read_transaction(ledger.engine) as conn:
                     if not _still_deliverable(conn, ledger, row):
                         raise StaleResult("the case was reopened or rated since this result: not sent")
+            body = row.body
+            if PIN_SLOT in body:
+                with read_transaction(ledger.engine) as conn:
+                    pin = unseal_pin(conn, vault, row.recipient_ref.partition(":")[2], row.case_id)
+                body = fill_pin(body, pin, shown=channel_name != "log")
             channels[channel_name].send(Message(key=public_key(row.key), address=address, recipient_masked=row.recipient_masked,
                                                 title=templates.title(row.template, _language(ledger, row.county)),
-                                                body=row.body))
+                                                body=body))
         except Exception as exc:
             error = mask_free_text(f"{type(exc).__name__}: {exc}")[:1000]     # a gateway may echo the address
+            if pin:
+                error = error.replace(pin, "******")                          # or the message it was given
             _failed_attempt(ledger, row, owner, attempts, channel_name, error, clock, max_attempts, backoff_seconds)
             continue
         with write_transaction(ledger.engine) as conn:
@@ -234,7 +258,11 @@ def list_outbox(conn: Connection, county: str, status: str | None = None, limit:
     if status:
         query = query.where(outbox_table.c.status == status)
     rows = [dict(r) for r in conn.execute(query).mappings()]
+    policy = policy_for(conn, county)
+    zone = zone_of(policy.doc if policy else None)
     for row in rows:
         row.pop("recipient_ref", None)
         row.pop("quiet", None)
+        for name in ("next_attempt_at", "sent_at"):        # shown to people: the county's time (#18.1a)
+            row[name] = local_iso(row[name], zone)
     return rows

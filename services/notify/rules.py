@@ -10,6 +10,10 @@
 | case.resolved | result (统一送达) | the resident; once sent, `case.delivered` is recorded |
 | case.delivered | follow_up (回访), after the county's delay | the resident (services/notify/followup.py) |
 
+The receipt tells the PIN too: its body holds a slot the sender fills from the vault (minqing/pins.py).
+A resident's messages about one case go out in the order of the events that caused them
+(services/notify/ordering.py).
+
 A supervisor is the one answering for the unit's township (`supervisor:<township>`), or the county's
 (`supervisor:county`) for county-wide units. Residents' messages keep out of the county's quiet hours
 unless the case is urgent. An anonymous report (意见箱) has nobody to tell.
@@ -32,6 +36,7 @@ from minqing.clock import isoformat, parse_instant
 from minqing.county import CountyPolicy
 from minqing.db import upsert
 from minqing.ledger import Ledger, RecordedEvent
+from minqing.pins import PIN_SLOT
 from services.notify import templates
 from services.notify.quiet import defer_for_quiet
 from services.notify.tables import contacts_table, followups_table, outbox_table, policies_table
@@ -158,7 +163,7 @@ class NotificationRules:
         ctx = case_context(policy, case, history[0].data["reporter"]["phone_masked"] if resident else None)
 
         if event.type == "case.reported" and resident:
-            self._send(conn, event, policy, case, "receipt", resident, ctx)
+            self._send(conn, event, policy, case, "receipt", resident, {**ctx, "pin": PIN_SLOT})
         elif event.type in ("case.assigned", "case.transferred"):
             cadre = d.get("cadre") or d["to_cadre"]
             unit = d.get("unit") or d["to_unit"]

@@ -20,6 +20,7 @@ from minqing.http import ApiError, json_response, load_json, read_body, read_jso
 from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, consume_events, health,
                                  metrics_response, service_queue)
 from services.notify import announcements, followup, inbound, subscriptions
+from services.notify.followup_queue import FollowUpsQuery, follow_up_queue
 from services.notify.channels import build_channels
 from services.notify.outbox import deliver_due, list_outbox
 from services.notify.rules import NotificationRules, policy_for
@@ -179,6 +180,15 @@ class NotifyService:
         with read_transaction(self.ledger.engine) as conn:
             rows = list_outbox(conn, principal.county, status)
         return json_response(200, {"notifications": rows})
+
+    @route("GET", "/api/v1/follow-ups", action="follow_up.read", query=FollowUpsQuery,
+           summary="The 回访 queue: delivered results waiting for the resident's rating, due and overdue, with "
+                   "time since delivery and asks so far (?county=&state=due|overdue|all)")
+    def follow_ups(self, request, principal):
+        query = read_query(request, FollowUpsQuery())
+        with read_transaction(self.ledger.engine) as conn:
+            body = follow_up_queue(conn, self.ledger, principal, query, SYSTEM_CLOCK.now())
+        return json_response(200, body)
 
     @route("POST", "/api/v1/cases/<string:case_id>/follow-up", action="case.follow_up", body=FollowUpIn,
            response=FollowUpOut, status=201, errors=(404, 409),

@@ -2,7 +2,9 @@
 English available, each overridable per county in its policy (`notify.templates.<language>.<name>`).
 
 Templates get only what the message needs: tracking numbers, categories, units, cadres' names (public
-officials), deadlines in the county's local time. Never a resident's name, phone or address.
+officials), deadlines in the county's local time (minqing/localtime.py: `2026年12月1日 03:27`). Never a
+resident's name, phone or address. The receipt's `pin` is a slot (minqing/pins.py) the sender fills
+with the PIN just before sending: the outbox never holds it.
 A county override that fails to render (say, a misspelt variable) falls back to the built-in text,
 so a typo in a policy cannot stop notifications; the failure is logged.
 """
@@ -13,12 +15,11 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
-from zoneinfo import ZoneInfo
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from minqing.clock import parse_instant
+from minqing.localtime import plain
 
 log = logging.getLogger("minqing.notify")
 ROOT = Path(__file__).resolve().parent / "templates"
@@ -54,7 +55,5 @@ def title(name: str, language: str) -> str:
 
 
 def local_time(instant: str | datetime, tz: str, language: str) -> str:
-    """A deadline as the resident or cadre reads it: local, to the minute."""
-    at = parse_instant(instant) if isinstance(instant, str) else instant
-    local = at.astimezone(ZoneInfo(tz))
-    return local.strftime("%m月%d日 %H:%M") if language == "zh" else local.strftime("%d %b %H:%M")
+    """A time as the resident or cadre reads it: local, to the minute, in plain words."""
+    return plain(instant, tz, language)

@@ -23,7 +23,7 @@ from services.routing.explain import explain
 from services.routing.projection import RoutingProjection, policy_in_force
 from services.routing.sweep import Sweeper
 from services.routing.tables import metadata_obj
-from services.routing.worklist import WorklistQuery, worklist
+from services.routing.worklist import WorklistQuery, calendar_health, worklist
 
 log = logging.getLogger("minqing.routing")
 SWEEP_SECONDS = Histogram("minqing_routing_sweep_seconds", "Duration of one timer sweep")
@@ -115,6 +115,11 @@ class RoutingService:
     @route("GET", "/health", action="public", summary="Health of the routing service")
     def health(self, request, principal):
         status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.assignments.follower)
+        try:        # a warning only: it never turns the service (or the stack) unhealthy
+            with read_transaction(self.ledger.engine) as conn:
+                body["checks"]["calendar"] = calendar_health(conn, policy_in_force)
+        except Exception as exc:
+            body["checks"]["calendar"] = {"status": "unknown", "error": type(exc).__name__}
         return json_response(status, body)
 
     def _act(self, request, principal, case_id, action):

@@ -2,6 +2,10 @@
 
 Scope follows access control: a cadre sees their own unit's list, a supervisor the townships they
 oversee, an operator the whole county. Returned cases (退回) wait here for a supervisor to re-dispatch.
+
+Times are the county's local time (ISO 8601 with the offset, minqing/localtime.py). When open
+deadlines of the county run into a year its calendar does not list, the answer carries a
+`calendar_ends` warning (the same check routing's /health shows, `calendar_check`).
 """
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Connection, case as when, func, select
 
 from minqing import access
-from minqing.clock import isoformat
+from minqing.calendar import WorkCalendar
+from minqing.clock import isoformat, parse_instant
 from minqing.http import ApiError
-from services.routing.tables import cases_table
+from minqing.localtime import local_iso, zone_of
+from services.routing.tables import cases_table, policies_table
 
 c = cases_table.c
 
@@ -24,6 +30,28 @@ class WorklistQuery(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(("assigned", "accepted", "returned")))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+
+
+def calendar_check(conn: Connection, county: str, policy) -> dict | None:
+    """A warning when the county's open deadlines run past the last year its calendar lists."""
+    if policy is None:
+        return None
+    latest = conn.execute(select(func.max(c.resolution_due)).where(c.county == county, c.is_open.is_(True))).scalar()
+    return WorkCalendar.from_policy(policy.doc).warning(parse_instant(latest) if latest else None)
+
+
+def calendar_health(conn: Connection, policy_in_force) -> dict:
+    """routing's /health `calendar` check: `warn` (never `down`: the stack works, deadlines in the
+    uncovered year skip weekends only) naming each county whose calendar ends too early."""
+    counties = sorted(r.county for r in conn.execute(select(policies_table.c.county).distinct()))
+    warnings = {}
+    for county in counties:
+        warning = calendar_check(conn, county, policy_in_force(conn, county))
+        if warning is not None:
+            warnings[county] = warning
+    if not warnings:
+        return {"status": "ok"}
+    return {"status": "warn", "counties": warnings}
 
 
 def worklist(conn: Connection, principal: access.Principal, policy, query: dict, now: datetime) -> dict:
@@ -49,15 +77,18 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
                         .order_by(when((lapsed, 0), else_=1), c.resolution_due.is_(None), c.resolution_due, c.case_id)
                         .limit(query["limit"]).offset(query["offset"])).mappings().all()
     total = conn.execute(select(func.count()).select_from(cases_table).where(*filters)).scalar_one()
+    zone = zone_of(policy)
+    warning = calendar_check(conn, principal.county, policy)
     return {
-        "county": principal.county, "unit": unit, "as_of": stamp, "total": total,
+        "county": principal.county, "unit": unit, "as_of": local_iso(now, zone), "timezone": zone, "total": total,
+        "warnings": [warning] if warning else [],
         "cases": [{
             "case_id": r["case_id"], "tracking_no": r["tracking_no"], "category": r["category"],
             "status": r["status"], "tier": r["tier"], "unit": r["unit"], "cadre": r["cadre"],
             "urgency": r["urgency"], "summary": r["summary"],
-            "response_due": r["response_due"], "resolution_due": r["resolution_due"],
+            "response_due": local_iso(r["response_due"], zone), "resolution_due": local_iso(r["resolution_due"], zone),
             "overdue": bool((r["resolution_due"] and r["resolution_due"] < stamp)
                             or (r["response_due"] and r["response_due"] < stamp)),
-            "pressure": r["pressure"], "reply_due": r["reply_due"],
+            "pressure": r["pressure"], "reply_due": local_iso(r["reply_due"], zone),
         } for r in rows],
     }

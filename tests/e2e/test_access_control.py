@@ -77,6 +77,8 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/events"): {"integrator"},
     ("POST", "/api/v1/channels/sms/{county}"): set(),           # a body signature, not a token, admits
     ("POST", "/api/v1/cases/{case_id}/follow-up"): {"operator"},
+    ("GET", "/api/v1/follow-ups"): {"operator", "operator@other-county", "supervisor@township",
+                                    "supervisor@other-township", "supervisor@county", "supervisor@other-county"},
     ("POST", "/api/v1/subscriptions"): {"integrator", "admin", "admin@other-county"},
     ("GET", "/api/v1/subscriptions"): {"integrator", "admin", "admin@other-county"},   # each their own county's
     ("GET", "/api/v1/subscriptions/{sub_id}"): {"integrator", "admin"},
@@ -299,6 +301,7 @@ def test_request_size_is_limited(stack):
 
 
 def test_a_cadre_whose_unit_no_longer_holds_a_case_can_read_but_not_act(stack, world, stack_db):
+    from minqing.clock import isoformat, parse_instant
     from minqing.db import make_engine
     from minqing.ledger import Ledger, Metadata, NewEvent
     code, case = stack.request("POST", "/api/v1/cases", report(summary="转办测试"), token=world["tokens"]["operator"])
@@ -308,7 +311,8 @@ def test_a_cadre_whose_unit_no_longer_holds_a_case_can_read_but_not_act(stack, w
     ledger = Ledger(engine)
     ledger.append(f"case-{case_id}", [NewEvent("case.transferred", {
         "case_id": case_id, "from_unit": "heigang.kaoshan-station", "to_unit": "heigang-centre", "to_cadre": "lj-c006",
-        "reason": "需乡镇协调", "resolution_due": held["assignment"]["resolution_due"], "policy_version": 1},
+        "reason": "需乡镇协调", "resolution_due": isoformat(parse_instant(held["assignment"]["resolution_due"])),
+        "policy_version": 1},
         Metadata(actor="test:transfer", county="longjiang"))], held["version"])
     engine.dispose()
     former = world["tokens"]["cadre@holding-unit"]

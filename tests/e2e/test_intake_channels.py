@@ -65,7 +65,7 @@ def test_offline_reports_keep_their_original_time_and_paper_form(stack, channel)
                                token=cadre)
     assert code == 201, body
     case = _wait_case(stack, body["case_id"], "assigned")
-    assert case["reported_at"] == "2026-11-20T02:30:00.000000Z" and case["registered_at"] > case["reported_at"]
+    assert case["reported_at"] == "2026-11-20T10:30:00+08:00" and case["registered_at"] > case["reported_at"]
     assert _reported(stack, body["case_id"])["paper_form_ref"] == "HG-2026-117"
     code, err = stack.request("POST", "/api/v1/cases", _report(channel, reported_at=taken), token=cadre)
     assert code == 422 and set(err["error"]["fields"]) == {"paper_form_ref"}

@@ -6,6 +6,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from minqing.county import CountyPolicy, PolicyError, read_policy_file, validate_policy
+from minqing.pins import PIN_SLOT
 from services.notify import templates
 from services.notify.announcements import due_on_site_day
 from services.notify.followup import reply_code
@@ -58,7 +59,7 @@ def test_reply_codes(text, rating):
 
 def _ctx(**more):
     return {"county_name": "龙江县", "tracking_no": "LJ-20260302-0001", "category_name": "道路", "place_name": "靠山村",
-            "phone_masked": "138****0000", "language": "zh", **more}
+            "phone_masked": "138****0000", "language": "zh", "pin": PIN_SLOT, **more}
 
 
 def test_templates_in_chinese_by_default_and_english_available():
@@ -66,6 +67,7 @@ def test_templates_in_chinese_by_default_and_english_available():
     en = templates.render("receipt", "en", _ctx())
     assert "受理编号 LJ-20260302-0001" in zh and "龙江县" in zh
     assert "registered as LJ-20260302-0001" in en
+    assert f"查询码 {PIN_SLOT}" in zh and f"PIN {PIN_SLOT}" in en      # filled in only when sent (issue #18.6)
 
 
 def test_a_county_override_wins_and_a_broken_one_falls_back():
