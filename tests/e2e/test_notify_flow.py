@@ -110,6 +110,10 @@ def test_case_notifications_once_each_through_redelivery_and_restart(stack, sms_
     case_id, tracking_no = made["case_id"], made["tracking_no"]
 
     wait_for(lambda: any(tracking_no in t for t in texts_to(sms_gateway, phone)), what="the receipt SMS")
+    # issue #18.6: the receipt tells the PIN the resident needs to track the case (sealed in the vault
+    # at registration, filled in only at send time; never in an event or the outbox)
+    receipt = next(t for t in texts_to(sms_gateway, phone) if tracking_no in t)
+    assert made["pin"] in receipt, receipt
     wait_for(lambda: len(mails_about(smtp_server, tracking_no)) >= 2, what="the assignment and warning e-mails")
 
     restart_notify(stack)
