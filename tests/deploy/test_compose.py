@@ -18,14 +18,13 @@ def test_compose_stack():
     stack = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
     services = stack["services"]
     assert {"postgres", "rabbitmq", "init", "gateway", "nginx", "exporter", *CHILDREN} <= set(services)
-    for name in ("relay", "intake", "routing", "notify", "assessment", "exporter", "nginx"):
+    for name in ("relay", "intake", "routing", "notify", "assessment", "console", "exporter", "nginx"):
         assert services[name]["network_mode"] == "service:gateway", name
-    for name in [n for n in CHILDREN if n != "relay"]:
-        assert services[name]["entrypoint"] == ["python", "-m", "minqing.service_main"]
-        assert services[name]["command"] == [name]
+    for name in [n for n in CHILDREN if n not in ("relay", "gateway")]:
+        assert "entrypoint" not in services[name] and services[name]["command"] == ["service", name]   # `minqing service NAME`
     assert services["relay"]["command"] == ["relay"] and services["gateway"]["command"] == ["gateway"]
     assert services["exporter"]["entrypoint"] == ["python", "-m", "minqing.exporter"]
-    for name in ("gateway", *CHILDREN, "init"):
+    for name in (*CHILDREN, "init"):
         svc = services[name]
         assert set(svc["secrets"]) == {"database-url", "amqp-uri", "vault-key"}, name
         assert svc["env_file"] == ["minqing.env"]
