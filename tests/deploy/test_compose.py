@@ -26,10 +26,10 @@ def test_compose_stack():
     assert services["exporter"]["entrypoint"] == ["python", "-m", "minqing.exporter"]
     for name in (*CHILDREN, "init"):
         svc = services[name]
-        assert set(svc["secrets"]) == {"database-url", "amqp-uri", "vault-key"}, name
+        assert set(svc["secrets"]) == {"database-url", "amqp-uri", "vault-key", "gateway-secret"}, name
         assert svc["env_file"] == ["minqing.env"]
         assert name == "init" or svc["depends_on"]["init"]["condition"] == "service_completed_successfully"
-    assert set(stack["secrets"]) >= {"database-url", "amqp-uri", "vault-key", "postgres-password"}
+    assert set(stack["secrets"]) >= {"database-url", "amqp-uri", "vault-key", "gateway-secret", "postgres-password"}
     assert "../nginx/minqing.conf:/etc/nginx/conf.d/default.conf:ro" in services["nginx"]["volumes"]
     env = (COMPOSE / "minqing.env").read_text()
     assert "MINQING_DATABASE_URL_FILE=/run/secrets/database-url" in env and "PASSWORD" not in env
