@@ -381,9 +381,11 @@ def run_stack(settings: Settings) -> int:
                   f"(data in {settings.run_dir}) …", flush=True)
             broker = devstack.RabbitMQ(settings.run_dir, settings.amqp_port, on_spawn=watchdog.record)
             broker.start()
-        env["MINQING_AMQP_URI"] = settings.effective_amqp_uri()
+        if not env.get("MINQING_AMQP_URI_FILE"):      # children read the file themselves (never both)
+            env["MINQING_AMQP_URI"] = settings.effective_amqp_uri()
         env["MINQING_RUN_DIR"] = str(settings.run_dir)
-        env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
+        if not env.get("MINQING_GATEWAY_SECRET_FILE"):      # a secret from a file is kept; else one per run
+            env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
         write_atomically(broker_file, settings.effective_amqp_uri() + "\n", mode=0o600)
 
         engine, ledger = _engine_and_ledger(settings)

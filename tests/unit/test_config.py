@@ -65,3 +65,14 @@ def test_config_check_prints_masked_or_problems(tmp_path):
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "MINQING_HTTP_PORT" in bad.stderr
     nokey = _cli({**base, "MINQING_DATABASE_URL": "postgresql://u:pw@h/db"}, "config", "check")
     assert nokey.returncode == 1 and "MINQING_VAULT_KEY_FILE" in nokey.stderr and "pw" not in nokey.stderr
+
+
+@pytest.mark.parametrize("args", [["service", "intake"], ["run"]])
+def test_no_vault_key_beside_the_data_on_postgresql(tmp_path, args):
+    """A service (or `minqing run`) on PostgreSQL without a vault key refuses to start, naming the
+    variable, before it touches the database, and makes no key file in the run directory."""
+    env = {"PATH": "/usr/bin:/bin", "MINQING_RUN_DIR": str(tmp_path),
+           "MINQING_DATABASE_URL": "postgresql://minqing:pw@127.0.0.1:1/none", "MINQING_AMQP_URI": "amqp://127.0.0.1:1//"}
+    result = _cli(env, *args)
+    assert result.returncode == 1 and "MINQING_VAULT_KEY_FILE" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr and not (tmp_path / "vault.key").exists()
