@@ -209,6 +209,9 @@ def load(environ=None) -> Settings:
         vault_key_file=Path(key_file_var) if key_file_var else (
             run_dir / "vault.key" if database_url.startswith("sqlite") and not vault_key else None),
     )
+    # read where it is used (minqing.clock, before any settings exist), checked here with the rest
+    if (r.text("MINQING_CLOCK") or "system").strip().lower() not in ("system", "demo"):
+        r.problems.append(f"MINQING_CLOCK must be demo or system (or unset), got {r.text('MINQING_CLOCK')!r}")
     if r.problems:
         raise ConfigError(r.problems)
     return settings
@@ -248,6 +251,7 @@ def describe(settings: Settings) -> list[tuple[str, str]]:
              ("MINQING_ASSESSMENT_DIR", str(settings.assessment_dir)),
              ("MINQING_LOG_LEVEL", settings.log_level),
              ("MINQING_SWEEP_SECONDS", f"{settings.sweep_seconds:g}"),
+             ("MINQING_CLOCK", os.environ.get("MINQING_CLOCK") or "system"),
              ("MINQING_GATEWAY_SECRET", "****" if settings.gateway_secret else "(unset)"),
              ("MINQING_VAULT_KEY", "****" if settings.vault_key else "(unset)"),
              ("MINQING_VAULT_KEY_FILE", str(settings.vault_key_file) if settings.vault_key_file else "(unset)")]
