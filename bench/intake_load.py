@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from cryptography.fernet import Fernet
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -174,7 +175,8 @@ def run_backend(backend: str, reports: int, clients: int) -> dict:
             port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
         env.update(MINQING_RUN_DIR=str(run_dir), MINQING_DATABASE_URL=database, MINQING_AMQP_URI=mq.uri,
-                   MINQING_HTTP_PORT=str(port), MINQING_LOG_LEVEL="WARNING")
+                   MINQING_HTTP_PORT=str(port), MINQING_LOG_LEVEL="WARNING",
+                   MINQING_VAULT_KEY=Fernet.generate_key().decode())
         proc, _ = _start_stack(run_dir, env)
         engine = make_engine(database)
         tokens = [access.issue_token(engine, "operator", "longjiang", label=f"bench-{i}")[1] for i in range(clients)]

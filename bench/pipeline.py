@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from cryptography.fernet import Fernet
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -149,7 +150,8 @@ def start_stack(run_dir: Path, pg: PostgreSQL, mq: RabbitMQ) -> tuple[subprocess
     while not all(_port_is_free(port + k) for k in range(6)):
         port = free_port()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": database,
-           "MINQING_AMQP_URI": mq.uri, "MINQING_HTTP_PORT": str(port), "MINQING_LOG_LEVEL": "WARNING"}
+           "MINQING_AMQP_URI": mq.uri, "MINQING_HTTP_PORT": str(port), "MINQING_LOG_LEVEL": "WARNING",
+           "MINQING_VAULT_KEY": Fernet.generate_key().decode()}
     out = open(run_dir / "run.out", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180

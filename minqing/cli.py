@@ -1,8 +1,11 @@
 """`minqing` — the command line for operators and auditors.
 
   minqing run                      the whole stack (private RabbitMQ unless MINQING_AMQP_URI is set)
+  minqing gateway                  the public HTTP entry alone (behind nginx)
   minqing relay                    the ledger → broker relay alone
-  minqing service NAME             one service alone (intake, routing, notify, assessment)
+  minqing service NAME             one service alone (intake, routing, notify, assessment, console)
+  minqing config check             print the effective configuration (secrets masked), or every problem
+  minqing vault keygen|rotate      make a vault key file; put a new primary key first (--reencrypt)
   minqing county load FILE         validate a county policy and publish it (policy.published)
   minqing county check FILE        validate only
   minqing events tail              print ledger events as CloudEvents (--after N, --follow, --broker)
@@ -146,7 +149,7 @@ def cmd_resident(args, settings) -> int:
     from minqing.db import read_transaction, write_transaction
     engine, ledger = _engine_and_ledger(settings)
     vault_mod.metadata_obj.create_all(engine)
-    vault = vault_mod.Vault(vault_mod.load_master_key(settings.run_dir / "vault.key"))
+    vault = vault_mod.Vault(vault_mod.master_keys(settings))
     subject = args.subject
     if args.case:
         reported = [e for e in ledger.read_stream(stream_of(args.case)) if e.type == "case.reported"]
@@ -188,7 +191,7 @@ def cmd_channel(args, settings) -> int:
     notify_tables.create_all(engine)
     if _published_policy(ledger, args.county) is None:
         return _fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
-    vault = vault_mod.Vault(vault_mod.load_master_key(settings.run_dir / "vault.key"))
+    vault = vault_mod.Vault(vault_mod.master_keys(settings))
     issue = {"wechat": wechat.new_secret, "sms": inbound.new_secret}[args.channel]     # each service keeps its own
     with write_transaction(engine) as conn:
         secret = issue(conn, vault, args.county, SYSTEM_CLOCK.now())
@@ -206,7 +209,7 @@ def _notify_parts(settings):
     engine, ledger = _engine_and_ledger(settings)
     notify_tables.create_all(engine)
     vault_tables.create_all(engine)
-    vault = vault_mod.Vault(vault_mod.load_master_key(settings.run_dir / "vault.key"))
+    vault = vault_mod.Vault(vault_mod.master_keys(settings))
     return engine, ledger, vault
 
 
@@ -558,7 +561,7 @@ def cmd_relay(args, settings) -> int:
     _, ledger = _engine_and_ledger(settings)
     try:
         from prometheus_client import start_http_server
-        start_http_server(settings.relay_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.relay_metrics_port, addr=settings.listen_address)
     except OSError as exc:
         log.warning("relay metrics not served on port %d: %s", settings.relay_metrics_port, exc)
     stop = threading.Event()
@@ -569,7 +572,77 @@ def cmd_relay(args, settings) -> int:
 
 
 def cmd_service(args, settings) -> int:
+    # a fresh interpreter: eventlet must patch the standard library before anything else is imported
     os.execv(sys.executable, [sys.executable, "-m", "minqing.service_main", args.name])
+    return 0
+
+
+def cmd_gateway(args, settings) -> int:
+    from minqing.gateway import main as gateway_main
+    return gateway_main()
+
+
+def cmd_config(args, settings) -> int:
+    """Configuration problems never reach here: main() prints them (exit 1). This also checks the
+    vault keys and the notify service's own settings, which are read where they are used."""
+    from minqing import vault as vault_mod
+    problems = []
+    try:
+        keys = _peek_keys(settings, vault_mod)
+    except vault_mod.VaultError as exc:
+        problems.append(f"vault key: {exc}")
+        keys = []
+    try:
+        from services.notify import settings as notify_settings
+        notify_settings.load()
+    except SystemExit as exc:
+        problems.append(str(exc.code).removeprefix("configuration error:").strip())
+    if problems:
+        print("configuration error:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return 1
+    width = max(len(name) for name, _ in config_mod.describe(settings))
+    for name, value in config_mod.describe(settings):
+        print(f"{name:<{width}}  {value}")
+    print(f"{'vault keys':<{width}}  {len(keys)} (the first is the primary)" if keys
+          else f"{'vault keys':<{width}}  none yet: the embedded default makes {settings.vault_key_file} on first use")
+    return 0
+
+
+def _peek_keys(settings, vault_mod) -> list:
+    """The configured keys, without making the embedded default's key file."""
+    if settings.vault_key or settings.vault_key_file is None or settings.vault_key_file.exists():
+        return vault_mod.master_keys(settings)
+    return []
+
+
+def cmd_vault(args, settings) -> int:
+    from minqing import vault as vault_mod
+    if args.action == "keygen":
+        out = Path(args.out)
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return _fail(f"{out} exists; `minqing vault rotate` adds a key to an existing file")
+        from cryptography.fernet import Fernet
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key() + b"\n")
+        print(f"wrote a new vault key to {out} (mode 0600); point MINQING_VAULT_KEY_FILE at it")
+        return 0
+    if settings.vault_key or settings.vault_key_file is None:
+        return _fail("rotation rewrites the key file: set MINQING_VAULT_KEY_FILE (not MINQING_VAULT_KEY)")
+    try:
+        keys = vault_mod.rotate(settings.vault_key_file)
+    except vault_mod.VaultError as exc:
+        return _fail(str(exc))
+    print(f"{settings.vault_key_file}: a new primary key; {len(keys) - 1} older key(s) kept to decrypt")
+    if args.reencrypt:
+        from minqing.db import make_engine
+        engine = make_engine(settings.database_url)
+        vault_mod.metadata_obj.create_all(engine)
+        with engine.begin() as conn:
+            count = vault_mod.Vault(keys).reencrypt(conn)
+        print(f"re-encrypted {count} resident key(s) under the new primary key")
+    print("restart every Minqing process to use the new key (systemctl restart minqing.target)")
     return 0
 
 
@@ -638,9 +711,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the whole stack").set_defaults(func=cmd_run)
     sub.add_parser("relay", help="run the ledger → broker relay").set_defaults(func=cmd_relay)
+    sub.add_parser("gateway", help="run the public HTTP entry (behind nginx)").set_defaults(func=cmd_gateway)
     p = sub.add_parser("service", help="run one service")
-    p.add_argument("name", choices=["intake", "routing", "notify", "assessment"])
+    p.add_argument("name", choices=["intake", "routing", "notify", "assessment", "console"])
     p.set_defaults(func=cmd_service)
+
+    cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
+    p = cfg.add_parser("check", help="print the effective configuration (secrets masked) or every problem")
+    p.set_defaults(func=cmd_config)
+
+    vault = sub.add_parser("vault", help="the vault's master keys").add_subparsers(dest="action", required=True)
+    p = vault.add_parser("keygen", help="write a new key file (mode 0600)")
+    p.add_argument("--out", required=True, help="the file to write (never overwritten)")
+    p.set_defaults(func=cmd_vault)
+    p = vault.add_parser("rotate", help="put a new primary key first in MINQING_VAULT_KEY_FILE (old keys still decrypt)")
+    p.add_argument("--reencrypt", action="store_true", help="also re-wrap every resident's key under the new key")
+    p.set_defaults(func=cmd_vault)
 
     county = sub.add_parser("county", help="county policy").add_subparsers(dest="action", required=True)
     for action in ("load", "check"):
@@ -819,7 +905,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = config_mod.load()
+    if args.command == "vault" and args.action == "keygen":
+        return cmd_vault(args, None)
+    settings = config_mod.load()     # bad configuration: every problem named, exit 1, no traceback
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args, settings)

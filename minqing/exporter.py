@@ -1,6 +1,6 @@
 """The operations exporter: the figures an on-call person and the county's dashboards need that no
 single service can give, served as Prometheus metrics by one small process of its own
-(`python -m minqing.exporter`, /metrics on 127.0.0.1:MINQING_HTTP_PORT+6).
+(`python -m minqing.exporter`, /metrics on MINQING_LISTEN_ADDRESS:MINQING_EXPORTER_PORT, default 127.0.0.1:MINQING_HTTP_PORT+6).
 
 It is an operator's tool in the shell layer, like `minqing notify list`: it reads the ledger (head,
 reports, 回访 ratings) and, read-only, routing's and notify's tables (open and overdue cases per
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     settings = config_mod.load()
     parser = argparse.ArgumentParser(prog="python -m minqing.exporter", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=settings.exporter_port)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=settings.listen_address)
     args = parser.parse_args(argv)
     setup_logging(settings.log_level, "exporter")
     ledger = Ledger(make_engine(settings.database_url))

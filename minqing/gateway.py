@@ -1,9 +1,11 @@
-"""The public HTTP entry on 127.0.0.1:MINQING_HTTP_PORT: forwards each path to the service that owns
+"""The public HTTP entry on MINQING_LISTEN_ADDRESS:MINQING_HTTP_PORT (`minqing gateway`): forwards each path to the service that owns
 it, and answers GET /health for the whole stack (every service, the ledger, the broker, the relay).
 
 Each service also serves its own /health on its own port; nameko gives every service container its
 own web server, so one port for all of them needs this small front. It runs as a process of its own
-(`python -m minqing.gateway`), supervised by `minqing run` like the services.
+(`minqing gateway`), supervised by `minqing run` like the services, and reaches each service at
+MINQING_<NAME>_HOST:MINQING_<NAME>_PORT (Settings.service_address), so the services may live on
+other hosts or pods.
 
 The gateway tells the services who the client is with `X-Forwarded-For`, and proves that the header is
 its own with `X-Minqing-Gateway: <MINQING_GATEWAY_SECRET>`; a service trusts the forwarded address only
@@ -83,7 +85,7 @@ class Gateway:
         self._health_cache: tuple | None = None
 
     def _forward(self, service: str, request: Request) -> Response:
-        port = self.settings.service_ports[service]
+        host, port = self.settings.service_address(service)
         too_large = _error(request.path, 413, "body_too_large", f"the request body exceeds {MAX_BODY} bytes")
         if request.content_length and request.content_length > MAX_BODY:
             return too_large
@@ -95,7 +97,7 @@ class Gateway:
         headers["X-Forwarded-For"] = request.remote_addr or "unknown"
         if self.settings.gateway_secret:
             headers[GATEWAY_HEADER] = self.settings.gateway_secret
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn = http.client.HTTPConnection(host, port, timeout=30)
         try:
             # the URI as the client sent it (still percent-encoded), so any path is forwarded as is
             target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or quote(request.path)
@@ -115,7 +117,7 @@ class Gateway:
             conn.close()
 
     def _service_health(self, service: str) -> dict:
-        conn = http.client.HTTPConnection("127.0.0.1", self.settings.service_ports[service], timeout=5)
+        conn = http.client.HTTPConnection(*self.settings.service_address(service), timeout=5)
         try:
             conn.request("GET", "/health")
             resp = conn.getresponse()
@@ -168,16 +170,17 @@ def serve(settings: Settings, ledger: Ledger, stop: threading.Event) -> None:
     """Serve until `stop` is set. The port is bound with SO_REUSEADDR, so it can share the port with the
     placeholder socket `minqing run` holds to keep the port out of the kernel's ephemeral range
     (minqing.ports)."""
-    server = make_server("127.0.0.1", settings.http_port, Gateway(settings, ledger), threaded=True)
+    server = make_server(settings.listen_address, settings.http_port, Gateway(settings, ledger), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    log.info("gateway listening on http://127.0.0.1:%d", settings.http_port)
+    log.info("gateway listening on %s port %d", settings.listen_address, settings.http_port)
     stop.wait()
     server.shutdown()
 
 
 def main() -> int:
-    """`python -m minqing.gateway`: the gateway as its own process, stopped by SIGTERM or SIGINT."""
+    """`minqing gateway` (or `python -m minqing.gateway`): the gateway as its own process, stopped by
+    SIGTERM or SIGINT."""
     import signal
 
     from minqing.cli import _engine_and_ledger

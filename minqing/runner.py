@@ -39,13 +39,14 @@ from minqing.config import Settings
 log = logging.getLogger("minqing.run")
 
 CHILDREN = {
+    # the same commands a county places one by one (systemd units, compose, k8s)
     "relay": [sys.executable, "-m", "minqing.cli", "relay"],
-    "intake": [sys.executable, "-m", "minqing.service_main", "intake"],
-    "routing": [sys.executable, "-m", "minqing.service_main", "routing"],
-    "notify": [sys.executable, "-m", "minqing.service_main", "notify"],
-    "assessment": [sys.executable, "-m", "minqing.service_main", "assessment"],
-    "console": [sys.executable, "-m", "services.console.main"],
-    "gateway": [sys.executable, "-m", "minqing.gateway"],
+    "intake": [sys.executable, "-m", "minqing.cli", "service", "intake"],
+    "routing": [sys.executable, "-m", "minqing.cli", "service", "routing"],
+    "notify": [sys.executable, "-m", "minqing.cli", "service", "notify"],
+    "assessment": [sys.executable, "-m", "minqing.cli", "service", "assessment"],
+    "console": [sys.executable, "-m", "minqing.cli", "service", "console"],
+    "gateway": [sys.executable, "-m", "minqing.cli", "gateway"],
 }
 START_ACTOR = "admin:minqing-run"      # who publishes what `minqing run` publishes from files
 BROKER_FILE = "broker.uri"
@@ -333,6 +334,12 @@ def run_stack(settings: Settings) -> int:
 
     setup_logging(settings.log_level, "run")
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    from minqing import vault as vault_mod
+    try:
+        vault_mod.master_keys(settings)     # the services need it: say so once, not in a restart loop
+    except vault_mod.VaultError as exc:
+        print(f"minqing: configuration error: {exc}", file=sys.stderr)
+        return 1
     log_dir = settings.run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     (settings.run_dir / "pids").mkdir(exist_ok=True)
@@ -374,9 +381,11 @@ def run_stack(settings: Settings) -> int:
                   f"(data in {settings.run_dir}) …", flush=True)
             broker = devstack.RabbitMQ(settings.run_dir, settings.amqp_port, on_spawn=watchdog.record)
             broker.start()
-        env["MINQING_AMQP_URI"] = settings.effective_amqp_uri()
+        if not env.get("MINQING_AMQP_URI_FILE"):      # children read the file themselves (never both)
+            env["MINQING_AMQP_URI"] = settings.effective_amqp_uri()
         env["MINQING_RUN_DIR"] = str(settings.run_dir)
-        env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
+        if not env.get("MINQING_GATEWAY_SECRET_FILE"):      # a secret from a file is kept; else one per run
+            env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
         write_atomically(broker_file, settings.effective_amqp_uri() + "\n", mode=0o600)
 
         engine, ledger = _engine_and_ledger(settings)

@@ -109,7 +109,9 @@ class LedgerProvider(DependencyProvider):
 class VaultProvider(DependencyProvider):
     def setup(self):
         from pathlib import Path
-        self.vault = vault_mod.Vault(vault_mod.load_master_key(Path(self.container.config["VAULT_KEY_FILE"])))
+        config = self.container.config
+        keys = config.get("VAULT_KEYS") or vault_mod.load_keys(Path(config["VAULT_KEY_FILE"]), create=True)
+        self.vault = vault_mod.Vault(keys)
 
     def get_dependency(self, worker_ctx):
         return self.vault

@@ -1,4 +1,6 @@
-"""Run one Minqing service in this process: `python -m minqing.service_main <intake|routing|notify|assessment>`.
+"""Run one Minqing service in this process: `minqing service NAME` (or `python -m minqing.service_main
+NAME`), listening on MINQING_LISTEN_ADDRESS at the service's port (minqing.config). The console, a
+werkzeug app rather than a nameko service, is handed to services.console.main.
 
 eventlet must patch the standard library before anything else is imported, hence this module.
 """
@@ -21,12 +23,17 @@ from minqing import config as config_mod  # noqa: E402
 from minqing.endpoints import SERVICES, service_class  # noqa: E402
 from minqing.logs import setup_logging  # noqa: E402
 
-def nameko_config(name: str, settings: config_mod.Settings) -> dict:
+def listen_address(settings: config_mod.Settings, port: int) -> str:
+    host = settings.listen_address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def nameko_config(name: str, settings: config_mod.Settings, vault_keys: list[bytes]) -> dict:
     return {
         "AMQP_URI": settings.effective_amqp_uri(),
-        "WEB_SERVER_ADDRESS": f"127.0.0.1:{settings.service_ports[name]}",
+        "WEB_SERVER_ADDRESS": listen_address(settings, settings.service_ports[name]),
         "DATABASE_URL": settings.database_url,
-        "VAULT_KEY_FILE": str(settings.run_dir / "vault.key"),
+        "VAULT_KEYS": vault_keys,
         "max_workers": 10,
         "serializer": "json",
         "ACCEPT": ["json", "cloudevents"],
@@ -37,14 +44,24 @@ def nameko_config(name: str, settings: config_mod.Settings) -> dict:
 def main(argv=None) -> int:
     from nameko.runners import ServiceRunner
 
+    from minqing import vault as vault_mod
+
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in SERVICES:
-        print(f"usage: python -m minqing.service_main {{{'|'.join(SERVICES)}}}", file=sys.stderr)
+    if len(argv) != 1 or argv[0] not in (*SERVICES, "console"):
+        print(f"usage: minqing service {{{'|'.join((*SERVICES, 'console'))}}}", file=sys.stderr)
         return 2
     name = argv[0]
-    settings = config_mod.load()
+    settings = config_mod.load()        # a ConfigError ends the process with every problem named
+    if name == "console":
+        from services.console.main import main as console_main
+        return console_main()
     setup_logging(settings.log_level, name)
-    runner = ServiceRunner(nameko_config(name, settings))
+    try:
+        keys = vault_mod.master_keys(settings)
+    except vault_mod.VaultError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    runner = ServiceRunner(nameko_config(name, settings, keys))
     runner.add_service(service_class(name))
     stopping = eventlet.event.Event()
 
@@ -55,7 +72,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     runner.start()
-    logging.getLogger("minqing").info("%s started on 127.0.0.1:%d", name, settings.service_ports[name])
+    logging.getLogger("minqing").info("%s started on %s", name, listen_address(settings, settings.service_ports[name]))
     stopping.wait()
     runner.stop()
     return 0

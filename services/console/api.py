@@ -48,7 +48,7 @@ class Api:
             sent[GATEWAY_HEADER] = self.settings.gateway_secret
         if token:
             sent["Authorization"] = f"Bearer {token}"
-        conn = http.client.HTTPConnection("127.0.0.1", self.settings.service_ports[service], timeout=30)
+        conn = http.client.HTTPConnection(*self.settings.service_address(service), timeout=30)
         try:
             conn.request(method, target, body=json.dumps(body, ensure_ascii=False).encode() if body is not None else None,
                          headers=sent)

@@ -1,4 +1,4 @@
-"""Run the console: `python -m services.console.main`, on 127.0.0.1 at its port of
+"""Run the console: `minqing service console`, on MINQING_LISTEN_ADDRESS at its port of
 `Settings.service_ports` (the gateway forwards /console/ and /static/ to it)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def main() -> int:
     setup_logging(settings.log_level, "console")
     from services.console.app import main_app
     port = settings.service_ports["console"]
-    server = make_server("127.0.0.1", port, main_app(settings), threaded=True)
+    server = make_server(settings.listen_address, port, main_app(settings), threaded=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -18,19 +18,18 @@ def test_compose_stack():
     stack = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
     services = stack["services"]
     assert {"postgres", "rabbitmq", "init", "gateway", "nginx", "exporter", *CHILDREN} <= set(services)
-    for name in ("relay", "intake", "routing", "notify", "assessment", "exporter", "nginx"):
+    for name in ("relay", "intake", "routing", "notify", "assessment", "console", "exporter", "nginx"):
         assert services[name]["network_mode"] == "service:gateway", name
-    for name in [n for n in CHILDREN if n != "relay"]:
-        assert services[name]["entrypoint"] == ["python", "-m", "minqing.service_main"]
-        assert services[name]["command"] == [name]
+    for name in [n for n in CHILDREN if n not in ("relay", "gateway")]:
+        assert "entrypoint" not in services[name] and services[name]["command"] == ["service", name]   # `minqing service NAME`
     assert services["relay"]["command"] == ["relay"] and services["gateway"]["command"] == ["gateway"]
     assert services["exporter"]["entrypoint"] == ["python", "-m", "minqing.exporter"]
-    for name in ("gateway", *CHILDREN, "init"):
+    for name in (*CHILDREN, "init"):
         svc = services[name]
-        assert set(svc["secrets"]) == {"database-url", "amqp-uri", "vault-key"}, name
+        assert set(svc["secrets"]) == {"database-url", "amqp-uri", "vault-key", "gateway-secret"}, name
         assert svc["env_file"] == ["minqing.env"]
         assert name == "init" or svc["depends_on"]["init"]["condition"] == "service_completed_successfully"
-    assert set(stack["secrets"]) >= {"database-url", "amqp-uri", "vault-key", "postgres-password"}
+    assert set(stack["secrets"]) >= {"database-url", "amqp-uri", "vault-key", "gateway-secret", "postgres-password"}
     assert "../nginx/minqing.conf:/etc/nginx/conf.d/default.conf:ro" in services["nginx"]["volumes"]
     env = (COMPOSE / "minqing.env").read_text()
     assert "MINQING_DATABASE_URL_FILE=/run/secrets/database-url" in env and "PASSWORD" not in env

@@ -58,12 +58,15 @@ def test_units_run_as_a_dedicated_user_with_credentials_and_hardening(name):
 
 def test_every_process_of_the_stack_has_a_unit():
     """The services minqing run starts (runner.CHILDREN) are the template's instances, the target wants each."""
-    assert "minqing.service_main %i" in _unit("minqing@.service")["Service"]["ExecStart"]
+    assert _unit("minqing@.service")["Service"]["ExecStart"].endswith("/bin/minqing service %i")
     wants = _unit("minqing.target")["Unit"]["Wants"].split()
-    services = [n for n in CHILDREN if n != "relay"]
+    services = [n for n in CHILDREN if n not in ("relay", "gateway")]
     assert sorted(wants) == sorted(["minqing-relay.service", "minqing-gateway.service", "minqing-exporter.service",
                                     *(f"minqing@{n}.service" for n in services)])
     assert "minqing relay" in _unit("minqing-relay.service")["Service"]["ExecStart"]
+    assert _unit("minqing-gateway.service")["Service"]["ExecStart"].endswith("/bin/minqing gateway")
+    # the same commands `minqing run` starts
+    assert all(CHILDREN[n][-2:] == ["service", n] for n in services)
 
 
 def test_systemd_analyze_verify(tmp_path):

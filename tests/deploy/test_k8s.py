@@ -87,11 +87,13 @@ def test_overlay_renders_valid_objects(county):
         if "configMap" in v:
             assert v["configMap"]["name"] in configmaps
     names = [c["name"] for c in spec["containers"]]
-    assert sorted(names) == sorted(["gateway", "relay", "intake", "routing", "notify", "assessment", "exporter", "door"])
+    assert sorted(names) == sorted(["gateway", "relay", "intake", "routing", "notify", "assessment", "console",
+                                    "exporter", "door"])
     for c in spec["initContainers"] + spec["containers"]:
         _check_container(c, volumes, configmaps, f"{county}/{c['name']}")
-    services = {c["name"]: c["args"] for c in spec["containers"] if c.get("command") == ["python", "-m", "minqing.service_main"]}
-    assert services == {n: [n] for n in ("intake", "routing", "notify", "assessment")}
+    services = {c["name"]: c["args"] for c in spec["containers"] if c.get("args", [])[:1] == ["service"]}
+    assert services == {n: ["service", n] for n in ("intake", "routing", "notify", "assessment", "console")}
+    assert all("command" not in c for c in spec["containers"] if c["name"] in services)   # the image's `minqing`
     door_ports = {p["name"] for c in spec["containers"] for p in c.get("ports", [])}
 
     svc = next(o for o in objects if o["kind"] == "Service")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from cryptography.fernet import Fernet
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -150,6 +151,7 @@ def stack(tmp_path_factory, stack_db, rabbit, broker_tap, sms_gateway, smtp_serv
     port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": stack_db,
            "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties),
+           "MINQING_VAULT_KEY": Fernet.generate_key().decode(),
            "MINQING_SWEEP_SECONDS": "1", "MINQING_SMS_URL": sms_gateway.url + "/sms",
            "MINQING_SMTP_HOST": "127.0.0.1", "MINQING_SMTP_PORT": str(smtp_server.port),
            "MINQING_SMTP_FROM": "minqing@heping.example", "MINQING_NOTIFY_SECONDS": "0.3",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from cryptography.fernet import Fernet
 
 from minqing import devstack
 from tests.e2e.conftest import Stack, free_port_block
@@ -17,7 +18,8 @@ def test_reports_survive_a_broker_restart(tmp_path, postgres):
     counties = county_dir(tmp_path, "deploy/counties/longjiang.yaml")
     port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(tmp_path / "run"), "MINQING_DATABASE_URL": db,
-           "MINQING_AMQP_URI": broker.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties)}
+           "MINQING_AMQP_URI": broker.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties),
+           "MINQING_VAULT_KEY": Fernet.generate_key().decode()}
     (tmp_path / "run").mkdir()
     stack = Stack(tmp_path / "run", env, port).start()
     try:

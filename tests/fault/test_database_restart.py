@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from cryptography.fernet import Fernet
 
 from sqlalchemy import create_engine, text
 
@@ -22,7 +23,8 @@ def test_a_database_crash_loses_nothing(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     env = {**os.environ, "MINQING_RUN_DIR": str(run), "MINQING_DATABASE_URL": pg.url, "MINQING_AMQP_URI": broker.uri,
-           "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties)}
+           "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties),
+           "MINQING_VAULT_KEY": Fernet.generate_key().decode()}
     stack = Stack(run, env, port).start()
     try:
         accepted = []
