@@ -68,7 +68,7 @@ class Browser:
 
 
 def _account(stack, username: str, *args: str) -> str:
-    password = f"temp-{username}-pw1"
+    password = "temporary-pw-2026"      # a temporary password may not contain the username
     done = subprocess.run([sys.executable, "-m", "minqing.cli", "account", "add", username, "--county", "longjiang",
                            "--password-stdin", *args], input=password + "\n", env=stack.env, capture_output=True,
                           text=True, timeout=60)

@@ -166,3 +166,34 @@ def test_anonymous_visitors_are_sent_to_the_login_page(engine, clock):
 def test_time_left_in_days_and_hours(clock):
     assert web.time_left("2026-01-06T12:00:00Z", clock.now(), "zh") == ("剩余 1 天 3 小时", False)
     assert web.time_left("2026-01-05T07:00:00Z", clock.now(), "en") == ("overdue by 0 d 2 h", True)
+
+
+def test_demo_logins_only_on_the_embedded_default_kept_private_and_remade_when_missing(tmp_path):
+    from minqing.config import Settings
+    from minqing.runner import DEMO_ACCOUNTS, demo_accounts, embedded
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    def settings_for(url):
+        return Settings(run_dir=run_dir, database_url=url, amqp_uri=None, amqp_port=0, http_port=0,
+                        counties_dir=tmp_path, assessment_dir=tmp_path, log_level="INFO")
+    settings = settings_for(f"sqlite:///{run_dir / 'minqing.db'}")
+    assert embedded(settings)
+    assert not embedded(settings_for("postgresql+psycopg://db/minqing"))
+    assert not embedded(settings_for(f"sqlite:///{tmp_path / 'elsewhere.db'}"))
+    engine = make_engine(settings.database_url)
+    logins = demo_accounts(engine, settings)
+    assert set(logins) == {role for _, role, _, _ in DEMO_ACCOUNTS}
+    path = run_dir / "demo-accounts.json"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    for role, login in logins.items():
+        account = accounts.login(engine, login["username"], login["password"])
+        assert account.role == role and not account.must_change_password      # no first-login change
+    cadre = accounts.login(engine, logins["cadre"]["username"], logins["cadre"]["password"])
+    assert (cadre.cadre, cadre.unit) == ("lj-c002", "heigang.kaoshan-station")
+    assert demo_accounts(engine, settings) == logins           # the same between runs
+    accounts.set_disabled(engine, logins["admin"]["username"])
+    path.unlink()
+    again = demo_accounts(engine, settings)                    # file gone: made again, enabled
+    assert again["admin"]["password"] != logins["admin"]["password"]
+    assert accounts.login(engine, again["admin"]["username"], again["admin"]["password"]).role == "admin"
+    engine.dispose()
