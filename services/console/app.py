@@ -263,9 +263,10 @@ class Console:
             return self._error(request, listed.status if listed.status in (403, 404) else 503)
         lang, now = web.language(request), self.clock.now()
         rows = []
-        for case in listed.body["cases"]:
-            left, over = web.time_left(case["resolution_due"] or case["response_due"], now, lang)
-            rows.append({**case, "left": left, "over": over or case["overdue"]})
+        for case in listed.body["cases"]:       # the deadline that counts now: acceptance while assigned
+            kind = "response" if case["status"] == "assigned" and case["response_due"] else "resolution"
+            left, over = web.time_left(case[f"{kind}_due"], now, lang)
+            rows.append({**case, "kind": kind, "left": left, "over": over or case["overdue"]})
         return web.render(request, "worklist.html", session=session, rows=rows, total=listed.body["total"],
                           changed=bool(request.args.get("changed")))
 
@@ -289,7 +290,8 @@ class Console:
         returned, counts = [], {"overdue": 0, "at_risk": 0}
         for case in listed.body["cases"]:
             if case["status"] == "returned":
-                returned.append({**case, "unit_name": units.get(case["unit"], case["unit"])})
+                returned.append({**case, "unit_name": units.get(case["unit"], case["unit"]),
+                                 "township_name": townships.get(case.get("township"), case.get("township") or "—")})
                 continue
             kind = "response" if case["status"] == "assigned" else "resolution"
             due = case[f"{kind}_due"]
@@ -324,10 +326,16 @@ class Console:
         holds = session.account.role == "cadre" and assignment.get("unit") == session.account.unit
         supervisor = session.account.role == "supervisor" and view.body.get("status") in ("assigned", "accepted",
                                                                                             "returned")
-        units = self.catalogue(session.account.county)["units"] if supervisor else []
+        try:
+            catalogue = self.catalogue(session.account.county)
+        except RuntimeError:            # the page still reads without names (codes shown instead)
+            catalogue = {"categories": [], "units": []}
+        units = catalogue["units"] if supervisor else []
+        category = next((f"{c['code']} {c['name']}" for c in catalogue["categories"]
+                         if c["code"] == view.body.get("category")), view.body.get("category"))
         return web.render(request, "case.html", status=status, session=session, case=view.body, timeline=timeline,
                           routing=explained, holds=holds, errors=errors or {}, conflict=conflict,
-                          supervisor=supervisor, units=units, levels=LEVELS, form=request.form,
+                          supervisor=supervisor, units=units, levels=LEVELS, form=request.form, category=category,
                           done=request.args.get("done") if request.args.get("done") in ACTIONS else None,
                           left=web.time_left(assignment.get("resolution_due"), self.clock.now(), lang))
 

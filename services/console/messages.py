@@ -101,6 +101,7 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     "time.left": ("剩余 {d} 天 {h} 小时", "{d} d {h} h left"),
     "time.over": ("已超期 {d} 天 {h} 小时", "overdue by {d} d {h} h"),
     "time.none": ("—", "—"),
+    "time.left_min": ("剩余 {m} 分钟", "{m} min left"), "time.over_min": ("已超期 {m} 分钟", "overdue by {m} min"),
     "status.reported": ("已受理", "registered"), "status.assigned": ("已派单，待接单", "assigned, to accept"),
     "status.accepted": ("办理中", "in progress"), "status.resolved": ("已办结", "resolved"),
     "status.delivered": ("结果已送达", "result delivered"), "status.followed_up": ("已回访", "followed up"),

@@ -166,6 +166,8 @@ def test_anonymous_visitors_are_sent_to_the_login_page(engine, clock):
 def test_time_left_in_days_and_hours(clock):
     assert web.time_left("2026-01-06T12:00:00Z", clock.now(), "zh") == ("剩余 1 天 3 小时", False)
     assert web.time_left("2026-01-05T07:00:00Z", clock.now(), "en") == ("overdue by 0 d 2 h", True)
+    assert web.time_left("2026-01-05T09:42:30Z", clock.now(), "zh") == ("剩余 42 分钟", False)
+    assert web.time_left("2026-01-05T08:59:00Z", clock.now(), "en") == ("overdue by 1 min", True)
 
 
 def test_demo_logins_only_on_the_embedded_default_kept_private_and_remade_when_missing(tmp_path):
