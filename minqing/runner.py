@@ -405,7 +405,8 @@ def run_stack(settings: Settings) -> int:
                   f"{json.dumps(health, ensure_ascii=False, indent=2)}", file=sys.stderr)
             return 1
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
-        _print_welcome(settings, log_dir, demo_tokens(engine, settings.run_dir))
+        logins = demo_accounts(engine, settings) if embedded(settings) else None
+        _print_welcome(settings, log_dir, demo_tokens(engine, settings.run_dir), logins)
         stop.wait()
         print("\nstopping …", flush=True)
         return 0
@@ -459,7 +460,57 @@ def demo_tokens(engine, run_dir: Path, county: str = "longjiang") -> dict[str, s
     return tokens
 
 
-def _print_welcome(settings: Settings, log_dir: Path, tokens: dict[str, str]) -> None:
+DEMO_ACCOUNTS = [   # (username, role, unit, cadre) in the demo county: the console's demo logins
+    ("demo-operator", "operator", None, None),
+    ("demo-cadre", "cadre", "heigang.kaoshan-station", "lj-c002"),
+    ("demo-supervisor", "supervisor", "heigang-centre", None),
+    ("demo-auditor", "auditor", None, None),
+    ("demo-admin", "admin", None, None),
+]
+
+
+def embedded(settings: Settings) -> bool:
+    """The embedded default: a SQLite ledger inside the run dir (MINQING_DATABASE_URL unset or pointing
+    there). Only then does `minqing run` make demo logins; a real deployment's accounts are made by
+    its operations team (`minqing account add`)."""
+    prefix = "sqlite:///"
+    if not settings.database_url.startswith(prefix):
+        return False
+    path = Path(settings.database_url[len(prefix):]).resolve()
+    return path.is_relative_to(settings.run_dir.resolve())
+
+
+def demo_accounts(engine, settings: Settings, county: str = "longjiang") -> dict[str, dict]:
+    """A console login per role for the demo county, with random passwords kept in
+    `<run dir>/demo-accounts.json` (mode 0600), so they stay the same between runs. An account that
+    is missing, disabled or no longer takes its password is made (or reset) again. Demo accounts skip
+    the first-login password change: they are for trying the console, on the embedded default only."""
+    from services.console import accounts, sessions
+    for md in (accounts.metadata_obj, sessions.metadata_obj):
+        md.create_all(engine)
+    path = settings.run_dir / "demo-accounts.json"
+    try:
+        kept = json.loads(path.read_text())
+        if not isinstance(kept, dict):
+            kept = {}
+    except (OSError, ValueError):
+        kept = {}
+    out, changed = {}, False
+    for username, role, unit, cadre in DEMO_ACCOUNTS:
+        entry = kept.get(role) if isinstance(kept.get(role), dict) else {}
+        password = entry.get("password") if entry.get("username") == username else None
+        if not (password and accounts.usable(engine, username, password)):
+            password = secrets.token_urlsafe(12)
+            accounts.ensure(engine, username, password, role, county, unit=unit, cadre=cadre)
+            changed = True
+        out[role] = {"username": username, "password": password}
+    if changed or not path.exists():
+        write_atomically(path, json.dumps(out, indent=2) + "\n", mode=0o600)
+    return out
+
+
+def _print_welcome(settings: Settings, log_dir: Path, tokens: dict[str, str],
+                   logins: dict[str, dict] | None = None) -> None:
     base = f"http://127.0.0.1:{settings.http_port}"
     example = json.dumps({
         "county": "longjiang", "channel": "hotline", "category": "202",
@@ -467,6 +518,16 @@ def _print_welcome(settings: Settings, log_dir: Path, tokens: dict[str, str]) ->
         "location": {"township": "黑岗乡", "village": "靠山村", "hamlet": "靠山村11屯"},
         "reporter": {"name": "张三", "phone": "13800138000"}}, ensure_ascii=False)
     token_lines = "\n".join(f"  {role:<11} {token}" for role, token in tokens.items())
+    if logins:
+        login_lines = "\n".join(f"  {role:<11} {login['username']:<16} {login['password']}"
+                                for role, login in logins.items())
+        console = (f"Console: {base}/console/   (resident tracking page: {base}/console/track)\n"
+                   f"Demo logins for 龙江县 (kept in {settings.run_dir / 'demo-accounts.json'}; cadre = lj-c002,\n"
+                   f"supervisor = 黑岗乡; no password change asked):\n{login_lines}")
+    else:
+        console = (f"Console: {base}/console/   (resident tracking page: {base}/console/track)\n"
+                   f"  logins: .venv/bin/minqing account add NAME --county longjiang --role operator\n"
+                   f"  (a temporary password, changed at the first login; see docs/console.md)")
     print(f"""
 Minqing is running.
   health        {base}/health
@@ -484,10 +545,7 @@ Demo tokens for 龙江县 (kept in {settings.run_dir / 'demo-tokens.json'}; cadr
 靠山村代理代办服务站, supervisor = 黑岗乡):
 {token_lines}
 
-Console (operator, cadre, resident): {base}/console/   tracking page: {base}/console/track
-  demo logins: .venv/bin/minqing account add NAME --county longjiang --role operator
-               .venv/bin/minqing account add NAME --county longjiang --role cadre --cadre lj-c002
-  (each prints a temporary password, changed at the first login; see docs/console.md)
+{console}
 
 Try it:
   curl -s -X POST {base}/api/v1/cases -H "Authorization: Bearer {tokens['operator']}" \\

@@ -195,3 +195,25 @@ def get(conn: Connection, account_id: str) -> Account | None:
     row = conn.execute(select(accounts_table).where(accounts_table.c.account_id == account_id,
                                                     accounts_table.c.disabled.is_(False))).first()
     return _account(row) if row is not None else None
+
+
+def usable(engine: Engine, username: str, password: str) -> bool:
+    """Does this enabled account exist and take this password? (For `minqing run`'s demo logins.)"""
+    with read_transaction(engine) as conn:
+        row = conn.execute(select(accounts_table).where(accounts_table.c.username == username)).first()
+    return row is not None and not row.disabled and check_password(password, row.password_hash)
+
+
+def ensure(engine: Engine, username: str, password: str, role: str, county: str, *, unit: str | None = None,
+           cadre: str | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    """Make `username` an enabled account with this password, role, county, unit and cadre, with no
+    password change asked and no lock — for the demo logins of the embedded default only."""
+    check_new_password(password, username)
+    hashed = hash_password(password)
+    values = dict(password_hash=hashed, role=role, county=county, unit=unit, cadre=cadre, disabled=False,
+                  must_change_password=False, failed_attempts=0, locked_until=None)
+    with write_transaction(engine) as conn:
+        found = conn.execute(update(accounts_table).where(accounts_table.c.username == username).values(**values))
+        if found.rowcount == 0:
+            conn.execute(accounts_table.insert().values(account_id=secrets.token_hex(6), username=username,
+                                                        created_at=isoformat(clock.now()), **values))

@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from minqing import access
 from minqing import config as config_mod
-from minqing.clock import SYSTEM_CLOCK, Clock
+from minqing.clock import SYSTEM_CLOCK, Clock, parse_instant
 from minqing.personal_data import mask_name, mask_phone
 from services.console import accounts, sessions, web
 from services.console.api import Api
@@ -30,8 +30,13 @@ log = logging.getLogger("minqing.console")
 STATIC = web.HERE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 OPERATOR_CHANNELS = ("hotline", "leader_phone", "service_hall", "field_visit", "market_post", "suggestion_box")
-ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve"}     # console action → API path
-HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/worklist"}
+ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve",      # console action → API path
+           "supervise": "/supervise", "transfer": "/transfer"}
+HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board"}
+LEVELS = ("chase", "supervise", "listed")        # 催办 → 督办 → 挂牌督办 (services/routing/timers.py)
+# The board's "at risk": not overdue yet, but the deadline that counts now (acceptance while assigned,
+# else resolution) falls within this many hours — 龙江县's warn_before_hours (response 4, resolution 24).
+AT_RISK_HOURS = {"response": 4, "resolution": 24}
 
 URLS = Map([
     Rule("/console/", endpoint="home"),
@@ -41,7 +46,9 @@ URLS = Map([
     Rule("/console/report", endpoint="report", methods=["GET", "POST"]),
     Rule("/console/worklist", endpoint="worklist"),
     Rule("/console/cases/<case_id>", endpoint="case"),
-    Rule("/console/cases/<case_id>/<any(accept, note, resolve):action>", endpoint="act", methods=["POST"]),
+    Rule("/console/board", endpoint="board"),
+    Rule("/console/cases/<case_id>/<any(accept, note, resolve, supervise, transfer):action>", endpoint="act",
+         methods=["POST"]),
     Rule("/console/track", endpoint="track", methods=["GET", "POST"]),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
@@ -88,6 +95,11 @@ class Console:
         if request.method == "POST" and not session.csrf_ok(request.form.get("csrf")):
             return None, web.render(request, "error.html", status=403, message_key="form.csrf", session=session)
         return session, None
+
+    @staticmethod
+    def _client(request) -> str:
+        """The person's address (the gateway's X-Forwarded-For, trusted only with its proof)."""
+        return access.client_key(request, config_mod.gateway_secret())
 
     def _form_csrf_ok(self, request) -> bool:
         cookie, sent = request.cookies.get(web.FORM_COOKIE), request.form.get("csrf")
@@ -181,7 +193,7 @@ class Console:
             body, errors = self._report_body(session, form, catalogue)
             if not errors:
                 sent = self.api.call("POST", "/api/v1/cases", token=session.token, body=body,
-                                     client=access.client_key(request, config_mod.gateway_secret()), headers={"Idempotency-Key": form.get("idem", "")})
+                                     client=self._client(request), headers={"Idempotency-Key": form.get("idem", "")})
                 if sent.ok:
                     return self._receipt(request, session, body, sent.body, catalogue)
                 if sent.status in (401, 403):
@@ -246,34 +258,84 @@ class Console:
         session, answer = self._require(request, "worklist.read")
         if answer is not None:
             return answer
-        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, client=access.client_key(request, config_mod.gateway_secret()))
+        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, client=self._client(request))
         if not listed.ok:
             return self._error(request, listed.status if listed.status in (403, 404) else 503)
         lang, now = web.language(request), self.clock.now()
         rows = []
-        for case in listed.body["cases"]:
-            left, over = web.time_left(case["resolution_due"] or case["response_due"], now, lang)
-            rows.append({**case, "left": left, "over": over or case["overdue"]})
+        for case in listed.body["cases"]:       # the deadline that counts now: acceptance while assigned
+            kind = "response" if case["status"] == "assigned" and case["response_due"] else "resolution"
+            left, over = web.time_left(case[f"{kind}_due"], now, lang)
+            rows.append({**case, "kind": kind, "left": left, "over": over or case["overdue"]})
         return web.render(request, "worklist.html", session=session, rows=rows, total=listed.body["total"],
                           changed=bool(request.args.get("changed")))
+
+    # supervisor ------------------------------------------------------------------------------------
+
+    def page_board(self, request):
+        """Overdue and at-risk cases of the supervisor's townships, grouped by township and unit, and
+        the returned cases waiting for re-dispatch — from the same worklist API, with the supervisor's token."""
+        session, answer = self._require(request, "case.supervise")
+        if answer is not None:
+            return answer
+        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
+                               client=self._client(request))
+        if not listed.ok:
+            return self._error(request, listed.status if listed.status in (403, 404) else 503)
+        catalogue = self.catalogue(session.account.county)
+        townships = {t["code"]: t["name"] for t in catalogue["townships"]}
+        units = {u["code"]: u["name"] for u in catalogue["units"]}
+        lang, now = web.language(request), self.clock.now()
+        groups: dict[tuple[str, str], list] = {}
+        returned, counts = [], {"overdue": 0, "at_risk": 0}
+        for case in listed.body["cases"]:
+            if case["status"] == "returned":
+                returned.append({**case, "unit_name": units.get(case["unit"], case["unit"]),
+                                 "township_name": townships.get(case.get("township"), case.get("township") or "—")})
+                continue
+            kind = "response" if case["status"] == "assigned" else "resolution"
+            due = case[f"{kind}_due"]
+            left, over = web.time_left(due, now, lang)
+            if case["overdue"] or over:
+                state = "overdue"
+            elif due and (parse_instant(due) - now).total_seconds() <= AT_RISK_HOURS[kind] * 3600:
+                state = "at_risk"
+            else:
+                continue
+            counts[state] += 1
+            key = (townships.get(case.get("township"), case.get("township") or "—"), units.get(case["unit"], case["unit"] or "—"))
+            groups.setdefault(key, []).append({**case, "state": state, "left": left, "kind": kind})
+        ordered = sorted(groups.items(), key=lambda g: (-sum(r["state"] == "overdue" for r in g[1]), g[0]))
+        return web.render(request, "board.html", session=session, groups=ordered, returned=returned, counts=counts,
+                          units=catalogue["units"], levels=LEVELS)
 
     def page_case(self, request, case_id, status: int = 200, errors=None, conflict: str | None = None):
         session, answer = self._require(request, "case.read")
         if answer is not None:
             return answer
         lang = web.language(request)
-        view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token, client=access.client_key(request, config_mod.gateway_secret()))
+        view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token, client=self._client(request))
         if not view.ok:
             return self._error(request, view.status if view.status in (403, 404) else 503)
         routing = self.api.call("GET", f"/api/v1/cases/{case_id}/routing", token=session.token,
-                                query={"lang": lang}, client=access.client_key(request, config_mod.gateway_secret()))
+                                query={"lang": lang}, client=self._client(request))
         explained = routing.body if routing.ok else {"decisions": [], "current": None}
         words = {d["position"]: d for d in explained["decisions"]}
         timeline = [{**entry, "words": (words.get(entry["position"]) or {}).get("words")} for entry in view.body["history"]]
         assignment = view.body.get("assignment") or {}
         holds = session.account.role == "cadre" and assignment.get("unit") == session.account.unit
+        supervisor = session.account.role == "supervisor" and view.body.get("status") in ("assigned", "accepted",
+                                                                                            "returned")
+        try:
+            catalogue = self.catalogue(session.account.county)
+        except RuntimeError:            # the page still reads without names (codes shown instead)
+            catalogue = {"categories": [], "units": []}
+        units = catalogue["units"] if supervisor else []
+        category = next((f"{c['code']} {c['name']}" for c in catalogue["categories"]
+                         if c["code"] == view.body.get("category")), view.body.get("category"))
         return web.render(request, "case.html", status=status, session=session, case=view.body, timeline=timeline,
                           routing=explained, holds=holds, errors=errors or {}, conflict=conflict,
+                          supervisor=supervisor, units=units, levels=LEVELS, form=request.form, category=category,
                           done=request.args.get("done") if request.args.get("done") in ACTIONS else None,
                           left=web.time_left(assignment.get("resolution_due"), self.clock.now(), lang))
 
@@ -286,27 +348,45 @@ class Console:
             body = {"note": form["note"].strip()} if form.get("note", "").strip() else {}
         elif action == "note":
             body = {"note": form.get("note", "")}
-        else:
+        elif action == "resolve":
             body = {"resolution": form.get("resolution", ""), "on_site": form.get("on_site") == "1"}
-        field = {"note": "note", "resolve": "resolution"}.get(action)
-        if field and not body[field].strip():
-            return self.page_case(request, case_id, status=422, errors={f"{action}.{field}": "form.required"})
+        elif action == "supervise":
+            body = {"level": form.get("level", ""), "note": form.get("note", "")}
+        else:
+            body = {"to_unit": form.get("to_unit", ""), "reason": form.get("reason", "")}
+        required = {"note": ("note",), "resolve": ("resolution",), "supervise": ("level", "note"),
+                    "transfer": ("to_unit", "reason")}.get(action, ())
+        missing = {f"{action}.{name}": "form.required" for name in required if not str(body[name]).strip()}
+        if action == "supervise" and body["level"] and body["level"] not in LEVELS:
+            missing["supervise.level"] = "form.choose"
+        if missing:
+            return self.page_case(request, case_id, status=422, errors=self._form_names(missing))
+        field = {"note": "note", "resolve": "resolution", "supervise": "note", "transfer": "reason"}.get(action)
         done = self.api.call("POST", f"/api/v1/cases/{case_id}{ACTIONS[action]}", token=session.token, body=body,
-                             client=access.client_key(request, config_mod.gateway_secret()))
+                             client=self._client(request))
         if done.ok:
             return redirect(f"/console/cases/{case_id}?done={action}", 303)
         if done.status == 409:
             return self.page_case(request, case_id, status=409, conflict=self._conflict_words(done.error, case_id,
                                                                                                session, lang))
         if done.status == 422:
-            problems = "; ".join("; ".join(v) for v in (done.error.get("fields") or {}).values()) or done.error.get("message", "")
-            return self.page_case(request, case_id, status=422,
-                                  errors={f"{action}.{field or 'note'}": text(lang, "error.invalid", detail=problems)})
+            fields_ = done.error.get("fields") or {}
+            named = {f"{action}.{name}": text(lang, "error.invalid", detail="; ".join(v))
+                     for name, v in fields_.items() if name in body}
+            if not named:
+                problems = "; ".join("; ".join(v) for v in fields_.values()) or done.error.get("message", "")
+                named = {f"{action}.{field or 'note'}": text(lang, "error.invalid", detail=problems)}
+            return self.page_case(request, case_id, status=422, errors=self._form_names(named))
         return self._error(request, done.status if done.status in (403, 404) else 503)
+
+    @staticmethod
+    def _form_names(errors: dict) -> dict:
+        """Error keys as the case page names its fields (the supervisor's note is its own field)."""
+        return {("supervise.supervise_note" if key == "supervise.note" else key): v for key, v in errors.items()}
 
     def _conflict_words(self, error: dict, case_id: str, session, lang: str) -> str:
         code = error.get("code")
-        if code in ("not_holder", "already_accepted", "conflict"):
+        if code in ("not_holder", "already_accepted", "conflict", "pressure_only_rises"):
             return text(lang, f"conflict.{code}")
         if code == "not_applicable":
             view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token)
@@ -328,7 +408,7 @@ class Console:
         errors = {k: "form.required" for k, v in (("tracking_no", number), ("pin", pin)) if not v}
         if errors:
             return web.render(request, "track.html", status=422, csrf=web.form_token(request), form=form, errors=errors)
-        found = self.api.call("GET", f"/api/v1/track/{number}", query={"lang": lang}, client=access.client_key(request, config_mod.gateway_secret()),
+        found = self.api.call("GET", f"/api/v1/track/{number}", query={"lang": lang}, client=self._client(request),
                               headers={"X-Minqing-Pin": pin})
         if found.status == 429:
             wait = "".join(ch for ch in " ".join((found.error.get("fields") or {}).get("pin", ["60"])) if ch.isdigit())

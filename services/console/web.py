@@ -90,10 +90,12 @@ def keep_form_token(response: Response, request: Request) -> None:
 
 
 def time_left(due: str | None, now: datetime, lang: str) -> tuple[str, bool]:
-    """(words, overdue) for a deadline, in whole days and hours."""
+    """(words, overdue) for a deadline, in whole days and hours (minutes when under an hour)."""
     if not due:
         return messages.text(lang, "time.none"), False
     seconds = int((parse_instant(due) - now).total_seconds())
     over = seconds < 0
     hours = abs(seconds) // 3600
+    if hours == 0:              # under an hour: "0 天 0 小时" would say nothing
+        return messages.text(lang, "time.over_min" if over else "time.left_min", m=abs(seconds) // 60), over
     return messages.text(lang, "time.over" if over else "time.left", d=hours // 24, h=hours % 24), over

@@ -84,7 +84,7 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
         "warnings": [warning] if warning else [],
         "cases": [{
             "case_id": r["case_id"], "tracking_no": r["tracking_no"], "category": r["category"],
-            "status": r["status"], "tier": r["tier"], "unit": r["unit"], "cadre": r["cadre"],
+            "status": r["status"], "tier": r["tier"], "township": r["township"], "unit": r["unit"], "cadre": r["cadre"],
             "urgency": r["urgency"], "summary": r["summary"],
             "response_due": local_iso(r["response_due"], zone), "resolution_due": local_iso(r["resolution_due"], zone),
             "overdue": bool((r["resolution_due"] and r["resolution_due"] < stamp)

@@ -17,6 +17,7 @@ ROLES = {   # name: CLI arguments of `minqing account add`
 PAGES = {
     "/console/report": {"operator", "cadre", "other_cadre"},
     "/console/worklist": {"operator", "cadre", "other_cadre", "supervisor"},
+    "/console/board": {"supervisor"},
 }
 
 
@@ -63,3 +64,21 @@ def test_case_pages_and_actions_follow_the_api_rules(stack, people):
     _, html, _ = people["other_cadre"].open("/console/worklist")
     assert people["other_cadre"].open(path + "/accept", {"csrf": Browser.csrf(html)})[0] == 404
     assert Browser(stack.base).open(path + "/accept", {"csrf": "x"})[2].endswith("/console/login")
+    # the supervisor's actions: chase/supervise is the supervisor's alone (403 for every other role);
+    # transfer is also a holding cadre's, so another unit's cadre gets the API's 404 (cannot see it)
+    for name in ("operator", "cadre", "other_cadre", "auditor"):
+        _, html, _ = people[name].open("/console/worklist" if name != "auditor" else path)
+        assert people[name].open(path + "/supervise", {"csrf": Browser.csrf(html), "level": "chase",
+                                                       "note": "请尽快"})[0] == 403, name
+    for name in ("operator", "auditor"):
+        _, html, _ = people[name].open(path)
+        assert people[name].open(path + "/transfer", {"csrf": Browser.csrf(html), "to_unit": "heigang-centre",
+                                                      "reason": "转乡里"})[0] == 403, name
+    _, html, _ = people["other_cadre"].open("/console/worklist")
+    assert people["other_cadre"].open(path + "/transfer", {"csrf": Browser.csrf(html), "to_unit": "heigang-centre",
+                                                           "reason": "转乡里"})[0] == 404
+    _, html, _ = people["supervisor"].open(path)
+    status, html, url = people["supervisor"].open(path + "/supervise", {"csrf": Browser.csrf(html), "level": "chase",
+                                                                        "note": "请尽快"})
+    assert status == 200 and url.endswith("?done=supervise"), html
+    assert Browser(stack.base).open(path + "/supervise", {"csrf": "x"})[2].endswith("/console/login")

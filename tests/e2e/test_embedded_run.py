@@ -41,6 +41,18 @@ def test_embedded_stack_runs_and_stops_cleanly(tmp_path):
         assert set(tokens) == {"operator", "cadre", "supervisor", "auditor", "integrator", "admin"}
         assert all(token in text for token in tokens.values())
         assert oct((tmp_path / "run" / "demo-tokens.json").stat().st_mode & 0o777) == "0o600"
+        # the console's address and a demo login per role, usable at once (no first-login change)
+        logins = json.loads((tmp_path / "run" / "demo-accounts.json").read_text())
+        assert set(logins) == {"operator", "cadre", "supervisor", "auditor", "admin"}
+        assert oct((tmp_path / "run" / "demo-accounts.json").stat().st_mode & 0o777) == "0o600"
+        assert f"http://127.0.0.1:{http_port}/console/" in text
+        assert all(login["username"] in text and login["password"] in text for login in logins.values())
+        from tests.e2e.test_console import Browser
+        console = Browser(f"http://127.0.0.1:{http_port}")
+        _, page, _ = console.open("/console/login")
+        status, page, url = console.open("/console/login", {"csrf": Browser.csrf(page), **{
+            "username": logins["supervisor"]["username"], "password": logins["supervisor"]["password"]}})
+        assert status == 200 and url.endswith("/console/board") and "督办看板" in page, (status, url)
         operator = tokens["operator"]
         base = f"http://127.0.0.1:{http_port}"
         health = _get(base + "/health")

@@ -166,3 +166,80 @@ def test_anonymous_visitors_are_sent_to_the_login_page(engine, clock):
 def test_time_left_in_days_and_hours(clock):
     assert web.time_left("2026-01-06T12:00:00Z", clock.now(), "zh") == ("剩余 1 天 3 小时", False)
     assert web.time_left("2026-01-05T07:00:00Z", clock.now(), "en") == ("overdue by 0 d 2 h", True)
+    assert web.time_left("2026-01-05T09:42:30Z", clock.now(), "zh") == ("剩余 42 分钟", False)
+    assert web.time_left("2026-01-05T08:59:00Z", clock.now(), "en") == ("overdue by 1 min", True)
+
+
+def test_demo_logins_only_on_the_embedded_default_kept_private_and_remade_when_missing(tmp_path):
+    from minqing.config import Settings
+    from minqing.runner import DEMO_ACCOUNTS, demo_accounts, embedded
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    def settings_for(url):
+        return Settings(run_dir=run_dir, database_url=url, amqp_uri=None, amqp_port=0, http_port=0,
+                        counties_dir=tmp_path, assessment_dir=tmp_path, log_level="INFO")
+    settings = settings_for(f"sqlite:///{run_dir / 'minqing.db'}")
+    assert embedded(settings)
+    assert not embedded(settings_for("postgresql+psycopg://db/minqing"))
+    assert not embedded(settings_for(f"sqlite:///{tmp_path / 'elsewhere.db'}"))
+    engine = make_engine(settings.database_url)
+    logins = demo_accounts(engine, settings)
+    assert set(logins) == {role for _, role, _, _ in DEMO_ACCOUNTS}
+    path = run_dir / "demo-accounts.json"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    for role, login in logins.items():
+        account = accounts.login(engine, login["username"], login["password"])
+        assert account.role == role and not account.must_change_password      # no first-login change
+    cadre = accounts.login(engine, logins["cadre"]["username"], logins["cadre"]["password"])
+    assert (cadre.cadre, cadre.unit) == ("lj-c002", "heigang.kaoshan-station")
+    assert demo_accounts(engine, settings) == logins           # the same between runs
+    accounts.set_disabled(engine, logins["admin"]["username"])
+    path.unlink()
+    again = demo_accounts(engine, settings)                    # file gone: made again, enabled
+    assert again["admin"]["password"] != logins["admin"]["password"]
+    assert accounts.login(engine, again["admin"]["username"], again["admin"]["password"]).role == "admin"
+    engine.dispose()
+
+
+def _row(case_id, status, response_due, resolution_due, overdue=False, **more):
+    return {"case_id": case_id, "tracking_no": f"LJ-{case_id}", "category": "202", "status": status, "tier": "village",
+            "township": "heigang", "unit": "u1", "cadre": None, "urgency": "normal", "summary": f"诉求{case_id}",
+            "response_due": response_due, "resolution_due": resolution_due, "overdue": overdue, "pressure": None,
+            "reply_due": None, **more}
+
+
+def test_the_board_groups_overdue_and_at_risk_cases_and_lists_returned_ones(engine, clock):
+    """On a manual clock (09:00Z, 2026-01-05): overdue first, at risk within 4 h of acceptance or 24 h of
+    resolution, the rest left off; returned cases in their own list; grouped by township and unit."""
+    rows = [_row("ok", "accepted", None, "2026-01-09T09:00:00.000000Z"),
+            _row("late", "accepted", None, "2026-01-05T08:00:00.000000Z", overdue=True, pressure="chase"),
+            _row("soon", "assigned", "2026-01-05T12:00:00.000000Z", "2026-01-12T09:00:00.000000Z"),
+            _row("back", "returned", None, None)]
+    catalogue = {"categories": [], "townships": [{"code": "heigang", "name": "黑岗乡", "villages": []}],
+                 "units": [{"code": "u1", "name": "靠山村代理代办服务站", "tier": "village"}]}
+    api = FakeApi({("GET", "/api/v1/worklist"): Answer(200, {"cases": rows, "total": 4}),
+                   ("GET", "/api/v1/counties/longjiang"): Answer(200, catalogue)})
+    account = accounts.add(engine, "s1", "first-password", "supervisor", "longjiang", clock=clock)
+    accounts.change_password(engine, account.account_id, "first-password", "second-password")
+    client = Client(Console(engine, api, clock))
+    client.set_cookie(web.SESSION_COOKIE, sessions.open_session(engine, accounts.login(engine, "s1", "second-password",
+                                                                                         clock), clock))
+    page = client.get("/console/board")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "超期 1 件，临近期限 1 件" in html and "黑岗乡 · 靠山村代理代办服务站" in html
+    assert html.index("LJ-late") < html.index("LJ-soon") < html.index("退回待重新派单") < html.index("LJ-back")
+    assert "LJ-ok" not in html and "已施压：催办" in html
+    # the cadre's role is refused the board; the supervisor's form errors name the fields
+    clock.advance(timedelta(minutes=1))
+    api.answers[("GET", "/api/v1/cases/c-1")] = Answer(200, CASE)
+    api.answers[("GET", "/api/v1/cases/c-1/routing")] = Answer(200, {"decisions": [], "current": None})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/cases/c-1").get_data(as_text=True)).group(1)
+    answer = client.post("/console/cases/c-1/transfer", data={"csrf": csrf, "to_unit": "", "reason": " "})
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and "转至单位" in html and "理由" in html
+    assert not [c for c in api.calls if c[0] == "POST"]         # nothing was sent
+
+
+def test_a_cadre_is_refused_the_board(engine, clock):
+    client = _logged_in(engine, clock, FakeApi({}))
+    assert client.get("/console/board").status_code == 403
