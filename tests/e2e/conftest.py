@@ -57,6 +57,11 @@ OPERATOR = object()     # default: act as the demo county's operator
 class Stack:
     def __init__(self, run_dir: Path, env: dict, http_port: int):
         self.run_dir, self.env, self.http_port = run_dir, env, http_port
+        if env.get("MINQING_DATABASE_URL", "").startswith("postgresql") and not (
+                env.get("MINQING_VAULT_KEY") or env.get("MINQING_VAULT_KEY_FILE")):
+            # a stack on PostgreSQL never defaults its vault key beside the data: each test stack gets one
+            from cryptography.fernet import Fernet
+            env["MINQING_VAULT_KEY"] = Fernet.generate_key().decode()
         self.base = f"http://127.0.0.1:{http_port}"
         self.proc: subprocess.Popen | None = None
         self.tokens: dict[str, str] = {}
