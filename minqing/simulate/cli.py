@@ -56,7 +56,7 @@ def run(args, settings) -> int:
     rate = anchor.rate if anchor else democlock.configured_rate()
     traffic = Traffic(args.seed, policy.doc, policy.doc["cadres"], per_day=args.per_day or PER_DAY)
     sim = Simulation(api=api, ledger=ledger, policy=policy.doc, traffic=traffic, county=args.county, start=start,
-                     days=args.days, settle_seconds=democlock.REFRESH_SECONDS + settings.sweep_seconds + 0.3,
+                     days=args.days, settle_seconds=democlock.REFRESH_SECONDS + 0.2,
                      progress=None if args.quiet else progress_bar())
     first = sim.session_instant(0, 0)
     if first < now:
@@ -79,11 +79,12 @@ def run(args, settings) -> int:
     print(summary.render(data, county=args.county, start=start, days=args.days, seed=args.seed,
                          seconds=time.monotonic() - started, requests=api.requests, trail=sim.trail.hexdigest()))
     print("simulated people: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sim.counters.items()))
+    print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in sim.timing.items()) + " (the rest: the simulator itself)")
     for refusal in sim.refusals[:5]:
         print(f"  a report was refused: {refusal}", file=sys.stderr)
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump({"figures": data, "digest": summary.digest(data), "requests_digest": sim.trail.hexdigest(),
                        "start": start.isoformat(), "days": args.days, "seed": args.seed,
-                       "counters": sim.counters}, handle, ensure_ascii=False, indent=2)
+                       "counters": sim.counters, "timing": {k: round(v, 1) for k, v in sim.timing.items()}}, handle, ensure_ascii=False, indent=2)
     return 0

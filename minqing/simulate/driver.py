@@ -5,7 +5,8 @@ operators act on the matters whose turn it is — all through the public HTTP AP
 
 Only three things touch the database, none of them case data: tokens are issued with
 `minqing.access` (as `minqing token issue` does), the clock is moved with `minqing.democlock` (as
-`minqing clock` does), and the ledger's head is read to know when the stack has settled.
+`minqing clock` does), and the ledger's head, the checkpoints and what is due (routing's timers,
+notify's outbox and 回访 rows) are read to know when the stack has settled (`settle`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from minqing.simulate.traffic import Matter, Traffic
 
 SESSIONS = ((9, 0), (16, 0))
 TOP_PRESSURE = ("supervise", "listed")
+STUCK_SECONDS = 5.0      # the head still that long with only a due timer/notification left: go on
 SUMMARIES = {"202": "道路水毁，车辆无法通行", "201": "房盖破损，雨天漏水", "301": "代办二代身份证",
              "302": "申请低保救助", "101": "邻里宅基地纠纷", "401": "协调春耕贷款", "901": "其他诉求"}
 
@@ -43,6 +45,7 @@ class Simulation:
         self.refusals: list[dict] = []
         self.by_case: dict[str, Matter] = {}
         self.counters = {"reports_refused": 0, "requests_refused": 0, "visits_logged": 0, "chases_sent": 0, "follow_ups": 0}
+        self.timing = {"settling": 0.0, "requests": 0.0}     # wall seconds, for the summary
         self.trail = hashlib.sha256()          # digest of the request sequence (ids replaced by indexes)
 
     # ---- set-up -----------------------------------------------------------------------------------
@@ -77,7 +80,19 @@ class Simulation:
         self.settle(self.settle_seconds)
 
     def settle(self, first_wait: float, quiet: float = 0.5, limit: float = 120.0) -> None:
-        """Wait `first_wait`, then until the ledger's head has not moved for `quiet` seconds."""
+        """Wait `first_wait`, then until the stack has done everything the present instant asks of it:
+        every reader of the ledger (the relay, each projection and reaction) has applied the head, no
+        routing timer and no notification or 回访 is due at the demo time, and the head has not moved
+        for `quiet` seconds. A fixed quiet period alone is not enough on a loaded machine: a sweep or
+        an assignment that runs late would then land after the simulated people act, and two runs of
+        one seed would differ."""
+        began = time.monotonic()
+        try:
+            self._settle(first_wait, quiet, limit)
+        finally:
+            self.timing["settling"] += time.monotonic() - began
+
+    def _settle(self, first_wait: float, quiet: float, limit: float) -> None:
         time.sleep(first_wait)
         deadline = time.monotonic() + limit
         head, since = self.ledger.head()[0], time.monotonic()
@@ -87,14 +102,48 @@ class Simulation:
             if now_head != head:
                 head, since = now_head, time.monotonic()
             elif time.monotonic() - since >= quiet:
-                return
+                waiting = self.waiting_for(head)
+                if not waiting:
+                    return
+                if waiting != "checkpoints" and time.monotonic() - since >= STUCK_SECONDS:
+                    # something stays due that nothing fires (a timer whose decision is empty): go on
+                    self.counters["settle_stuck"] = self.counters.get("settle_stuck", 0) + 1
+                    return
+        self.counters["settle_timeouts"] = self.counters.get("settle_timeouts", 0) + 1
+
+    def waiting_for(self, head: int) -> str | None:
+        """Read-only: what the stack still has to do — a reader behind `head` ("checkpoints"), or a
+        timer, notification or 回访 due at the demo time — or None."""
+        from sqlalchemy import text
+
+        from minqing.clock import isoformat
+        from minqing.db import read_transaction
+        now = isoformat(democlock.current(self.ledger)[0])
+        checks = (("checkpoints", "SELECT count(*) FROM checkpoints WHERE position < :head", {"head": head}),
+                  ("timers", "SELECT count(*) FROM routing_timers WHERE due_at <= :now", {"now": now}),
+                  # claimed/sending rows are on their way out (their lease is in the future)
+                  ("notifications", "SELECT count(*) FROM notify_outbox WHERE status IN ('claimed', 'sending') "
+                   "OR (status = 'pending' AND next_attempt_at <= :now)", {"now": now}),
+                  ("follow-ups", "SELECT count(*) FROM notify_followups WHERE status IN ('scheduled', 'asked') "
+                   "AND next_due <= :now", {"now": now}))
+        for name, query, params in checks:
+            try:
+                with read_transaction(self.ledger.engine) as conn:
+                    if conn.execute(text(query), params).scalar():
+                        return name
+            except Exception as exc:        # a table this deployment does not have
+                if "no such table" not in str(exc) and "does not exist" not in str(exc):
+                    raise
+        return None
 
     # ---- requests ---------------------------------------------------------------------------------
 
     def call(self, method: str, path: str, body=None, *, token: str, matter: Matter | None = None):
         shown = path if matter is None or matter.case_id is None else path.replace(matter.case_id, f"#{matter.index}")
         self.trail.update(json.dumps([method, shown, body], ensure_ascii=False, sort_keys=True).encode())
+        began = time.monotonic()
         status, payload = self.api.call(method, path, body, token=self.tokens[token])
+        self.timing["requests"] += time.monotonic() - began
         if status >= 400:
             self.counters["requests_refused"] += 1
         return status, payload
@@ -113,10 +162,11 @@ class Simulation:
             for session in range(len(SESSIONS)):
                 self.move_clock(self.session_instant(day, session))
                 self.file_reports(today, session)
-                self.settle(0.2, quiet=0.4)
+                self.settle(0, quiet=0.3)
                 if working:
                     self.work(today)
                     if session == 0:
+                        self.settle(0, quiet=0.3)     # the worklists show what the cadres just did
                         self.chase()
                         self.field_visits(today)
                 self.follow_ups()
@@ -225,7 +275,8 @@ class Simulation:
             if matter.reopened >= 2:
                 rating = "basically_satisfied"
             code, _ = self.call("POST", f"/api/v1/cases/{matter.case_id}/follow-up",
-                                {"rating": rating, "via": "call"}, token="operator", matter=matter)
+                                {"rating": rating, "via": "call", "solved": rating != "unsatisfied"},
+                                token="operator", matter=matter)
             self.counters["follow_ups"] += 1
             if code == 201 and rating == "unsatisfied":
                 matter.reopened += 1
@@ -237,13 +288,14 @@ class Simulation:
         """Township supervisors chase overdue work (催办); the county supervises what chasing did not move."""
         for key in sorted(k for k in self.tokens if k.startswith("supervisor:")):
             county_level = key == "supervisor:county"
-            status, body = self.call("GET", "/api/v1/worklist?limit=50", token=key)
-            if status != 200:
+            rows = self.whole_worklist(key)
+            if rows is None:
                 continue
             sent = 0
             # in the order the matters were filed: the worklist orders equal deadlines by case id,
-            # which differs from one database to the next
-            rows = sorted(body.get("cases", []), key=lambda r: (
+            # which differs from one database to the next (so the whole list is read, not its first
+            # page: where a page ends would differ too)
+            rows = sorted(rows, key=lambda r: (
                 self.by_case[r["case_id"]].index if r["case_id"] in self.by_case else 10**9, r["case_id"]))
             for row in rows:
                 if not row.get("overdue") or sent >= 5:
@@ -261,6 +313,17 @@ class Simulation:
                 if code == 200:
                     sent += 1
                     self.counters["chases_sent"] += 1
+
+    def whole_worklist(self, key: str) -> list[dict] | None:
+        rows: list[dict] = []
+        while True:
+            status, body = self.call("GET", f"/api/v1/worklist?limit=500&offset={len(rows)}", token=key)
+            if status != 200:
+                return None
+            page = body.get("cases", [])
+            rows.extend(page)
+            if len(page) < 500 or len(rows) >= body.get("total", 0):
+                return rows
 
     def field_visits(self, today: date) -> None:
         for cadre in self.cadres:

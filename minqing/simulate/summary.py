@@ -13,7 +13,7 @@ SATISFIED = ("satisfied", "basically_satisfied")
 
 def figures(ledger, county: str, after: int) -> dict:
     channels, escalated, pressure, ratings, types = Counter(), Counter(), Counter(), Counter(), Counter()
-    assigned, resolved_cases = set(), set()
+    assigned, resolved_cases, solved_answers = set(), set(), Counter()
     for event in ledger.iter_all(after):
         if event.county != county:
             continue
@@ -29,6 +29,8 @@ def figures(ledger, county: str, after: int) -> dict:
             pressure[f"{d['level']}{' (automatic)' if d['by'].startswith('service:') or d['by'] == 'routing' else ''}"] += 1
         elif event.type == "case.followed_up":
             ratings[d["rating"]] += 1
+            if d.get("solved") is not None:
+                solved_answers[d["solved"]] += 1
         elif event.type == "case.resolved":
             resolved_cases.add(d["case_id"])
     rated = sum(ratings[r] for r in ("satisfied", "basically_satisfied", "unsatisfied"))
@@ -47,6 +49,8 @@ def figures(ledger, county: str, after: int) -> dict:
         "resolved_cases": len(resolved_cases),
         "reopened": types["case.reopened"],
         "ratings": dict(sorted(ratings.items())),
+        "solved_by_resident": solved_answers[True],
+        "not_solved_by_resident": solved_answers[False],
         "satisfaction": round(sum(ratings[r] for r in SATISFIED) / rated, 4) if rated else None,
         "visits": types["visit.logged"],
         "notifications_sent": types["notification.sent"],
@@ -76,7 +80,8 @@ def render(data: dict, *, county: str, start, days: int, seed: int, seconds: flo
         block("chased / supervised", data["pressure"]),
         f"  {'resolved':<22} {data['resolved']} ({data['resolved_cases']} cases)   reopened {data['reopened']}",
         block("follow-ups (回访)", data["ratings"]),
-        f"  {'satisfaction (满意率)':<22} {sat}",
+        f"  {'satisfaction (满意率)':<22} {sat}   the resident says solved {data['solved_by_resident']}, "
+        f"not solved {data['not_solved_by_resident']}",
         f"  {'field visits':<22} {data['visits']}",
         f"  {'notifications sent':<22} {data['notifications_sent']}",
         f"figures digest {digest(data)}",

@@ -38,13 +38,21 @@ def start_demo_stack(tmp_path_factory, postgres, rabbit, *, name: str, start: st
     run_dir = tmp_path_factory.mktemp(name)
     counties = county_dir(tmp_path_factory.mktemp(f"{name}-policies"), "deploy/counties/longjiang.yaml")
     database = postgres.create_database(f"{name}_{os.getpid()}_{int(time.time() * 1000) % 10**8}")
-    port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": database,
-           "MINQING_AMQP_URI": own_vhost(rabbit), "MINQING_HTTP_PORT": str(port),
-           "MINQING_COUNTIES_DIR": str(counties), "MINQING_SWEEP_SECONDS": "0.5",
-           "MINQING_NOTIFY_SECONDS": "0.3", "MINQING_CLOCK": "demo", "MINQING_CLOCK_START": start,
-           "MINQING_CLOCK_RATE": "0", **(extra_env or {})}
-    return DemoStack(run_dir, env, port).start()
+           "MINQING_AMQP_URI": own_vhost(rabbit), "MINQING_COUNTIES_DIR": str(counties),
+           "MINQING_SWEEP_SECONDS": "0.5", "MINQING_NOTIFY_SECONDS": "0.3", "MINQING_CLOCK": "demo",
+           "MINQING_CLOCK_START": start, "MINQING_CLOCK_RATE": "0", **(extra_env or {})}
+    for attempt in range(3):
+        # The free block is found in the ephemeral range, where another process's outgoing connection
+        # may take one of its ports before `minqing run` binds it: then it refuses to start, and a
+        # new block is tried.
+        port = free_port_block()
+        env["MINQING_HTTP_PORT"] = str(port)
+        try:
+            return DemoStack(run_dir, env, port).start()
+        except RuntimeError as exc:
+            if "are in use" not in str(exc) or attempt == 2:
+                raise
 
 
 def own_vhost(rabbit) -> str:
