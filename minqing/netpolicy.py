@@ -27,6 +27,31 @@ def _resolve(host: str, port: int) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
+# IPv6 forms that carry an IPv4 address inside them (the network delivers them to that IPv4 host, or a
+# translator does): judged by the IPv4 address they carry, so `[::7f00:1]` is loopback like 127.0.0.1.
+_V4_IN_LAST_32 = [ipaddress.ip_network(n) for n in (
+    "::/96",               # IPv4-compatible (deprecated, RFC 4291 §2.5.5.1)
+    "::ffff:0:0:0/96",     # IPv4-translated (RFC 2765)
+    "64:ff9b::/96",        # NAT64 well-known prefix (RFC 6052)
+    "64:ff9b:1::/48",      # NAT64 local-use prefix (RFC 8215)
+)]
+
+
+def _as_judged(address: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    """The address whose kind decides: the IPv4 address an IPv6 form carries, else the address."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:                          # 2002::/16 (6to4, RFC 3056)
+        return address.sixtofour
+    if address.teredo:                             # 2001::/32: the client's address, as Teredo writes it
+        return address.teredo[1]
+    if int(address) > 1 and any(address in net for net in _V4_IN_LAST_32):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
 def check_target(url: str, *, allow_private: bool = False, resolve=_resolve) -> list[str]:
     """Return the addresses `url` may be delivered to, or raise TargetRefused saying why."""
     try:
@@ -48,9 +73,7 @@ def check_target(url: str, *, allow_private: bool = False, resolve=_resolve) -> 
     if not addresses:
         raise TargetRefused(f"the host {parts.hostname!r} does not resolve")
     for text in addresses:
-        address = ipaddress.ip_address(text.split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
+        address = _as_judged(ipaddress.ip_address(text.split("%")[0]))
         if address.is_global and not address.is_multicast:
             continue
         if allow_private and (address.is_private or address.is_loopback) and not (

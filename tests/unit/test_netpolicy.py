@@ -41,3 +41,22 @@ def test_a_county_may_allow_its_own_network_but_never_link_local():
     assert check_target("https://inside.example.org/x", allow_private=True, resolve=DNS) == ["10.1.2.3"]
     with pytest.raises(TargetRefused):
         check_target("https://meta.example.org/x", allow_private=True, resolve=DNS)
+
+
+@pytest.mark.parametrize("host, inside", [
+    ("[::7f00:1]", "127.0.0.1"),               # IPv4-compatible
+    ("[::ffff:0:7f00:1]", "127.0.0.1"),        # IPv4-translated
+    ("[64:ff9b::a9fe:a9fe]", "169.254.169.254"),   # NAT64 well-known prefix
+    ("[64:ff9b:1::a00:1]", "10.0.0.1"),        # NAT64 local-use prefix
+    ("[2002:a9fe:a9fe::]", "169.254.169.254"),     # 6to4
+    ("[::ffff:7f00:1]", "127.0.0.1"),          # IPv4-mapped
+])
+def test_ipv6_forms_that_wrap_an_internal_ipv4_address_are_refused(host, inside):
+    """Issue #12 §7: the address check accepted IPv6 forms that carry an internal IPv4 address."""
+    with pytest.raises(TargetRefused) as info:
+        check_target(f"http://{host}/x", resolve=lambda h, port: [h])
+    assert inside in str(info.value)
+
+
+def test_ipv6_forms_that_wrap_a_public_ipv4_address_are_judged_by_it():
+    assert check_target("http://[64:ff9b::5db8:d822]/x", resolve=lambda h, port: [h]) == ["64:ff9b::5db8:d822"]
