@@ -5,9 +5,9 @@
 #                    and, as a dependency, postgresql-client-15 (psql)
 #   python3.11-venv  venv/ensurepip for the project's .venv, when Python 3.11 lacks them
 #   util-linux       runuser (Essential on Debian, so normally present)
-#   nginx            `nginx -t` on the shipped site config (tests/deploy); never started here
-#   prometheus       for `promtool`: checks and unit-tests the alert rules and dashboard queries
-#   systemd          `systemd-analyze verify` on the shipped units (present on Debian 12 anyway)
+#   nginx            with --with-browser (make test): `nginx -t` and a real nginx in tests/deploy; never started as a service
+#   prometheus       with --with-browser (make test), for `promtool`: checks and unit-tests the alert rules and dashboard queries
+#   systemd          with --with-browser (make test): `systemd-analyze verify` on the shipped units (present on Debian 12 anyway)
 #   chromium, fonts-noto-cjk  only with --with-browser (make test): the console's browser test and the test that opens a generated
 #                    assessment report in a real browser and checks its charts render
 #
@@ -46,13 +46,13 @@ missing_packages() {
     if ! command -v runuser >/dev/null 2>&1 && [ ! -x /usr/sbin/runuser ] && [ ! -x /sbin/runuser ]; then
         need+=(util-linux)
     fi
-    if [ ! -x /usr/sbin/nginx ]; then
+    if [ "$WITH_BROWSER" = 1 ] && [ ! -x /usr/sbin/nginx ]; then
         need+=(nginx)
     fi
-    if ! command -v promtool >/dev/null 2>&1; then
+    if [ "$WITH_BROWSER" = 1 ] && ! command -v promtool >/dev/null 2>&1; then
         need+=(prometheus)
     fi
-    if ! command -v systemd-analyze >/dev/null 2>&1; then
+    if [ "$WITH_BROWSER" = 1 ] && ! command -v systemd-analyze >/dev/null 2>&1; then
         need+=(systemd)
     fi
     if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
