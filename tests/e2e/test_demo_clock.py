@@ -88,7 +88,7 @@ def test_a_public_holiday_counts_no_working_days(demo_stack, sms_gateway):
     assert filed["tracking_no"].startswith("LJ-20261001-")
     assert final["status"] == "followed_up"
     first = next(h for h in final["history"] if h["type"] == "case.assigned")
-    assert first["at"].startswith("2026-10-01T02:00")
+    assert first["at"].startswith("2026-10-01T10:00:00+08:00")   # shown in the county's zone (issue #18.1)
     due = utc(final["assignment"]["resolution_due"]).astimezone(CHINA)
     # 5 working days from the holiday: Oct 8, 9, 10 (make-up Saturday), 12, 13 — never inside Oct 1–7
     assert due.date().isoformat() >= "2026-10-13", due
