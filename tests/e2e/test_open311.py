@@ -4,6 +4,7 @@ Spec: http://wiki.open311.org/GeoReport_v2."""
 from __future__ import annotations
 
 import json
+import random
 import time
 import urllib.error
 import urllib.parse
@@ -78,7 +79,12 @@ def test_services_and_definitions_in_json_and_xml(stack):
 
 def test_a_request_is_created_listed_and_fetched_back_in_json_and_xml(stack, api_key):
     """POST Service Request, then GET Service Requests and GET Service Request."""
-    code, ctype, body = _post(stack, "/open311/v2/requests.json", _form(api_key))
+    # a spot of its own: the session's stack holds other tests' reports at 11屯's gate, and a report at
+    # the same spot within the county's window is merged into the open original (a duplicate)
+    spot = random.Random().randrange(10**6)
+    lat, lon = f"{47.2 + spot % 1000 / 10000:.4f}", f"{123.0 + spot // 1000 / 10000:.4f}"
+    code, ctype, body = _post(stack, "/open311/v2/requests.json",
+                              _form(api_key, lat=lat, long=lon, address_string=f"靠山村11屯村口东{chr(0x4E00 + spot % 20000)}巷"))
     assert code == 201 and ctype.startswith("application/json"), body
     [created] = json.loads(body)
     request_id = created["service_request_id"]
@@ -93,7 +99,7 @@ def test_a_request_is_created_listed_and_fetched_back_in_json_and_xml(stack, api
         time.sleep(0.2)
     assert code == 200 and view["status"] == "open" and view["service_code"] == "202"
     assert view["agency_responsible"] == "靠山村代理代办服务站" and view["expected_datetime"].endswith("+08:00")
-    assert view["lat"] == 47.3301 and view["long"] == 123.1802 and view["media_url"].endswith("1.jpg")
+    assert view["lat"] == float(lat) and view["long"] == float(lon) and view["media_url"].endswith("1.jpg")
     assert view["requested_datetime"].endswith("+08:00") and view["description"].startswith("村口道路")
     for field in ("service_request_id", "status", "status_notes", "service_name", "service_code", "description",
                   "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",
