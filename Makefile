@@ -15,7 +15,7 @@ demo: debian-rabbitmq deps
 	@bash deploy/local/demo.sh
 
 test: debian-deps deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 test-unit: deps
 	$(PY) -m pytest -q tests/unit

@@ -66,3 +66,18 @@ META = Metadata(actor="test:suite", county="longjiang")
 
 def note(case_id: str = "c1", text: str = "已联系村民") -> NewEvent:
     return NewEvent("case.progress_noted", {"case_id": case_id, "cadre": "lj-c001", "note": text}, META)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Units of work for `pytest -n 2 --dist loadgroup` (make test): a module never splits across
+    workers (its module-scoped stack starts once), and every module that uses a session-wide stack
+    runs on one worker, so that stack starts once and tests/e2e/test_zz_personal_data.py, which
+    searches that stack's ledger, broker and logs, runs after the tests that fed it."""
+    by_module: dict[str, list] = {}
+    for item in items:
+        by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
+    for module, module_items in by_module.items():
+        used = set().union(*(item.fixturenames for item in module_items))
+        group = "pg-stack" if "stack" in used else "sqlite-stack" if "sqlite_stack" in used else module
+        for item in module_items:
+            item.add_marker(pytest.mark.xdist_group(group))
