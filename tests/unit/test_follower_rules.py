@@ -232,7 +232,7 @@ class FixedNotes(Notes):
 def test_the_cli_lists_parked_and_held_events_and_retries_them(ledger, tmp_path, monkeypatch, capsys):
     import json
 
-    from minqing import cli
+    from minqing.shell import cli
     _append(ledger, ("a", "a0!"), ("b", "b0"), ("a", "a1"))
     Follower(ledger, Notes(fail_on={"a0!"}), backoff=0.001, max_attempts=2).catch_up()
     monkeypatch.setenv("MINQING_DATABASE_URL", str(ledger.engine.url))

@@ -179,11 +179,11 @@ def serve(settings: Settings, ledger: Ledger, stop: threading.Event) -> None:
 
 
 def main() -> int:
-    """`minqing gateway` (or `python -m minqing.gateway`): the gateway as its own process, stopped by
+    """`minqing gateway` (or `python -m minqing.shell.gateway`): the gateway as its own process, stopped by
     SIGTERM or SIGINT."""
     import signal
 
-    from minqing.cli import _engine_and_ledger
+    from minqing.shell.cli import _engine_and_ledger
     from minqing.logs import setup_logging
     settings = config_mod.load()
     setup_logging(settings.log_level, "gateway")

@@ -40,13 +40,13 @@ log = logging.getLogger("minqing.run")
 
 CHILDREN = {
     # the same commands a county places one by one (systemd units, compose, k8s)
-    "relay": [sys.executable, "-m", "minqing.cli", "relay"],
-    "intake": [sys.executable, "-m", "minqing.cli", "service", "intake"],
-    "routing": [sys.executable, "-m", "minqing.cli", "service", "routing"],
-    "notify": [sys.executable, "-m", "minqing.cli", "service", "notify"],
-    "assessment": [sys.executable, "-m", "minqing.cli", "service", "assessment"],
-    "console": [sys.executable, "-m", "minqing.cli", "service", "console"],
-    "gateway": [sys.executable, "-m", "minqing.cli", "gateway"],
+    "relay": [sys.executable, "-m", "minqing.shell.cli", "relay"],
+    "intake": [sys.executable, "-m", "minqing.shell.cli", "service", "intake"],
+    "routing": [sys.executable, "-m", "minqing.shell.cli", "service", "routing"],
+    "notify": [sys.executable, "-m", "minqing.shell.cli", "service", "notify"],
+    "assessment": [sys.executable, "-m", "minqing.shell.cli", "service", "assessment"],
+    "console": [sys.executable, "-m", "minqing.shell.cli", "service", "console"],
+    "gateway": [sys.executable, "-m", "minqing.shell.cli", "gateway"],
 }
 START_ACTOR = "admin:minqing-run"      # who publishes what `minqing run` publishes from files
 BROKER_FILE = "broker.uri"
@@ -329,7 +329,7 @@ def publish_files(settings: Settings, ledger) -> bool:
 # ---- the run ----------------------------------------------------------------------------------------
 
 def run_stack(settings: Settings) -> int:
-    from minqing.cli import _engine_and_ledger, all_metadata
+    from minqing.shell.cli import _engine_and_ledger, all_metadata
     from minqing.logs import setup_logging
 
     setup_logging(settings.log_level, "run")
@@ -367,7 +367,7 @@ def run_stack(settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         if settings.amqp_uri is None:
-            from minqing import devstack
+            from minqing.shell import devstack
             if ports.listening(settings.amqp_port):
                 print(f"minqing: port {settings.amqp_port} is in use (another RabbitMQ?); set MINQING_AMQP_PORT "
                       f"to a free port, or MINQING_AMQP_URI to use an existing broker", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Run one Minqing service in this process: `minqing service NAME` (or `python -m minqing.service_main
+"""Run one Minqing service in this process: `minqing service NAME` (or `python -m minqing.shell.service_main
 NAME`), listening on MINQING_LISTEN_ADDRESS at the service's port (minqing.config). The console, a
 werkzeug app rather than a nameko service, is handed to services.console.main.
 

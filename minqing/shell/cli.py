@@ -373,7 +373,7 @@ def _broker_uri(settings) -> tuple[str | None, str]:
     else the one the running `minqing run` recorded in its run dir."""
     if settings.amqp_uri or os.environ.get("MINQING_AMQP_PORT"):
         return settings.effective_amqp_uri(), "the environment"
-    from minqing.runner import BROKER_FILE
+    from minqing.shell.runner import BROKER_FILE
     recorded = settings.run_dir / BROKER_FILE
     try:
         return recorded.read_text().strip() or None, str(recorded)
@@ -573,12 +573,12 @@ def cmd_relay(args, settings) -> int:
 
 def cmd_service(args, settings) -> int:
     # a fresh interpreter: eventlet must patch the standard library before anything else is imported
-    os.execv(sys.executable, [sys.executable, "-m", "minqing.service_main", args.name])
+    os.execv(sys.executable, [sys.executable, "-m", "minqing.shell.service_main", args.name])
     return 0
 
 
 def cmd_gateway(args, settings) -> int:
-    from minqing.gateway import main as gateway_main
+    from minqing.shell.gateway import main as gateway_main
     return gateway_main()
 
 
@@ -647,7 +647,7 @@ def cmd_vault(args, settings) -> int:
 
 
 def cmd_run(args, settings) -> int:
-    from minqing.runner import run_stack
+    from minqing.shell.runner import run_stack
     if _start_demo_clock(settings):      # a demo deployment's clock is anchored before any process reads it
         return 1
     return run_stack(settings)
@@ -701,7 +701,7 @@ def cmd_clock(args, settings) -> int:
 
 
 def cmd_simulate(args, settings) -> int:
-    from minqing.simulate.cli import run
+    from minqing.shell.simulate.cli import run
     return run(args, settings)
 
 
@@ -876,7 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", help="demo seconds per real second from then on (0 stops it between moves)")
     p.set_defaults(func=cmd_clock)
 
-    from minqing.simulate.cli import add_arguments
+    from minqing.shell.simulate.cli import add_arguments
     p = sub.add_parser("simulate", help="drive a running stack with a county's traffic through its API")
     add_arguments(p)
     p.set_defaults(func=cmd_simulate)
