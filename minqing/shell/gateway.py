@@ -183,7 +183,7 @@ def main() -> int:
     SIGTERM or SIGINT."""
     import signal
 
-    from minqing.shell.cli import _engine_and_ledger
+    from minqing.commands import engine_and_ledger as _engine_and_ledger
     from minqing.logs import setup_logging
     settings = config_mod.load()
     setup_logging(settings.log_level, "gateway")

@@ -329,7 +329,8 @@ def publish_files(settings: Settings, ledger) -> bool:
 # ---- the run ----------------------------------------------------------------------------------------
 
 def run_stack(settings: Settings) -> int:
-    from minqing.shell.cli import _engine_and_ledger, all_metadata
+    from minqing.commands import engine_and_ledger as _engine_and_ledger
+    from minqing.shell.tables import all_metadata
     from minqing.logs import setup_logging
 
     setup_logging(settings.log_level, "run")
