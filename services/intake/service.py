@@ -16,8 +16,7 @@ from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, load_json, read_body, read_json
-from minqing.service_kit import (consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, metrics_response,
-                                 service_queue)
+from minqing.service_base import Service
 from services.intake.projection import CountyCatalogue, load_county
 from services.intake.registration import hash_pin, new_credentials, register
 from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, CatalogueOut, ReportIn, ReportOut,
@@ -71,25 +70,7 @@ def _o311(kind: str, payload, fmt: str, status: int = 200) -> Response:
     return Response(body, status=status, content_type=content_type)
 
 
-class IntakeService:
-    name = "intake"
-    ledger = LedgerProvider(metadata_obj)
-    vault = VaultProvider()
-    dead_letters = DeadLetters()
-    catalogue = Following(CountyCatalogue)
-
-    @consume_events(service_queue("intake", CountyCatalogue.event_types))
-    def on_event(self, body):
-        self.catalogue.on_message(body, self.dead_letters)
-
-    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
-    def metrics(self, request, principal):
-        return metrics_response()
-
-    @route("GET", "/health", action="public", summary="Health of the intake service")
-    def health(self, request, principal):
-        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.catalogue.follower)
-        return json_response(status, body)
+class IntakeService(Service, name="intake", follows=CountyCatalogue, tables=metadata_obj, vault=True):
 
     @route("POST", "/api/v1/cases", action="case.report", summary="Register a resident's report",
            limiter=REPORT_LIMIT, body=ReportIn, response=ReportOut, status=201)

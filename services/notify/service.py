@@ -17,8 +17,8 @@ from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, load_json, read_body, read_json, read_query
-from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, consume_events, health,
-                                 metrics_response, service_queue)
+from minqing.service_base import Service
+from minqing.service_kit import LedgerProvider, VaultProvider
 from services.notify import announcements, followup, inbound, subscriptions
 from services.notify.followup_queue import FollowUpsQuery, follow_up_queue
 from services.notify.channels import build_channels
@@ -141,26 +141,8 @@ class Worker(DependencyProvider):
         return self
 
 
-class NotifyService:
-    name = "notify"
-    ledger = LedgerProvider(metadata_obj)
-    vault = VaultProvider()
-    dead_letters = DeadLetters()
-    rules = Following(NotificationRules)
+class NotifyService(Service, name="notify", follows=NotificationRules, tables=metadata_obj, vault=True):
     worker = Worker()
-
-    @consume_events(service_queue("notify", NotificationRules.event_types))
-    def on_event(self, body):
-        self.rules.on_message(body, self.dead_letters)
-
-    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
-    def metrics(self, request, principal):
-        return metrics_response()
-
-    @route("GET", "/health", action="public", summary="Health of the notify service")
-    def health(self, request, principal):
-        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.rules.follower)
-        return json_response(status, body)
 
     @route("GET", "/api/v1/events", action="events.read", query=EventsQuery,
            summary="The county's events as CloudEvents, in ledger order (?after=N&limit=M), for systems that poll")
