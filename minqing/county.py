@@ -215,7 +215,7 @@ class _Category(Schema):
     on_resolution_overdue = fields.String(load_default=None, allow_none=True,
                                           validate=validate.OneOf(("escalate", "pressure")))
     response_hours = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=720))
-    day_kind = fields.String(load_default="calendar", validate=validate.OneOf(("working", "calendar")))
+    day_kind = fields.String(load_default="working", validate=validate.OneOf(("working", "calendar")))
     time_limits = fields.Dict(keys=fields.String(validate=_CODE),
                               values=fields.Integer(strict=True, validate=validate.Range(min=1, max=365)),
                               required=True)
