@@ -3,6 +3,9 @@
 A policy file (YAML, `deploy/counties/<county>.yaml`) is validated here, then published to the ledger
 as a versioned `policy.published` event on stream `county-<id>` (DESIGN principle 7). Services
 read the policy from that event, never from the file, so a replay applies the version in force then.
+
+Long because it still holds notify's and intake's sections of the policy (`notify`, `duplicates`):
+issue #13 asks each service to register its own configuration schema; until then they are here.
 """
 from __future__ import annotations
 

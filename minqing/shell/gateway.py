@@ -29,7 +29,8 @@ from minqing import relay as relay_mod
 from minqing import config as config_mod
 from minqing.access import GATEWAY_HEADER
 from minqing.config import Settings
-from minqing.endpoints import SERVICES, openapi_document, routes_of, service_class
+from minqing.endpoints import openapi_document, routes_of
+from minqing.shell.registry import SERVICES, service_class
 from minqing.ledger import Ledger
 
 log = logging.getLogger("minqing.gateway")

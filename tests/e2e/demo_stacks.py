@@ -83,7 +83,7 @@ def reissue_tokens(stack: Stack, at: datetime) -> None:
     from minqing import access
     from minqing.clock import ManualClock
     from minqing.db import make_engine
-    from minqing.shell.runner import DEMO_TOKENS
+    from minqing.shell.demo import DEMO_TOKENS
     engine = make_engine(stack.env["MINQING_DATABASE_URL"])
     try:
         for role, unit, cadre in DEMO_TOKENS:
