@@ -3,67 +3,23 @@ timers (warn, overdue, escalate, chase → supervise → listed) and serves work
 from __future__ import annotations
 
 import logging
-import time
 
 from marshmallow import Schema, ValidationError, fields, validate
-from nameko.extensions import DependencyProvider
-from prometheus_client import Counter, Histogram
 
-from minqing import access
 from minqing.clock import SYSTEM_CLOCK
-from minqing.config import load as load_settings
 from minqing.db import read_transaction
 from minqing.endpoints import route
-from minqing.casefile import fold, stream_of
 from minqing.rpc import guarded_rpc
 from minqing.http import ApiError, flatten_errors, json_response, read_json, read_query
 from minqing.service_base import Service
-from minqing.service_kit import LedgerProvider
 from services.routing import actions
 from services.routing.explain import explain
 from services.routing.projection import RoutingProjection, policy_in_force
-from services.routing.sweep import Sweeper
+from services.routing.sweeping import Sweeping
 from services.routing.tables import metadata_obj
 from services.routing.worklist import WorklistQuery, calendar_health, worklist
 
 log = logging.getLogger("minqing.routing")
-SWEEP_SECONDS = Histogram("minqing_routing_sweep_seconds", "Duration of one timer sweep")
-SWEEP_EVENTS = Counter("minqing_routing_timer_events_total", "Events appended by the timer sweep")
-SWEEP_CONFLICTS = Counter("minqing_routing_timer_conflicts_total", "Due cases that moved while the sweep decided")
-
-
-class Sweeping(DependencyProvider):
-    """Runs the timer sweep every MINQING_SWEEP_SECONDS in a managed thread."""
-
-    def setup(self):
-        provider = next(d for d in self.container.dependencies if isinstance(d, LedgerProvider))
-        self.sweeper = Sweeper(provider.ledger, SYSTEM_CLOCK)
-        self.interval = load_settings().sweep_seconds
-        self._running = False
-
-    def start(self):
-        self._running = True
-        self.container.spawn_managed_thread(self._loop, identifier="routing-sweep")
-
-    def stop(self):
-        self._running = False
-
-    kill = stop
-
-    def _loop(self):
-        while self._running:
-            started = time.perf_counter()
-            try:
-                result = self.sweeper.sweep()
-                SWEEP_EVENTS.inc(result.appended)
-                SWEEP_CONFLICTS.inc(result.conflicts)
-            except Exception:
-                log.exception("timer sweep failed; retrying")
-            SWEEP_SECONDS.observe(time.perf_counter() - started)
-            time.sleep(self.interval)
-
-    def get_dependency(self, worker_ctx):
-        return self.sweeper
 
 
 def _answer(case, recorded) -> dict:
