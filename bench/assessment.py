@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from minqing import consumer, county
 from minqing.clock import ManualClock, isoformat
 from minqing.db import make_engine
-from minqing.devstack import PostgreSQL
+from minqing.shell.devstack import PostgreSQL
 from minqing.ledger import Ledger, Metadata, NewEvent, StreamWrite, create_schema
 from minqing.service_kit import create_tables
 from services.assessment.projection import AssessmentFacts

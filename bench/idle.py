@@ -1,7 +1,7 @@
 """What the relay costs when nothing happens: CPU seconds per second of the relay (a thread alone in
 this process) and PostgreSQL transactions per second, over an idle window, for the relay as built
 (LISTEN/NOTIFY, 1 s fallback poll) and, in the same run, for the same relay polling every 20 ms as
-it did before. Needs a RabbitMQ node: one is started privately (minqing.devstack)."""
+it did before. Needs a RabbitMQ node: one is started privately (minqing.shell.devstack)."""
 from __future__ import annotations
 
 import threading
@@ -42,7 +42,7 @@ def measure(ledger: Ledger, uri: str, idle_sleep: float) -> dict:
 
 
 def run(pg, tmp) -> dict:
-    from minqing.devstack import RabbitMQ
+    from minqing.shell.devstack import RabbitMQ
     mq = RabbitMQ(tmp / "mq").start()
     try:
         engine = make_engine(pg.create_database("idle", drop_existing=True))

@@ -6,7 +6,7 @@ none slower than 2 s, no 503).
 Method
 ------
 * The stack as `make run` starts it: `minqing run` with its defaults — the embedded SQLite ledger —
-  on a private RabbitMQ node (minqing.devstack); with `--backend postgres`, on a private durable
+  on a private RabbitMQ node (minqing.shell.devstack); with `--backend postgres`, on a private durable
   PostgreSQL 15 instead.
 * `--clients` report desks, each with its own operator token, each posting one report at a time
   exactly as fast as the token's rate limit admits (services/intake/service.py REPORT_LIMIT: a burst of
@@ -145,7 +145,7 @@ def post_at_rate_limit(base: str, tokens: list[str], per_token: int, *, timeout:
 def _start_stack(run_dir: Path, env: dict) -> tuple[subprocess.Popen, dict]:
     out_path = run_dir / "run.out"
     with open(out_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while b"Minqing is running" not in out_path.read_bytes():
@@ -158,7 +158,7 @@ def _start_stack(run_dir: Path, env: dict) -> tuple[subprocess.Popen, dict]:
 def run_backend(backend: str, reports: int, clients: int) -> dict:
     from minqing import access
     from minqing.db import make_engine
-    from minqing.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
+    from minqing.shell.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
     base_dir = ROOT / ".run" / "bench"
     base_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"intake-{backend}-", dir=base_dir))

@@ -6,7 +6,7 @@ rewrites the file.
 
 Method
 ------
-* A private *durable* PostgreSQL 15 and a private RabbitMQ node (minqing.devstack), and the whole
+* A private *durable* PostgreSQL 15 and a private RabbitMQ node (minqing.shell.devstack), and the whole
   stack as `minqing run` would run it in production shape: gateway, intake, routing, notify,
   assessment and the relay, each its own process, on the demo counties' policies.
 * A queue bound to `minqing.events` for `longjiang.case.assigned` *before* the load starts; a
@@ -45,7 +45,7 @@ import kombu
 
 from minqing import access, cloudevents  # noqa: F401  (cloudevents registers its serializer)
 from minqing.db import make_engine
-from minqing.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
+from minqing.shell.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
 from minqing.relay import declare_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ def start_stack(run_dir: Path, pg: PostgreSQL, mq: RabbitMQ) -> tuple[subprocess
            "MINQING_AMQP_URI": mq.uri, "MINQING_HTTP_PORT": str(port), "MINQING_LOG_LEVEL": "WARNING",
            "MINQING_VAULT_KEY": Fernet.generate_key().decode()}
     out = open(run_dir / "run.out", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while b"Minqing is running" not in (run_dir / "run.out").read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:

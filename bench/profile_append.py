@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from bench.run import BATCH, EVENT_TYPE, METADATA, ROOT, MinqingTarget, event_data, new_case_id
 from minqing import contract
-from minqing.devstack import PostgreSQL
+from minqing.shell.devstack import PostgreSQL
 from minqing.ledger import NewEvent, canonical_json, chain_hash
 from minqing.personal_data import find_raw_personal_data
 

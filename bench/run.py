@@ -4,7 +4,7 @@ PostgreSQL, in one run.  `python -m bench.run` (or `make bench`); writes bench/r
 Method
 ------
 * A private, *durable* PostgreSQL 15 (fsync, synchronous_commit and full_page_writes on; see
-  minqing.devstack) is started in a temporary directory under .run/bench; a SQLite file in the same
+  minqing.shell.devstack) is started in a temporary directory under .run/bench; a SQLite file in the same
   directory is opened with minqing.db's settings (WAL, synchronous=FULL, BEGIN IMMEDIATE).  Three
   targets then run the same workloads, one target after the other:
 
@@ -62,7 +62,7 @@ except ImportError as exc:   # eventsourcing.postgres needs psycopg-pool (its "p
 
 from bench import idle, limits, sweep
 from minqing.db import make_engine, write_transaction
-from minqing.devstack import PostgreSQL
+from minqing.shell.devstack import PostgreSQL
 from minqing.ledger import NO_STREAM, Ledger, Metadata, NewEvent, StreamWrite, canonical_json, create_schema
 from minqing.personal_data import find_raw_personal_data
 

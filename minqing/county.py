@@ -3,13 +3,20 @@
 A policy file (YAML, `deploy/counties/<county>.yaml`) is validated here, then published to the ledger
 as a versioned `policy.published` event on stream `county-<id>` (DESIGN principle 7). Services
 read the policy from that event, never from the file, so a replay applies the version in force then.
+
+A service's own section of the policy (notify's `notify`, intake's `duplicates`) is that service's:
+its schema is in its `policy.py`, registered as a `Section` (below).
+
+Long because the schema's cross-checks (ladder, units, cadres, categories and time limits refer to each
+other) and the lookups over a published policy (`CountyPolicy`) read best beside the schema they check.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
@@ -138,73 +145,6 @@ class _Escalation(Schema):
             raise ValidationError({"pressure": ["after_hours must not fall as the level rises"]})
 
 
-class _Duplicates(Schema):
-    """A report matching an open case of the same category — from the same resident, or at the same
-    spot (the same address, or coordinates within `radius_m`) within `window_hours` — is merged into
-    it (issue #4 §5)."""
-    window_hours = fields.Integer(load_default=72, strict=True, validate=validate.Range(min=1, max=24 * 90))
-    radius_m = fields.Integer(load_default=100, strict=True, validate=validate.Range(min=1, max=5000))
-
-
-_HHMM = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a local time HH:MM")
-
-# The notify templates a county may override (services/notify/templates/<language>/<name>.txt).
-NOTIFY_TEMPLATES = ("receipt", "assignment", "deadline_warning", "overdue", "escalation", "result",
-                    "follow_up", "on_site_day")
-LANGUAGES = ("zh", "en")
-
-
-class _QuietHours(Schema):
-    """No SMS to residents between `start` and `end` (local time), unless the case is urgent."""
-    start = fields.String(required=True, validate=_HHMM)
-    end = fields.String(required=True, validate=_HHMM)
-
-
-class _FollowUp(Schema):
-    """回访: asked `after_minutes` after the result is delivered; a resident who has not replied within
-    `reply_within_minutes` is asked again, up to `attempts` asks, then recorded as unreachable."""
-    after_minutes = fields.Integer(load_default=24 * 60, strict=True, validate=validate.Range(min=0, max=60 * 24 * 30))
-    reply_within_minutes = fields.Integer(load_default=48 * 60, strict=True,
-                                          validate=validate.Range(min=1, max=60 * 24 * 30))
-    attempts = fields.Integer(load_default=2, strict=True, validate=validate.Range(min=1, max=5))
-
-
-class _OnSiteDays(Schema):
-    """Seed 004: 规定每月10日下午为驻点工作日，提前两天发布公告 — the units of `tier` hold an on-site day
-    on `day_of_month` from `time`; it is announced `announce_days_ahead` days before, at `announce_at`."""
-    tier = fields.String(required=True, validate=_CODE)
-    day_of_month = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=28))
-    time = fields.String(load_default="14:00", validate=_HHMM)
-    announce_days_ahead = fields.Integer(load_default=2, strict=True, validate=validate.Range(min=0, max=14))
-    announce_at = fields.String(load_default="09:00", validate=_HHMM)
-
-
-def _template_text(value: str) -> None:
-    import jinja2.sandbox
-    try:
-        jinja2.sandbox.SandboxedEnvironment().parse(value)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ValidationError(f"not a valid Jinja2 template: {exc.message} (line {exc.lineno})")
-
-
-class _Notify(Schema):
-    """What notify does for this county (issue #6)."""
-    language = fields.String(load_default="zh", validate=validate.OneOf(LANGUAGES))
-    quiet_hours = fields.Nested(_QuietHours, load_default=lambda: {"start": "21:00", "end": "08:00"}, allow_none=True)
-    follow_up = fields.Nested(_FollowUp, load_default=lambda: _FollowUp().load({}))
-    on_site_days = fields.Nested(_OnSiteDays, load_default=None, allow_none=True)
-    allow_private_webhooks = fields.Boolean(load_default=False)   # subscribers on the county's own network
-    templates = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(LANGUAGES)),
-        values=fields.Dict(keys=fields.String(validate=validate.OneOf(NOTIFY_TEMPLATES)),
-                           values=fields.String(validate=[validate.Length(min=1, max=2000), _template_text])),
-        load_default=dict)
-
-
-def notify_defaults() -> dict:
-    return _Notify().load({})
-
-
 class _Category(Schema):
     code = fields.String(required=True, validate=_CODE)
     key = fields.String(required=True, validate=_CODE)
@@ -215,7 +155,7 @@ class _Category(Schema):
     on_resolution_overdue = fields.String(load_default=None, allow_none=True,
                                           validate=validate.OneOf(("escalate", "pressure")))
     response_hours = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=720))
-    day_kind = fields.String(load_default="calendar", validate=validate.OneOf(("working", "calendar")))
+    day_kind = fields.String(load_default="working", validate=validate.OneOf(("working", "calendar")))
     time_limits = fields.Dict(keys=fields.String(validate=_CODE),
                               values=fields.Integer(strict=True, validate=validate.Range(min=1, max=365)),
                               required=True)
@@ -238,13 +178,11 @@ class _Policy(Schema):
             raise ValidationError(f"{value!r} is not an IANA time zone such as Asia/Shanghai")
     tiers = fields.List(_TierRef(), required=True, validate=validate.Length(min=2))
     escalation = fields.Nested(_Escalation, load_default=lambda: _Escalation().load({}))
-    duplicates = fields.Nested(_Duplicates, load_default=lambda: _Duplicates().load({}))
     calendar = fields.Nested(_Calendar, load_default=None)
     townships = fields.List(fields.Nested(_Township), required=True, validate=validate.Length(min=1))
     units = fields.List(fields.Nested(_Unit), required=True, validate=validate.Length(min=1))
     cadres = fields.List(fields.Nested(_Cadre), required=True, validate=validate.Length(min=1))
     categories = fields.List(fields.Nested(_Category), required=True, validate=validate.Length(min=1))
-    notify = fields.Nested(_Notify, load_default=notify_defaults)
 
     @validates_schema
     def _references(self, data, **_):
@@ -301,11 +239,43 @@ class _Policy(Schema):
             for tier in cat["time_limits"]:
                 if tier not in tiers:
                     errors[f"categories.{i}.time_limits.{tier}"] = [f"{tier!r} is not one of this county's tiers"]
-        on_site = data["notify"]["on_site_days"]
-        if on_site is not None and on_site["tier"] not in tiers:
-            errors["notify.on_site_days.tier"] = [f"{on_site['tier']!r} is not one of this county's tiers"]
+        for section in sections():
+            for path, messages in (section.check(data) if section.check else {}).items():
+                errors.setdefault(f"{section.name}.{path}", []).extend(messages)
         if errors:
             raise ValidationError(errors)
+
+
+# ---- the services' sections ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Section:
+    """A service's own section of the county policy (notify's `notify`, intake's `duplicates`): its
+    schema, with defaults for every field, and `check(policy)`, the section's cross-checks against the
+    rest of the policy ({path inside the section: [reasons]}). A service declares its Section in its
+    `policy.py` and names it in pyproject.toml under the entry points `minqing.policy_sections`, so
+    the kernel validates it without importing any service."""
+    name: str
+    schema: type
+    check: Callable[[Mapping[str, Any]], dict[str, list[str]]] | None = None
+
+    def defaults(self) -> dict:
+        return self.schema().load({})
+
+
+@functools.cache
+def sections() -> tuple[Section, ...]:
+    from importlib.metadata import entry_points
+    found = tuple(sorted((ep.load() for ep in entry_points(group="minqing.policy_sections")), key=lambda s: s.name))
+    if not found:      # not installed (pip install -e .): a policy would silently lose its sections
+        raise RuntimeError("no county policy sections are registered: install the package (make deps)")
+    return found
+
+
+@functools.cache
+def _policy_schema() -> type:
+    """The whole policy schema: the kernel's fields and every service's section."""
+    return type("Policy", (_Policy,), {s.name: fields.Nested(s.schema, load_default=s.defaults) for s in sections()})
 
 
 def validate_policy(raw: Any) -> dict:
@@ -313,7 +283,7 @@ def validate_policy(raw: Any) -> dict:
     if not isinstance(raw, Mapping):
         raise PolicyError({"(file)": ["must be a YAML mapping"]})
     try:
-        policy = _Policy().load(raw)
+        policy = _policy_schema()().load(raw)
     except ValidationError as exc:
         raise PolicyError(flatten_errors(exc.messages, root="(file)")) from None
     if policy.get("calendar") is not None:
@@ -387,15 +357,16 @@ class Place:
 def _lift(policy: Mapping[str, Any]) -> dict:
     """A policy published before tiers were objects and timers were configurable (issue #5) reads as
     the same policy with glossary-level tiers and the default timers and duplicate rules."""
-    if all(isinstance(t, Mapping) for t in policy["tiers"]) and "escalation" in policy and "duplicates" in policy:
+    if all(isinstance(t, Mapping) for t in policy["tiers"]) and "escalation" in policy \
+            and all(s.name in policy for s in sections()):
         return dict(policy)
     lifted = dict(policy)
     lifted["tiers"] = [t if isinstance(t, Mapping) else {"code": t, "name": LEVEL_NAMES.get(t, t), "level": t,
                                                           "joint": False, "dispatch_day": None}
                        for t in policy["tiers"]]
     lifted.setdefault("escalation", _Escalation().load({}))
-    lifted.setdefault("duplicates", _Duplicates().load({}))
-    lifted.setdefault("notify", notify_defaults())
+    for section in sections():
+        lifted.setdefault(section.name, section.defaults())
     return lifted
 
 

@@ -136,20 +136,6 @@ def route(method: str, path: str, *, action: str, summary: str, limiter: access.
     return decorate
 
 
-SERVICES = {
-    "intake": "services.intake.service:IntakeService",
-    "routing": "services.routing.service:RoutingService",
-    "notify": "services.notify.service:NotifyService",
-    "assessment": "services.assessment.service:AssessmentService",
-}
-
-
-def service_class(name: str):
-    import importlib
-    module, _, attr = SERVICES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def routes_of(service_cls) -> list[Route]:
     return [getattr(service_cls, name).minqing_route for name in dir(service_cls)
             if hasattr(getattr(service_cls, name, None), "minqing_route")]

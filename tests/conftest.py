@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from minqing import devstack
+from minqing.shell import devstack
 from minqing.db import make_engine
 from minqing.ledger import Ledger, Metadata, NewEvent
 from minqing.service_kit import create_tables

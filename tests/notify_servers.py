@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
-from minqing.devstack import free_port
+from minqing.shell.devstack import free_port
 
 
 class HttpRecorder:

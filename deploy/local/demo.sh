@@ -43,7 +43,7 @@ fi
 .venv/bin/python -c "
 from minqing import config
 from minqing.db import make_engine
-from minqing.runner import demo_tokens
+from minqing.shell.demo import demo_tokens
 settings = config.load()
 demo_tokens(make_engine(settings.database_url), settings.run_dir)"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages behind Minqing's private dev/test stack (minqing/devstack.py):
+# Install the Debian packages behind Minqing's private dev/test stack (minqing/shell/devstack.py):
 #   rabbitmq-server  RabbitMQ 3.10 + Erlang (rabbitmq-server, rabbitmqctl, erl, epmd)
 #   postgresql-15    PostgreSQL 15 server (/usr/lib/postgresql/15/bin/{initdb,postgres})
 #                    and, as a dependency, postgresql-client-15 (psql)

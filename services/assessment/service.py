@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import uuid
 
-from marshmallow import Schema, ValidationError, fields, validate
 
 from minqing import access
 from minqing.clock import SYSTEM_CLOCK
@@ -11,68 +10,17 @@ from minqing.db import read_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, read_json, read_query
 from minqing.ledger import DuplicateEventIdError, Metadata, NewEvent
-from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
+from minqing.service_base import Service
 from services.assessment import periods
 from services.assessment import scorecards as sc
 from services.assessment.projection import AssessmentFacts
+from services.assessment.schemas import ExplainQuery, PeriodQuery, VisitIn, VisitOut
 from services.assessment.tables import metadata_obj
 
 _NS = uuid.UUID("3f1d2c4b-8e7a-4b6c-9d5e-1a2b3c4d5e6f")
 
 
-def _period(value: str) -> None:
-    try:
-        sc.months_of(value)
-    except sc.PeriodError as exc:
-        raise ValidationError(str(exc))
-
-
-class PeriodQuery(Schema):
-    period = fields.String(load_default=None, validate=_period,
-                           metadata={"description": "2026-03, 2026-H1 or 2026; default: this month"})
-
-
-class ExplainQuery(PeriodQuery):
-    figure = fields.String(required=True, validate=validate.OneOf(tuple(sc.RATE_PARTS) + sc.COUNTS))
-    kind = fields.String(load_default="cadre", validate=validate.OneOf(sc.KINDS))
-    subject = fields.String(load_default=None, validate=validate.Length(min=1, max=100),
-                            metadata={"description": "cadre id, unit code, township code or county; "
-                                                     "default: the token's own cadre"})
-
-
-class VisitIn(Schema):
-    day = fields.Date(required=True, metadata={"description": "the county's local day of the visit, up to today "
-                                                              "there (not the UTC date)"})
-    hamlet = fields.String(required=True, validate=validate.Length(min=1, max=100),
-                           metadata={"description": "the hamlet (or village/community) code visited"})
-    households = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=500))
-
-
-class VisitOut(Schema):
-    event_id = fields.String(required=True)
-    position = fields.Integer(required=True)
-    cadre = fields.String(required=True)
-    day = fields.String(required=True)
-
-
-class AssessmentService:
-    name = "assessment"
-    ledger = LedgerProvider(metadata_obj)
-    dead_letters = DeadLetters()
-    facts = Following(AssessmentFacts)
-
-    @consume_events(service_queue("assessment", AssessmentFacts.event_types))
-    def on_event(self, body):
-        self.facts.on_message(body, self.dead_letters)
-
-    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
-    def metrics(self, request, principal):
-        return metrics_response()
-
-    @route("GET", "/health", action="public", summary="Health of the assessment service")
-    def health(self, request, principal):
-        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.facts.follower)
-        return json_response(status, body)
+class AssessmentService(Service, name="assessment", follows=AssessmentFacts, tables=metadata_obj):
 
     def _period(self, conn, county: str, given: str | None) -> str:
         if given:
@@ -85,7 +33,7 @@ class AssessmentService:
         given = read_query(request, PeriodQuery())["period"]
         with read_transaction(self.ledger.engine) as conn:
             result = sc.scorecards(conn, county, self._period(conn, county, given), kind, subject)
-        return {**result, "as_of_position": self.facts.follower.position}
+        return {**result, "as_of_position": self.following.follower.position}
 
     @route("GET", "/api/v1/assessment/<string:county>/cadres", action="assessment.read", query=PeriodQuery,
            summary="Cadres' scorecards for a period: counts, rates, composite score, visits, flags (a cadre sees only their own)")
@@ -129,7 +77,7 @@ class AssessmentService:
         given = read_query(request, PeriodQuery())["period"]
         with read_transaction(self.ledger.engine) as conn:
             result = sc.rankings(conn, county, self._period(conn, county, given))
-        return json_response(200, {**result, "as_of_position": self.facts.follower.position})
+        return json_response(200, {**result, "as_of_position": self.following.follower.position})
 
     @route("GET", "/api/v1/assessment/<string:county>/explain", action="assessment.read", query=ExplainQuery,
            errors=(404,), summary="The cases and ledger positions behind one figure (?figure=satisfaction_rate"
@@ -144,7 +92,7 @@ class AssessmentService:
             raise ApiError(404, "not_found", "no such figure for this principal", {"subject": ["unknown"]})
         with read_transaction(self.ledger.engine) as conn:
             result = sc.explain(conn, county, self._period(conn, county, q["period"]), q["kind"], subject, q["figure"])
-        return json_response(200, {**result, "as_of_position": self.facts.follower.position})
+        return json_response(200, {**result, "as_of_position": self.following.follower.position})
 
     @route("POST", "/api/v1/visits", action="visit.log", body=VisitIn, response=VisitOut, status=201,
            summary="A field visit (民情下访) by the token's cadre: the day, the hamlet, households reached; "

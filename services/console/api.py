@@ -31,13 +31,13 @@ class Answer:
 
 class Api:
     def __init__(self, settings: Settings):
-        from minqing.gateway import _build_routes
+        from minqing.shell.gateway import _build_routes
         self.settings = settings
         self.routes = _build_routes()
 
     def call(self, method: str, path: str, *, token: str | None = None, body: dict | None = None,
              query: dict | None = None, client: str = "unknown", headers: dict | None = None) -> Answer:
-        from minqing.gateway import route
+        from minqing.shell.gateway import route
         service = route(method, path, self.routes)
         if service is None:
             raise LookupError(f"no service answers {method} {path}")

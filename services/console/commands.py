@@ -37,7 +37,7 @@ def _password(args) -> tuple[str, bool]:
 
 
 def cmd_account(args, settings) -> int:
-    from minqing.cli import _engine_and_ledger, _fail, _published_policy
+    from minqing.commands import engine_and_ledger as _engine_and_ledger, fail as _fail, published_policy as _published_policy
     from services.console import accounts, sessions
     engine, ledger = _engine_and_ledger(settings)
     for md in (accounts.metadata_obj, sessions.metadata_obj):

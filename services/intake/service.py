@@ -2,13 +2,11 @@
 residents track their own case with its tracking number and PIN."""
 from __future__ import annotations
 
-import functools
 import hmac
 import re
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.wrappers import Response
 
 from minqing import access, config
 from minqing.casefile import fold, stream_of
@@ -16,8 +14,7 @@ from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, load_json, read_body, read_json
-from minqing.service_kit import (consume_events, DeadLetters, Following, LedgerProvider, VaultProvider, health, metrics_response,
-                                 service_queue)
+from minqing.service_base import Service
 from services.intake.projection import CountyCatalogue, load_county
 from services.intake.registration import hash_pin, new_credentials, register
 from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, CatalogueOut, ReportIn, ReportOut,
@@ -27,69 +24,16 @@ from services.intake import idempotency, open311, wechat
 from services.intake.duplicates import find_requests
 from services.intake.caseview import present_case
 from services.intake.tracking import present_tracking
+from services.intake.open311_http import OPEN311, _o311, _open311
 
 TRACKING_NO = re.compile(r"^[A-Z]{2,4}-\d{8}-\d{4,6}$")
 CATALOGUE_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)   # per client address
 REPORT_LIMIT = access.RateLimiter(rate_per_second=2.0, burst=30)      # per token
 TRACK_LIMIT = access.RateLimiter(rate_per_second=5.0, burst=30)       # per client address
-O311_ERRORS = {"type": "array", "items": {"type": "object", "required": ["code", "description"],
-                                          "properties": {"code": {"type": "integer"}, "description": {"type": "string"}}}}
-OPEN311_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)    # per client address
-OPEN311 = dict(action="public", limiter=OPEN311_LIMIT, media_types=("application/json", "text/xml"),
-               error_schema=O311_ERRORS, errors=(403,), on_error=lambda exc, values: _o311_api_error(exc, values))
 WECHAT_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the account's server)
 
 
-def _o311_format(values: dict) -> str:
-    return next((v.rpartition(".")[2] for v in values.values() if v.rpartition(".")[2] in open311.FORMATS), "json")
-
-
-def _o311_error(error: open311.Open311Error, values: dict) -> Response:
-    body, content_type = open311.render("errors", open311.error_items(error), _o311_format(values))
-    return Response(body, status=error.status, content_type=content_type)
-
-
-def _o311_api_error(exc: ApiError, values: dict) -> Response:
-    """Minqing's own refusals (rate limit, bad input) in the spec's error format."""
-    problems = [f"{field}: {'; '.join(msgs)}" for field, msgs in exc.fields.items()] or [exc.message]
-    return _o311_error(open311.Open311Error(400 if exc.status in (400, 422) else exc.status, problems), values)
-
-
-def _open311(handler):
-    """Answer Open311 problems in the spec's error format, in the format the resource asked for."""
-    @functools.wraps(handler)
-    def wrapper(self, request, principal, **values):
-        try:
-            return handler(self, request, principal, **values)
-        except open311.Open311Error as exc:
-            return _o311_error(exc, values)
-    return wrapper
-
-
-def _o311(kind: str, payload, fmt: str, status: int = 200) -> Response:
-    body, content_type = open311.render(kind, payload, fmt)
-    return Response(body, status=status, content_type=content_type)
-
-
-class IntakeService:
-    name = "intake"
-    ledger = LedgerProvider(metadata_obj)
-    vault = VaultProvider()
-    dead_letters = DeadLetters()
-    catalogue = Following(CountyCatalogue)
-
-    @consume_events(service_queue("intake", CountyCatalogue.event_types))
-    def on_event(self, body):
-        self.catalogue.on_message(body, self.dead_letters)
-
-    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
-    def metrics(self, request, principal):
-        return metrics_response()
-
-    @route("GET", "/health", action="public", summary="Health of the intake service")
-    def health(self, request, principal):
-        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.catalogue.follower)
-        return json_response(status, body)
+class IntakeService(Service, name="intake", follows=CountyCatalogue, tables=metadata_obj, vault=True):
 
     @route("POST", "/api/v1/cases", action="case.report", summary="Register a resident's report",
            limiter=REPORT_LIMIT, body=ReportIn, response=ReportOut, status=201)

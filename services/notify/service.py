@@ -3,12 +3,7 @@ the 回访, announces on-site days, and serves other systems (webhook subscripti
 from __future__ import annotations
 
 import logging
-import time
-from datetime import timedelta
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from nameko.extensions import DependencyProvider
-from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
 from minqing import access, cloudevents
@@ -17,150 +12,22 @@ from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, load_json, read_body, read_json, read_query
-from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, consume_events, health,
-                                 metrics_response, service_queue)
-from services.notify import announcements, followup, inbound, subscriptions
+from minqing.service_base import Service
+from services.notify import followup, inbound, subscriptions
 from services.notify.followup_queue import FollowUpsQuery, follow_up_queue
-from services.notify.channels import build_channels
-from services.notify.outbox import deliver_due, list_outbox
+from services.notify.outbox import list_outbox
 from services.notify.rules import NotificationRules, policy_for
-from services.notify.settings import load as load_settings
+from services.notify.schemas import (EventsQuery, FollowUpIn, FollowUpOut, OutboxQuery, SubscriptionIn, SubscriptionList,
+                                     SubscriptionOut)
 from services.notify.tables import metadata_obj
+from services.notify.worker import Worker
 
 log = logging.getLogger("minqing.notify")
-SENT = Counter("minqing_notify_delivered_total", "Notifications delivered by the outbox")
-WEBHOOKS = Counter("minqing_notify_webhook_deliveries_total", "Events delivered to webhook subscribers")
-ROUND = Histogram("minqing_notify_round_seconds", "Duration of one notify work round")
 SMS_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the SMS gateway)
 
 
-class EventsQuery(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-
-
-class OutboxQuery(Schema):
-    status = fields.String(load_default=None, validate=validate.OneOf(("pending", "claimed", "sending", "sent", "failed")))
-
-
-class FollowUpIn(Schema):
-    rating = fields.String(required=True, validate=validate.OneOf(
-        ("1", "2", "3", "satisfied", "basically_satisfied", "unsatisfied", "unreachable")),
-        metadata={"description": "the reply code (1 satisfied, 2 basically satisfied, 3 unsatisfied) or the rating"})
-    via = fields.String(load_default="call", validate=validate.OneOf(("call", "visit", "online", "sms")))
-    solved = fields.Boolean(load_default=None, allow_none=True, truthy={True}, falsy={False},
-                            metadata={"description": "the resident's answer whether the matter was actually solved "
-                                                     "(解决率); optional: omitted or null when not asked"})
-
-    @validates_schema
-    def _solved_needs_an_answer(self, data, **_):
-        if data.get("rating") == "unreachable" and data.get("solved") is not None:
-            raise ValidationError({"solved": ["an unreachable resident gave no answer; leave it out"]})
-
-
-class FollowUpOut(Schema):
-    case_id = fields.String(required=True)
-    rating = fields.String(required=True)
-    solved = fields.Boolean(allow_none=True)
-    position = fields.Integer(required=True)
-
-
-class SubscriptionIn(Schema):
-    url = fields.String(required=True, validate=validate.Length(min=8, max=2000))
-    types = fields.List(fields.String(validate=validate.Length(min=1, max=100)), load_default=lambda: ["case.*"],
-                        validate=validate.Length(min=1, max=50))
-    description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
-    from_start = fields.Boolean(load_default=False, metadata={"description": "deliver the county's whole history first"})
-
-
-class SubscriptionOut(Schema):
-    id = fields.String(required=True)
-    county = fields.String(required=True)
-    url = fields.String(required=True)
-    types = fields.List(fields.String(), required=True)
-    description = fields.String(allow_none=True)
-    status = fields.String(required=True)
-    position = fields.Integer(required=True)
-    delivered = fields.Integer(required=True)
-    failures = fields.Integer(required=True)
-    next_attempt_at = fields.String(required=True)
-    last_error = fields.String(allow_none=True)
-    created_at = fields.String(required=True)
-    secret = fields.String(metadata={"description": "only in the answer to the registration: keep it"})
-
-
-class SubscriptionList(Schema):
-    subscriptions = fields.List(fields.Nested(SubscriptionOut), required=True)
-
-
-class Worker(DependencyProvider):
-    """The sender, the 回访 timer, the on-site announcements and the webhook deliveries, every
-    MINQING_NOTIFY_SECONDS in a managed thread (each step isolated: one failing does not stop the rest)."""
-
-    def setup(self):
-        provider = next(d for d in self.container.dependencies if isinstance(d, LedgerProvider))
-        vault = next(d for d in self.container.dependencies if isinstance(d, VaultProvider))
-        self.ledger_provider, self.vault_provider = provider, vault
-        self.settings = load_settings()
-        self.channels = build_channels(self.settings)
-        self._running = False
-
-    def start(self):
-        self._running = True
-        ledger, vault, s = self.ledger_provider.ledger, self.vault_provider.vault, self.settings
-        # two loops, so a slow or unreachable subscriber never holds up residents' and cadres' messages
-        self.container.spawn_managed_thread(lambda: self._loop((
-            ("deliver", lambda: SENT.inc(deliver_due(ledger, vault, self.channels, SYSTEM_CLOCK,
-                                                     max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds,
-                                                     lease=timedelta(seconds=s.lease_seconds)))),
-            ("follow-up", lambda: followup.advance(ledger, SYSTEM_CLOCK)),
-            ("announce", lambda: announcements.announce(ledger, SYSTEM_CLOCK)),
-        )), identifier="notify-outbox")
-        self.container.spawn_managed_thread(lambda: self._loop((
-            ("webhooks", lambda: WEBHOOKS.inc(subscriptions.deliver_round(ledger, vault, SYSTEM_CLOCK,
-                                                                          timeout=s.webhook_timeout))),
-        )), identifier="notify-webhooks")
-
-    def stop(self):
-        self._running = False
-
-    kill = stop
-
-    def _loop(self, steps):
-        while self._running:
-            started = time.perf_counter()
-            for name, step in steps:
-                try:
-                    step()
-                except Exception:
-                    log.exception("notify %s step failed; retrying next round", name)
-            ROUND.observe(time.perf_counter() - started)
-            time.sleep(self.settings.interval)
-
-    def get_dependency(self, worker_ctx):
-        return self
-
-
-class NotifyService:
-    name = "notify"
-    ledger = LedgerProvider(metadata_obj)
-    vault = VaultProvider()
-    dead_letters = DeadLetters()
-    rules = Following(NotificationRules)
+class NotifyService(Service, name="notify", follows=NotificationRules, tables=metadata_obj, vault=True):
     worker = Worker()
-
-    @consume_events(service_queue("notify", NotificationRules.event_types))
-    def on_event(self, body):
-        self.rules.on_message(body, self.dead_letters)
-
-    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
-    def metrics(self, request, principal):
-        return metrics_response()
-
-    @route("GET", "/health", action="public", summary="Health of the notify service")
-    def health(self, request, principal):
-        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.rules.follower)
-        return json_response(status, body)
 
     @route("GET", "/api/v1/events", action="events.read", query=EventsQuery,
            summary="The county's events as CloudEvents, in ledger order (?after=N&limit=M), for systems that poll")

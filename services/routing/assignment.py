@@ -91,7 +91,7 @@ def next_dispatch_meeting(calendar: WorkCalendar, at: datetime, day_of_month: in
 def deadlines(policy: CountyPolicy, category: dict, tier: dict, at: datetime) -> tuple[datetime, datetime, str]:
     """(response due, resolution due, the rule in words) for a case arriving at `tier` at `at`."""
     days = category["time_limits"][tier["code"]]
-    kind = category.get("day_kind", "calendar")
+    kind = category.get("day_kind", "working")     # the county files: working days unless day_kind says calendar
     calendar = WorkCalendar.from_policy(policy.doc)
     start, words = at, ""
     if tier.get("dispatch_day"):

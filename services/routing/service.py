@@ -3,66 +3,23 @@ timers (warn, overdue, escalate, chase → supervise → listed) and serves work
 from __future__ import annotations
 
 import logging
-import time
 
 from marshmallow import Schema, ValidationError, fields, validate
-from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
-from prometheus_client import Counter, Histogram
 
-from minqing import access
 from minqing.clock import SYSTEM_CLOCK
-from minqing.config import load as load_settings
 from minqing.db import read_transaction
 from minqing.endpoints import route
-from minqing.casefile import fold, stream_of
+from minqing.rpc import guarded_rpc
 from minqing.http import ApiError, flatten_errors, json_response, read_json, read_query
-from minqing.service_kit import consume_events, DeadLetters, Following, LedgerProvider, health, service_queue, metrics_response
+from minqing.service_base import Service
 from services.routing import actions
 from services.routing.explain import explain
 from services.routing.projection import RoutingProjection, policy_in_force
-from services.routing.sweep import Sweeper
+from services.routing.sweeping import Sweeping
 from services.routing.tables import metadata_obj
 from services.routing.worklist import WorklistQuery, calendar_health, worklist
 
 log = logging.getLogger("minqing.routing")
-SWEEP_SECONDS = Histogram("minqing_routing_sweep_seconds", "Duration of one timer sweep")
-SWEEP_EVENTS = Counter("minqing_routing_timer_events_total", "Events appended by the timer sweep")
-SWEEP_CONFLICTS = Counter("minqing_routing_timer_conflicts_total", "Due cases that moved while the sweep decided")
-
-
-class Sweeping(DependencyProvider):
-    """Runs the timer sweep every MINQING_SWEEP_SECONDS in a managed thread."""
-
-    def setup(self):
-        provider = next(d for d in self.container.dependencies if isinstance(d, LedgerProvider))
-        self.sweeper = Sweeper(provider.ledger, SYSTEM_CLOCK)
-        self.interval = load_settings().sweep_seconds
-        self._running = False
-
-    def start(self):
-        self._running = True
-        self.container.spawn_managed_thread(self._loop, identifier="routing-sweep")
-
-    def stop(self):
-        self._running = False
-
-    kill = stop
-
-    def _loop(self):
-        while self._running:
-            started = time.perf_counter()
-            try:
-                result = self.sweeper.sweep()
-                SWEEP_EVENTS.inc(result.appended)
-                SWEEP_CONFLICTS.inc(result.conflicts)
-            except Exception:
-                log.exception("timer sweep failed; retrying")
-            SWEEP_SECONDS.observe(time.perf_counter() - started)
-            time.sleep(self.interval)
-
-    def get_dependency(self, worker_ctx):
-        return self.sweeper
 
 
 def _answer(case, recorded) -> dict:
@@ -83,6 +40,13 @@ ACTIONS = {      # action name → (command schema, decision): the HTTP routes a
 }
 
 
+def _rpc_action(case_id: str, action: str, command: dict | None = None) -> str:
+    """The access rule an RPC `act` call is judged by: that of its action, as over HTTP."""
+    if action not in ACTIONS:
+        raise ApiError(422, "invalid_fields", "unknown action", {"action": [f"one of {', '.join(ACTIONS)}"]})
+    return f"case.{action}"
+
+
 class ActionOut(Schema):
     case_id = fields.String(required=True)
     status = fields.String(required=True)
@@ -97,30 +61,15 @@ class LangQuery(Schema):
     lang = fields.String(load_default="zh", validate=validate.OneOf(("zh", "en")))
 
 
-class RoutingService:
-    name = "routing"
-    ledger = LedgerProvider(metadata_obj)
-    dead_letters = DeadLetters()
-    assignments = Following(RoutingProjection)
+class RoutingService(Service, name="routing", follows=RoutingProjection, tables=metadata_obj):
     sweeper = Sweeping()
 
-    @consume_events(service_queue("routing", RoutingProjection.event_types))
-    def on_event(self, body):
-        self.assignments.on_message(body, self.dead_letters)
-
-    @route("GET", "/metrics", action="public", summary="Prometheus metrics of this service")
-    def metrics(self, request, principal):
-        return metrics_response()
-
-    @route("GET", "/health", action="public", summary="Health of the routing service")
-    def health(self, request, principal):
-        status, body = health(self.name, self.ledger, self.dead_letters.amqp_uri, self.assignments.follower)
+    def more_health(self, body):
         try:        # a warning only: it never turns the service (or the stack) unhealthy
             with read_transaction(self.ledger.engine) as conn:
                 body["checks"]["calendar"] = calendar_health(conn, policy_in_force)
         except Exception as exc:
             body["checks"]["calendar"] = {"status": "unknown", "error": type(exc).__name__}
-        return json_response(status, body)
 
     def _act(self, request, principal, case_id, action):
         schema, make = ACTIONS[action]
@@ -194,36 +143,25 @@ class RoutingService:
             body = worklist(conn, principal, policy, query, SYSTEM_CLOCK.now())
         return json_response(200, body)
 
-    @rpc
-    def act(self, case_id: str, action: str, command: dict, principal: dict) -> dict:
-        """For other services: the same action as over HTTP, on behalf of `principal` (role, county,
-        unit, cadre), with the same state and scope checks. Returns the HTTP answer's body with the
-        HTTP status as `code`, so callers see 404/409/422 exactly as a person would."""
+    @guarded_rpc(action=_rpc_action)
+    def act(self, principal, case_id: str, action: str, command: dict | None = None) -> dict:
+        """For other services and integrations: the same action as over HTTP, called as
+        `routing.act(token, case_id, action, command)` with a bearer token (minqing.rpc), with the same
+        role, state and scope checks. Returns the HTTP answer's body with the HTTP status as `code`."""
+        schema, make = ACTIONS[action]
+        actions.visible_case(self.ledger, case_id, principal)
         try:
-            if action not in ACTIONS:
-                raise ApiError(422, "invalid_fields", "unknown action", {"action": [f"one of {', '.join(ACTIONS)}"]})
-            who = access.Principal(token_id="rpc", role=principal["role"], county=principal["county"],
-                            unit=principal.get("unit"), cadre=principal.get("cadre"))
-            access.authorize(who, f"case.{action}")
-            schema, make = ACTIONS[action]
-            actions.visible_case(self.ledger, case_id, who)
-            try:
-                parsed = schema.load(command or {})
-            except ValidationError as exc:
-                raise ApiError(422, "invalid_fields", "some fields are missing or invalid", flatten_errors(exc.messages))
-            case, recorded = actions.act(self.ledger, SYSTEM_CLOCK, case_id, who, make(who, parsed))
-            return {"code": 200, **_answer(case, recorded)}
-        except ApiError as exc:
-            return {"code": exc.status, "error": {"code": exc.code, "message": exc.message, "fields": exc.fields}}
+            parsed = schema.load(command or {})
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_fields", "some fields are missing or invalid", flatten_errors(exc.messages))
+        case, recorded = actions.act(self.ledger, SYSTEM_CLOCK, case_id, principal, make(principal, parsed))
+        return {"code": 200, **_answer(case, recorded)}
 
-    @rpc
-    def explain_case(self, case_id: str) -> dict:
-        """For other services: the routing explanation of a case (no access check: service-to-service)."""
-        events = self.ledger.read_stream(stream_of(case_id))
-        if not events:
-            raise LookupError(f"no case {case_id}")
-        case = fold(case_id, events)
+    @guarded_rpc(action="case.read")
+    def explain_case(self, principal, case_id: str, lang: str = "zh") -> dict:
+        """The routing explanation of a case, as `GET /api/v1/cases/{id}/routing` gives it, called as
+        `routing.explain_case(token, case_id)`: a case the token may not read is 404."""
+        case, events = actions.visible_case(self.ledger, case_id, principal)
         with read_transaction(self.ledger.engine) as conn:
             policy = policy_in_force(conn, case.county)
-        return explain(case, events, policy, "zh")
-
+        return {"code": 200, **explain(case, events, policy, "en" if lang == "en" else "zh")}

@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from minqing.runner import CHILDREN
+from minqing.shell.runner import CHILDREN
 from tests.deploy.metrics import ROOT
 
 COMPOSE = ROOT / "deploy" / "compose"
@@ -23,7 +23,7 @@ def test_compose_stack():
     for name in [n for n in CHILDREN if n not in ("relay", "gateway")]:
         assert "entrypoint" not in services[name] and services[name]["command"] == ["service", name]   # `minqing service NAME`
     assert services["relay"]["command"] == ["relay"] and services["gateway"]["command"] == ["gateway"]
-    assert services["exporter"]["entrypoint"] == ["python", "-m", "minqing.exporter"]
+    assert services["exporter"]["entrypoint"] == ["python", "-m", "minqing.shell.exporter"]
     for name in (*CHILDREN, "init"):
         svc = services[name]
         assert set(svc["secrets"]) == {"database-url", "amqp-uri", "vault-key", "gateway-secret"}, name

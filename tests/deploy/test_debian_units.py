@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from minqing.runner import CHILDREN
+from minqing.shell.runner import CHILDREN
 from tests.deploy.metrics import ROOT
 
 DEBIAN = ROOT / "deploy" / "debian"

@@ -1,4 +1,4 @@
-"""The operations exporter (`python -m minqing.exporter`) as a real process on a real database:
+"""The operations exporter (`python -m minqing.shell.exporter`) as a real process on a real database:
 what it serves on /metrics matches the ledger and the tables it reads, and a restarted exporter
 reports the same counter totals (they come from the ledger, so they never reset)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from minqing.casefile import stream_of
-from minqing.devstack import free_port
+from minqing.shell.devstack import free_port
 from minqing.ledger import Metadata, NewEvent
 from minqing.service_kit import create_tables
 from services.notify.tables import metadata_obj as notify_tables, outbox_table
@@ -29,7 +29,7 @@ START = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)
 def _scrape(url: str, tmp_path) -> dict:
     port = free_port()
     env = {**os.environ, "MINQING_DATABASE_URL": url, "MINQING_RUN_DIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "minqing.exporter", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.exporter", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from minqing.devstack import free_port
+from minqing.shell.devstack import free_port
 from minqing.http import MAX_BODY_BYTES
 from tests.deploy.metrics import ROOT
 

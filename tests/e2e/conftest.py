@@ -18,7 +18,7 @@ import pytest
 from tests.notify_servers import HttpRecorder, SmtpRecorder
 from tests.support import Watcher, county_dir
 
-from minqing import devstack
+from minqing.shell import devstack
 
 
 def free_port_block(size: int = 8) -> int:     # the gateway and every port Settings.PORT_OFFSETS names
@@ -77,7 +77,7 @@ class Stack:
 
     def start(self) -> "Stack":
         self.out = open(self.run_dir / "run.out", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=self.env,
                                      stdout=self.out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

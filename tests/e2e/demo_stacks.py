@@ -21,7 +21,7 @@ class DemoStack(Stack):
         import json
         import subprocess as sp
         self.out = open(self.run_dir / "run.out", "ab")
-        self.proc = sp.Popen([sys.executable, "-m", "minqing.cli", "run"], env=self.env,
+        self.proc = sp.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=self.env,
                              stdout=self.out, stderr=sp.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -66,7 +66,7 @@ def own_vhost(rabbit) -> str:
 
 def clock(stack: Stack, *args: str) -> str:
     """`minqing clock …` against the stack, as an admin types it."""
-    done = subprocess.run([sys.executable, "-m", "minqing.cli", "clock", *args], env=stack.env,
+    done = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "clock", *args], env=stack.env,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -83,7 +83,7 @@ def reissue_tokens(stack: Stack, at: datetime) -> None:
     from minqing import access
     from minqing.clock import ManualClock
     from minqing.db import make_engine
-    from minqing.runner import DEMO_TOKENS
+    from minqing.shell.demo import DEMO_TOKENS
     engine = make_engine(stack.env["MINQING_DATABASE_URL"])
     try:
         for role, unit, cadre in DEMO_TOKENS:

@@ -14,7 +14,7 @@ from tests.conftest import note
 
 
 def _cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=env, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -69,7 +69,7 @@ class Browser:
 
 def _account(stack, username: str, *args: str, county: str = "longjiang") -> str:
     password = "temporary-pw-2026"      # a temporary password may not contain the username
-    done = subprocess.run([sys.executable, "-m", "minqing.cli", "account", "add", username, "--county", county,
+    done = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "account", "add", username, "--county", county,
                            "--password-stdin", *args], input=password + "\n", env=stack.env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 
-from minqing import devstack
+from minqing.shell import devstack
 from tests.e2e.conftest import free_port_block
 
 
@@ -27,7 +27,7 @@ def test_embedded_stack_runs_and_stops_cleanly(tmp_path):
                MINQING_AMQP_PORT=str(amqp_port))
     out = tmp_path / "run.out"
     with open(out, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=env, stdout=sink,
+        proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=env, stdout=sink,
                                 stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 150
@@ -109,7 +109,7 @@ def _ours(run_dir) -> set[int]:
 def _start_run(env, out, nth: int):
     """Start `minqing run`; return once `out` shows its welcome for the `nth` time."""
     with open(out, "ab") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=env, stdout=sink,
+        proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=env, stdout=sink,
                                 stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 150
     while out.read_text().count("Minqing is running") < nth:
@@ -145,12 +145,12 @@ def test_kill_9_of_run_leaves_nothing_behind_and_a_fresh_run_keeps_the_operators
         edited = tmp_path / "policies" / "edited" / "longjiang.yaml"
         edited.parent.mkdir()
         edited.write_text(yaml.safe_dump(policy, allow_unicode=True))   # same depth: ../calendars/ still resolves
-        loaded = subprocess.run([sys.executable, "-m", "minqing.cli", "county", "load", str(edited)], env=env,
+        loaded = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "county", "load", str(edited)], env=env,
                                 capture_output=True, text=True, timeout=60)
         assert loaded.returncode == 0 and "version 2" in loaded.stdout, loaded.stdout + loaded.stderr
         # `events tail --broker` finds the private broker without MINQING_AMQP_PORT (issue #18.8)
         shell = {k: v for k, v in env.items() if k != "MINQING_AMQP_PORT"}
-        tail = subprocess.Popen([sys.executable, "-m", "minqing.cli", "events", "tail", "--broker"], env=shell,
+        tail = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "events", "tail", "--broker"], env=shell,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         lines = []
         threading.Thread(target=lambda: lines.extend(tail.stdout), daemon=True).start()

@@ -159,7 +159,7 @@ def test_reports_of_one_spot_are_merged_but_other_spots_are_not(stack):
 
 @pytest.fixture(scope="module")
 def wechat_secret(stack):
-    out = subprocess.run([sys.executable, "-m", "minqing.cli", "channel", "secret", "wechat", "--county", "longjiang"],
+    out = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "channel", "secret", "wechat", "--county", "longjiang"],
                          env=stack.env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
@@ -207,7 +207,7 @@ def test_erasing_a_resident_makes_their_data_unreadable_and_keeps_the_ledger_who
     _wait_case(stack, made["case_id"], "assigned")
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=stack.env, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=stack.env, capture_output=True,
                               text=True, timeout=120)
     shown = cli("resident", "show", "--case", made["case_id"])
     assert shown.returncode == 0 and "王五" in shown.stdout

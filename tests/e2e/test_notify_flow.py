@@ -29,7 +29,7 @@ SUPERVISOR_EMAIL = "town.supervisor@heping.example"
 
 
 def cli(stack, *args) -> str:
-    out = subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=stack.env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=stack.env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
                                  status_code_conformance)
 
-from minqing.endpoints import SERVICES, openapi_document, service_class
+from minqing.endpoints import openapi_document
+from minqing.shell.registry import SERVICES, service_class
 
 EXAMPLES = 110
 SCHEMA = schemathesis.openapi.from_dict(openapi_document(service_class(n) for n in SERVICES))

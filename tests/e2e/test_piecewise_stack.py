@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from minqing import devstack
+from minqing.shell import devstack
 from tests.deploy.test_nginx import NGINX, _render, _self_signed
 from tests.e2e.test_case_flow import report
 from tests.support import county_dir, private_vhost
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx missing: run deploy
 
 
 def _cli(env, *args) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     return result
@@ -80,7 +80,7 @@ def piecewise(tmp_path_factory, postgres, rabbit):
     for name, args in commands.items():
         own = {**env, "MINQING_LISTEN_ADDRESS": "127.0.0.1" if name in ("gateway", "relay") else "127.0.0.2"}
         with open(logs / f"{name}.log", "wb") as out:
-            procs[name] = subprocess.Popen([sys.executable, "-m", "minqing.cli", *args], env=own,
+            procs[name] = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", *args], env=own,
                                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
     _self_signed(tls)

@@ -151,18 +151,28 @@ def test_the_running_sweep_warns_before_a_deadline(stack):
 
 def test_other_services_act_over_rpc_with_the_same_checks(stack, tokens):
     """Issue #5 §4: actions over RPC between services, through the real broker, with the same state
-    and scope checks as over HTTP."""
+    and scope checks as over HTTP. Issue #13: the caller presents a bearer token, never a principal
+    of its own making; RPC goes through the same access decision as HTTP."""
     from nameko.standalone.rpc import ClusterRpcProxy
     case_id = _new_case(stack, tokens)
-    village = {"role": "cadre", "county": "longjiang", "unit": "heigang.kaoshan-station", "cadre": "lj-c002"}
-    stranger = {"role": "cadre", "county": "longjiang", "unit": "shanquan.pingan-station", "cadre": "lj-c003"}
+    village = tokens["village"]
+    stranger = stack.issue("cadre", "longjiang", "shanquan.pingan-station", "lj-c003")
+    forged = {"role": "cadre", "county": "longjiang", "unit": "heigang.kaoshan-station", "cadre": "lj-c002"}
     with ClusterRpcProxy({"AMQP_URI": stack.env["MINQING_AMQP_URI"]}, timeout=30) as cluster:
-        assert cluster.routing.act(case_id, "accept", {}, stranger)["code"] == 404
-        done = cluster.routing.act(case_id, "accept", {}, village)
+        assert cluster.routing.act(forged, case_id, "accept", {})["code"] == 401     # a principal is not a token
+        assert cluster.routing.act("mq_000000000000.guess", case_id, "accept", {})["code"] == 401
+        assert cluster.routing.act(tokens["operator"], case_id, "accept", {})["code"] == 403
+        assert cluster.routing.act(stranger, case_id, "accept", {})["code"] == 404
+        assert cluster.routing.explain_case(stranger, case_id)["code"] == 404
+        assert cluster.routing.explain_case(None, case_id)["code"] == 401
+        done = cluster.routing.act(village, case_id, "accept", {})
         assert done["code"] == 200 and done["events"] == ["case.accepted"] and done["status"] == "accepted"
-        again = cluster.routing.act(case_id, "accept", {}, village)
+        again = cluster.routing.act(village, case_id, "accept", {})
         assert again["code"] == 409 and again["error"]["code"] == "already_accepted"
-        bad = cluster.routing.act(case_id, "escalate", {"reason": ""}, village)
+        bad = cluster.routing.act(village, case_id, "escalate", {"reason": ""})
         assert bad["code"] == 422 and "reason" in bad["error"]["fields"]
-        why = cluster.routing.explain_case(case_id)
+        unknown = cluster.routing.act(village, case_id, "dance", {})
+        assert unknown["code"] == 422 and "action" in unknown["error"]["fields"]
+        why = cluster.routing.explain_case(village, case_id)
+        assert why["code"] == 200
         assert [d["type"] for d in why["decisions"]] == ["case.assigned", "case.accepted"]

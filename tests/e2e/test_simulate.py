@@ -24,7 +24,7 @@ def simulate_on_a_fresh_stack(tmp_path_factory, postgres, rabbit, name: str) -> 
     out = stack.run_dir / "figures.json"
     try:
         began = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "minqing.cli", "simulate", *ARGS, "--json", str(out)],
+        done = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "simulate", *ARGS, "--json", str(out)],
                               env=stack.env, capture_output=True, text=True, timeout=600)
         took = time.monotonic() - began
         assert done.returncode == 0, done.stderr[-3000:] + stack.logs()[-3000:]

@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from minqing import devstack
+from minqing.shell import devstack
 from tests.e2e.conftest import Stack, free_port_block
 from tests.e2e.test_case_flow import _wait_case, report
 from tests.support import county_dir

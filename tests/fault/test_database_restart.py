@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 
 from sqlalchemy import create_engine, text
 
-from minqing import devstack
+from minqing.shell import devstack
 from tests.e2e.conftest import Stack, free_port_block
 from tests.e2e.test_case_flow import _wait_case, report
 from tests.support import county_dir, doubly_assigned

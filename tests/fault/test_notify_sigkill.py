@@ -28,7 +28,7 @@ CASES = 30
 
 
 def _start_notify(env):
-    return subprocess.Popen([sys.executable, "-m", "minqing.service_main", "notify"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "minqing.shell.service_main", "notify"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -18,7 +18,7 @@ EVENTS = 3000
 
 
 def _start_relay(env):
-    return subprocess.Popen([sys.executable, "-m", "minqing.cli", "relay"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "relay"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -26,7 +26,7 @@ PLACES = [("heigang", "heigang.kaoshan", "heigang.kaoshan.11"), ("shanquan", "sh
 
 
 def _cli(env, *args, check=True):
-    result = subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=env, capture_output=True, text=True,
                             timeout=300)
     if check:
         assert result.returncode == 0, f"minqing {' '.join(args)}: {result.stdout}\n{result.stderr}"

@@ -3,7 +3,7 @@ tests: `python -m tests.interface.poison_service DATABASE_URL AMQP_URI MODE`.
 
 MODE `ok`: its projection applies nothing; `stuck`: its database is always "away", so its follower
 retries in place for ever (as the issue's stuck process did). Prints `ready` once started; stops on
-SIGTERM like minqing.service_main.
+SIGTERM like minqing.shell.service_main.
 """
 import os
 

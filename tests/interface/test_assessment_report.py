@@ -75,7 +75,7 @@ def test_report_and_rules_through_the_cli(figures_world, pg_url, tmp_path):
     env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_RUN_DIR": str(tmp_path / "run")}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=env, capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=env, capture_output=True, text=True,
                               timeout=120)
     out = cli("report", "--county", "longjiang", "--period", "2026-03", "--out", str(tmp_path / "cli"), "--publish")
     assert out.returncode == 0, out.stderr

@@ -11,7 +11,7 @@ from tests.interface.test_assessment_report import figures_world  # noqa: F401  
 
 
 def _cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=env, capture_output=True, text=True,
                           timeout=180)
 
 

@@ -7,7 +7,7 @@ import textwrap
 
 def test_a_slow_query_does_not_block_other_greenthreads(pg_url):
     script = textwrap.dedent(f"""
-        import minqing.service_main  # applies the same setup as a real service process
+        import minqing.shell.service_main  # applies the same setup as a real service process
         import eventlet, time
         from sqlalchemy import text
         from minqing.db import make_engine

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minqing import cli, holidays
+from minqing import holidays
+from minqing.shell import cli
 from minqing.calendar import WorkCalendar
 
 

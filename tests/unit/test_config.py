@@ -53,7 +53,7 @@ def test_listen_address_ports_and_service_hosts(tmp_path):
 
 
 def _cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "minqing.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "minqing.shell.cli", *args], env=env, capture_output=True, text=True,
                           timeout=60)
 
 

@@ -172,7 +172,7 @@ def test_time_left_in_days_and_hours(clock):
 
 def test_demo_logins_only_on_the_embedded_default_kept_private_and_remade_when_missing(tmp_path):
     from minqing.config import Settings
-    from minqing.runner import DEMO_ACCOUNTS, demo_accounts, embedded
+    from minqing.shell.demo import DEMO_ACCOUNTS, demo_accounts, embedded
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     def settings_for(url):

@@ -133,7 +133,7 @@ def test_the_ledger_records_events_at_demo_time(sqlite_ledger, demo):
 
 def test_clock_advance_exits_non_zero_outside_a_demo_deployment(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "MINQING_RUN_DIR": str(tmp_path), "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "minqing.cli", "clock", "advance", "3d"], env=env,
+    done = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "clock", "advance", "3d"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "demo or training deployment" in done.stderr
@@ -144,6 +144,6 @@ def test_the_kernel_never_imports_the_simulator():
             "for m in pkgutil.iter_modules(minqing.__path__):\n"
             "    if m.name not in ('cli', 'simulate', 'service_main'):\n"
             "        importlib.import_module('minqing.' + m.name)\n"
-            "print(any(n.startswith('minqing.simulate') for n in sys.modules))")
+            "print(any(n.startswith('minqing.shell.simulate') for n in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr

@@ -4,13 +4,13 @@ import os
 import subprocess
 import sys
 
-from minqing import devstack
+from minqing.shell import devstack
 
 
 def _tail(run_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
     env["MINQING_RUN_DIR"] = str(run_dir)
-    return subprocess.run([sys.executable, "-m", "minqing.cli", "events", "tail", "--broker"], env=env,
+    return subprocess.run([sys.executable, "-m", "minqing.shell.cli", "events", "tail", "--broker"], env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -232,12 +232,13 @@ class FixedNotes(Notes):
 def test_the_cli_lists_parked_and_held_events_and_retries_them(ledger, tmp_path, monkeypatch, capsys):
     import json
 
-    from minqing import cli
+    from minqing.shell import cli
+    from minqing.shell.commands import records
     _append(ledger, ("a", "a0!"), ("b", "b0"), ("a", "a1"))
     Follower(ledger, Notes(fail_on={"a0!"}), backoff=0.001, max_attempts=2).catch_up()
     monkeypatch.setenv("MINQING_DATABASE_URL", str(ledger.engine.url))
     monkeypatch.setenv("MINQING_RUN_DIR", str(tmp_path / "run"))
-    monkeypatch.setitem(cli.PROJECTIONS, "test.notes", "tests.unit.test_follower_rules:FixedNotes")
+    monkeypatch.setitem(records.PROJECTIONS, "test.notes", "tests.unit.test_follower_rules:FixedNotes")
     assert cli.main(["consumer", "parked", "test.notes"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["position"], r["stream"], r["state"], r["held_behind"]) for r in rows] == \

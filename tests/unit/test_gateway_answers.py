@@ -5,9 +5,10 @@ import socket
 
 from werkzeug.test import Client
 
-from minqing import config, devstack, ports
+from minqing import config, ports
+from minqing.shell import devstack
 from minqing.access import GATEWAY_HEADER, client_key
-from minqing.gateway import Gateway
+from minqing.shell.gateway import Gateway
 
 
 def _closed_block() -> int:

@@ -7,7 +7,7 @@ import pytest
 from minqing import county
 from minqing.db import make_engine
 from minqing.ledger import Ledger
-from minqing.runner import START_ACTOR, publish_at_start
+from minqing.shell.runner import START_ACTOR, publish_at_start
 from minqing.service_kit import create_tables
 from services.assessment import rules
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from minqing.contract import CHANNELS
-from minqing.simulate.traffic import CHANNEL_MIX, PER_DAY, Traffic
+from minqing.shell.simulate.traffic import CHANNEL_MIX, PER_DAY, Traffic
 
 POLICY = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy/counties/longjiang.yaml").read_text())
 

@@ -1,6 +1,6 @@
 """`minqing run` starts when parked events are the only reason /health is not ok (they wait for an
 operator's `minqing consumer retry`, across restarts), and refuses anything else."""
-from minqing.runner import parked_only
+from minqing.shell.runner import parked_only
 
 
 def _health(*services, relay="ok"):

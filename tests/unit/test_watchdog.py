@@ -12,7 +12,7 @@ from minqing import watchdog
 SUPERVISOR = textwrap.dedent("""
     import subprocess, sys, time
     from pathlib import Path
-    from minqing.runner import Watchdog
+    from minqing.shell.runner import Watchdog
     run_dir = Path(sys.argv[1])
     (run_dir / "logs").mkdir(exist_ok=True)
     dog = Watchdog(run_dir)
@@ -52,7 +52,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
 
 def test_a_clean_stop_leaves_nothing_to_kill(tmp_path):
     (tmp_path / "logs").mkdir()
-    from minqing.runner import Watchdog
+    from minqing.shell.runner import Watchdog
     dog = Watchdog(tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
     dog.record(sleeper.pid)

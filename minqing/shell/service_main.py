@@ -1,4 +1,4 @@
-"""Run one Minqing service in this process: `minqing service NAME` (or `python -m minqing.service_main
+"""Run one Minqing service in this process: `minqing service NAME` (or `python -m minqing.shell.service_main
 NAME`), listening on MINQING_LISTEN_ADDRESS at the service's port (minqing.config). The console, a
 werkzeug app rather than a nameko service, is handed to services.console.main.
 
@@ -20,7 +20,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 
 from minqing import config as config_mod  # noqa: E402
-from minqing.endpoints import SERVICES, service_class  # noqa: E402
+from minqing.shell.registry import SERVICES, service_class  # noqa: E402
 from minqing.logs import setup_logging  # noqa: E402
 
 def listen_address(settings: config_mod.Settings, port: int) -> str:

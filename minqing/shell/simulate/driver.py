@@ -18,8 +18,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from minqing import democlock
-from minqing.simulate.api import Api
-from minqing.simulate.traffic import Matter, Traffic
+from minqing.shell.simulate.api import Api
+from minqing.shell.simulate.traffic import Matter, Traffic
 
 SESSIONS = ((9, 0), (16, 0))
 TOP_PRESSURE = ("supervise", "listed")

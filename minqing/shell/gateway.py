@@ -29,7 +29,8 @@ from minqing import relay as relay_mod
 from minqing import config as config_mod
 from minqing.access import GATEWAY_HEADER
 from minqing.config import Settings
-from minqing.endpoints import SERVICES, openapi_document, routes_of, service_class
+from minqing.endpoints import openapi_document, routes_of
+from minqing.shell.registry import SERVICES, service_class
 from minqing.ledger import Ledger
 
 log = logging.getLogger("minqing.gateway")
@@ -179,11 +180,11 @@ def serve(settings: Settings, ledger: Ledger, stop: threading.Event) -> None:
 
 
 def main() -> int:
-    """`minqing gateway` (or `python -m minqing.gateway`): the gateway as its own process, stopped by
+    """`minqing gateway` (or `python -m minqing.shell.gateway`): the gateway as its own process, stopped by
     SIGTERM or SIGINT."""
     import signal
 
-    from minqing.cli import _engine_and_ledger
+    from minqing.commands import engine_and_ledger as _engine_and_ledger
     from minqing.logs import setup_logging
     settings = config_mod.load()
     setup_logging(settings.log_level, "gateway")

@@ -22,11 +22,11 @@ def add_arguments(p) -> None:
 
 def run(args, settings) -> int:
     from minqing import democlock
-    from minqing.cli import _engine_and_ledger, _fail, _published_policy
-    from minqing.simulate import summary
-    from minqing.simulate.api import Api, ApiFailure
-    from minqing.simulate.driver import Simulation, progress_bar
-    from minqing.simulate.traffic import PER_DAY, Traffic
+    from minqing.commands import engine_and_ledger as _engine_and_ledger, fail as _fail, published_policy as _published_policy
+    from minqing.shell.simulate import summary
+    from minqing.shell.simulate.api import Api, ApiFailure
+    from minqing.shell.simulate.driver import Simulation, progress_bar
+    from minqing.shell.simulate.traffic import PER_DAY, Traffic
 
     try:
         democlock.require_demo()

@@ -1,6 +1,6 @@
 """The operations exporter: the figures an on-call person and the county's dashboards need that no
 single service can give, served as Prometheus metrics by one small process of its own
-(`python -m minqing.exporter`, /metrics on MINQING_LISTEN_ADDRESS:MINQING_EXPORTER_PORT, default 127.0.0.1:MINQING_HTTP_PORT+6).
+(`python -m minqing.shell.exporter`, /metrics on MINQING_LISTEN_ADDRESS:MINQING_EXPORTER_PORT, default 127.0.0.1:MINQING_HTTP_PORT+6).
 
 It is an operator's tool in the shell layer, like `minqing notify list`: it reads the ledger (head,
 reports, 回访 ratings) and, read-only, routing's and notify's tables (open and overdue cases per
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     from prometheus_client import start_http_server
 
     settings = config_mod.load()
-    parser = argparse.ArgumentParser(prog="python -m minqing.exporter", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m minqing.shell.exporter", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=settings.exporter_port)
     parser.add_argument("--host", default=settings.listen_address)
     args = parser.parse_args(argv)

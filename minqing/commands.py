@@ -1,0 +1,29 @@
+"""What every `minqing` command is built from, the shell's and the services' alike (a service's
+commands live in its own `commands.py`): a one-line failure for operators, the ledger, and the county
+policy in force."""
+from __future__ import annotations
+
+import sys
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"minqing: {message}", file=sys.stderr)
+    return code
+
+
+def engine_and_ledger(settings):
+    from minqing.db import make_engine
+    from minqing.ledger import Ledger
+    from minqing.service_kit import create_tables
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    create_tables(engine)
+    return engine, Ledger(engine)
+
+
+def published_policy(ledger, county: str):
+    from minqing.county import CountyPolicy
+    published = [e for e in ledger.read_stream(f"county-{county}") if e.type == "policy.published"]
+    if not published:
+        return None
+    return CountyPolicy(published[-1].data["policy"], published[-1].data["version"])

@@ -1,0 +1,155 @@
+"""`minqing token|access|resident|channel`: access tokens, the access record, residents' personal
+data and the inbound channels' secrets."""
+from __future__ import annotations
+
+import json
+
+from minqing.commands import engine_and_ledger, fail, published_policy
+
+
+def cmd_token(args, settings) -> int:
+    from minqing import access
+    from minqing.db import read_transaction
+    engine, ledger = engine_and_ledger(settings)
+    if args.action == "revoke":
+        if access.revoke_token(engine, args.token_id):
+            print(f"token {args.token_id} revoked")
+            return 0
+        return fail(f"no active token with id {args.token_id!r}")
+    if args.action == "list":
+        with read_transaction(engine) as conn:
+            for row in access.list_tokens(conn, args.county):
+                print(json.dumps(row, ensure_ascii=False))
+        return 0
+    policy = published_policy(ledger, args.county)
+    if policy is None:
+        return fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
+    if args.unit and policy.unit(args.unit) is None:
+        return fail(f"--unit: {args.unit!r} is not a unit of {args.county}")
+    if args.cadre:
+        cadre = next((c for c in policy.doc["cadres"] if c["id"] == args.cadre), None)
+        if cadre is None:
+            return fail(f"--cadre: {args.cadre!r} is not a cadre of {args.county}")
+        if args.unit and cadre["unit"] != args.unit:
+            return fail(f"--cadre: {args.cadre} belongs to unit {cadre['unit']}, not {args.unit}")
+        args.unit = args.unit or cadre["unit"]
+    try:
+        token_id, token = access.issue_token(engine, args.role, args.county, unit=args.unit, cadre=args.cadre,
+                                             label=args.label, days=args.days)
+    except ValueError as exc:
+        return fail(str(exc))
+    print(f"token id {token_id} ({args.role}, {args.county}{', ' + args.unit if args.unit else ''}); "
+          f"shown once, keep it safe:\n{token}")
+    return 0
+
+
+def cmd_access_log(args, settings) -> int:
+    from minqing import access
+    from minqing.db import read_transaction
+    engine, _ = engine_and_ledger(settings)
+    with read_transaction(engine) as conn:
+        for row in access.list_access(conn, args.county, args.case_id):
+            print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def cmd_resident(args, settings) -> int:
+    """Erase a resident (crypto-shredding): their key is destroyed, their details become unreadable;
+    the ledger keeps its subject references and masked forms, still verifies, and cases still count."""
+    from minqing import vault as vault_mod
+    from minqing.casefile import stream_of
+    from minqing.clock import SYSTEM_CLOCK, isoformat
+    from minqing.db import read_transaction, write_transaction
+    engine, ledger = engine_and_ledger(settings)
+    vault_mod.metadata_obj.create_all(engine)
+    vault = vault_mod.Vault(vault_mod.master_keys(settings))
+    subject = args.subject
+    if args.case:
+        reported = [e for e in ledger.read_stream(stream_of(args.case)) if e.type == "case.reported"]
+        if not reported:
+            return fail(f"--case: no case {args.case!r}")
+        subject = (reported[0].data.get("reporter") or {}).get("subject")
+        if not subject:
+            return fail("--case: that case was reported anonymously; there is no resident to erase")
+    if args.phone:
+        with read_transaction(engine) as conn:
+            subject = vault.subject_for_phone(conn, args.phone)
+        if subject is None:
+            return fail("--phone: no resident with that number is kept in the vault")
+    if args.action == "show":
+        with read_transaction(engine) as conn:
+            fields = vault.reveal(conn, subject)
+        if fields is None:
+            return fail(f"resident {subject}: unknown or erased")
+        print(json.dumps({"subject": subject, **fields}, ensure_ascii=False))
+        return 0
+    with write_transaction(engine) as conn:
+        erased = vault.erase(conn, subject, isoformat(SYSTEM_CLOCK.now()))
+    if not erased:
+        return fail(f"resident {subject}: unknown or already erased")
+    print(f"resident {subject} erased: their details can no longer be read; cases and the ledger are unchanged")
+    return 0
+
+
+def cmd_channel(args, settings) -> int:
+    from minqing import vault as vault_mod
+    from minqing.clock import SYSTEM_CLOCK
+    from minqing.db import write_transaction
+    from services.intake import wechat
+    from services.intake.tables import metadata_obj as intake_tables
+    from services.notify import inbound
+    from services.notify.tables import metadata_obj as notify_tables
+    engine, ledger = engine_and_ledger(settings)
+    intake_tables.create_all(engine)
+    notify_tables.create_all(engine)
+    if published_policy(ledger, args.county) is None:
+        return fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
+    vault = vault_mod.Vault(vault_mod.master_keys(settings))
+    issue = {"wechat": wechat.new_secret, "sms": inbound.new_secret}[args.channel]     # each service keeps its own
+    with write_transaction(engine) as conn:
+        secret = issue(conn, vault, args.county, SYSTEM_CLOCK.now())
+    print(f"new {args.channel} signing secret for {args.county} (any earlier one stops working); "
+          f"shown once, configure it in the account's server:\n{secret}")
+    return 0
+
+
+def add_people(sub) -> None:
+    """token, access, resident, channel."""
+    token = sub.add_parser("token", help="access tokens").add_subparsers(dest="action", required=True)
+    p = token.add_parser("issue", help="issue a token (shown once)")
+    p.add_argument("--role", required=True, choices=["operator", "cadre", "supervisor", "auditor", "integrator", "admin"])
+    p.add_argument("--county", required=True)
+    p.add_argument("--unit", help="the unit of a cadre, or a supervisor's township unit")
+    p.add_argument("--cadre", help="the cadre id (cadre tokens)")
+    p.add_argument("--days", type=int, default=90, help="validity in days (default 90)")
+    p.add_argument("--label", help="a note on who holds it")
+    p.set_defaults(func=cmd_token, action="issue")
+    p = token.add_parser("revoke")
+    p.add_argument("token_id")
+    p.set_defaults(func=cmd_token, action="revoke")
+    p = token.add_parser("list")
+    p.add_argument("--county")
+    p.set_defaults(func=cmd_token, action="list")
+
+    acc = sub.add_parser("access", help="the access record").add_subparsers(dest="action", required=True)
+    p = acc.add_parser("log", help="who read which case's details")
+    p.add_argument("--county", required=True)
+    p.add_argument("--case-id")
+    p.set_defaults(func=cmd_access_log)
+
+    resident = sub.add_parser("resident", help="residents' personal data (the vault)").add_subparsers(
+        dest="action", required=True)
+    for action, text in (("erase", "destroy a resident's key: their details become unreadable for good"),
+                         ("show", "print a resident's details (for a request from the resident themself)")):
+        p = resident.add_parser(action, help=text)
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--subject", help="the resident's vault subject reference")
+        which.add_argument("--case", help="the resident who reported this case")
+        which.add_argument("--phone", help="the resident with this phone number")
+        p.set_defaults(func=cmd_resident)
+
+    channel = sub.add_parser("channel", help="inbound channels").add_subparsers(dest="action", required=True)
+    p = channel.add_parser("secret", help="issue the signing secret of an inbound webhook channel")
+    p.add_argument("channel", choices=["wechat", "sms"])
+    p.add_argument("--county", required=True)
+    p.set_defaults(func=cmd_channel)
