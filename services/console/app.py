@@ -24,6 +24,8 @@ from minqing.clock import SYSTEM_CLOCK, Clock, parse_instant
 from minqing.personal_data import mask_name, mask_phone
 from services.console import accounts, sessions, web
 from services.console.api import Api
+from services.console.assessment_pages import AssessmentPages
+from services.console.audit_pages import AuditPages
 from services.console.messages import text
 
 log = logging.getLogger("minqing.console")
@@ -32,7 +34,8 @@ STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 OPERATOR_CHANNELS = ("hotline", "leader_phone", "service_hall", "field_visit", "market_post", "suggestion_box")
 ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve",      # console action → API path
            "supervise": "/supervise", "transfer": "/transfer"}
-HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board"}
+HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board",
+        "auditor": "/console/audit"}
 LEVELS = ("chase", "supervise", "listed")        # 催办 → 督办 → 挂牌督办 (services/routing/timers.py)
 # The board's "at risk": not overdue yet, but the deadline that counts now (acceptance while assigned,
 # else resolution) falls within this many hours — 龙江县's warn_before_hours (response 4, resolution 24).
@@ -50,12 +53,18 @@ URLS = Map([
     Rule("/console/cases/<case_id>/<any(accept, note, resolve, supervise, transfer):action>", endpoint="act",
          methods=["POST"]),
     Rule("/console/track", endpoint="track", methods=["GET", "POST"]),
+    Rule("/console/assessment", endpoint="assessment"),
+    Rule("/console/assessment.csv", endpoint="assessment_csv"),
+    Rule("/console/assessment/rankings", endpoint="rankings"),
+    Rule("/console/assessment/explain", endpoint="explain"),
+    Rule("/console/audit", endpoint="audit", methods=["GET", "POST"]),
+    Rule("/console/audit/access", endpoint="access_log"),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
-class Console:
+class Console(AssessmentPages, AuditPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}
@@ -322,6 +331,9 @@ class Console:
         explained = routing.body if routing.ok else {"decisions": [], "current": None}
         words = {d["position"]: d for d in explained["decisions"]}
         timeline = [{**entry, "words": (words.get(entry["position"]) or {}).get("words")} for entry in view.body["history"]]
+        reads = self.case_reads(session, request, case_id)       # an auditor's view: every read merged in
+        if reads:
+            timeline = sorted(timeline + [{"at": r["at"], "read": r} for r in reads], key=lambda e: parse_instant(e["at"]))
         assignment = view.body.get("assignment") or {}
         holds = session.account.role == "cadre" and assignment.get("unit") == session.account.unit
         supervisor = session.account.role == "supervisor" and view.body.get("status") in ("assigned", "accepted",
