@@ -348,6 +348,7 @@ class Console(AssessmentPages, AuditPages):
         return web.render(request, "case.html", status=status, session=session, case=view.body, timeline=timeline,
                           routing=explained, holds=holds, errors=errors or {}, conflict=conflict,
                           supervisor=supervisor, units=units, levels=LEVELS, form=request.form, category=category,
+                          reads=bool(reads),
                           done=request.args.get("done") if request.args.get("done") in ACTIONS else None,
                           left=web.time_left(assignment.get("resolution_due"), self.clock.now(), lang))
 

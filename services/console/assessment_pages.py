@@ -23,6 +23,10 @@ RATES = ("response_rate", "resolution_rate", "on_time_rate", "solution_rate", "s
 SHOWN_COUNTS = ("received", "in_hand", "resolved")
 FIGURES = SHOWN_COUNTS + RATES
 LEVELS = ("village", "township", "county")
+# The chart's figure unless the page asks for another: the resolution rate has a value as soon as cases
+# are handled, where satisfaction waits for the follow-up calls; subjects without the figure are left
+# out of the chart (listed in the table with "—"), the best first, at most CHART_BARS.
+CHART_DEFAULT, CHART_BARS = "resolution_rate", 15
 # The explain route's figures (services/assessment/scorecards.py COUNTS and RATE_PARTS); anything else is 404 here.
 EXPLAINABLE = FIGURES + ("responded_on_time", "response_base", "resolved_on_time", "resolved_on_site", "handed_off",
                          "satisfied", "basically_satisfied", "unsatisfied", "unreachable", "solved", "unsolved",
@@ -94,12 +98,15 @@ class AssessmentPages:
                                 query={"period": period}, client=self._client(request))
         cards = sorted(listed.body["cards"], key=lambda c: (c["composite"] is None, -(c["composite"] or 0),
                                                             c["name"] or c["subject"]))
-        chart = bars(text(lang, "assessment.chart", kind=text(lang, f"assessment.kind.{kind}")),
-                     [Bar(c["name"] or c["subject"], c["rates"]["satisfaction_rate"],
-                          explain_href(kind, c["subject"], "satisfaction_rate", period),
-                          pct(c["rates"]["satisfaction_rate"])) for c in cards[:15]]) if cards else None
+        figure = request.args.get("chart") if request.args.get("chart") in RATES else CHART_DEFAULT
+        charted = sorted((c for c in cards if c["rates"][figure] is not None), key=lambda c: -c["rates"][figure])
+        chart = bars(text(lang, "assessment.chart", kind=text(lang, f"assessment.kind.{kind}"),
+                          figure=text(lang, f"figure.{figure}")),
+                     [Bar(c["name"] or c["subject"], c["rates"][figure], explain_href(kind, c["subject"], figure, period),
+                          pct(c["rates"][figure])) for c in charted[:CHART_BARS]]) if charted else None
         return self._assessment_page(request, "assessment.html", session=session, kind=kind, cards=cards,
                                      period=period, rules_version=listed.body["rules_version"], chart=chart,
+                                     chart_figure=figure, rates=RATES,
                                      summary=(summary.body["cards"] or [None])[0] if summary.ok else None,
                                      as_of=listed.body.get("as_of_position"))
 
@@ -140,20 +147,22 @@ class AssessmentPages:
         ranked, errors = self._period_answer(request, session, f"/api/v1/assessment/{county}/rankings")
         if errors:
             return self._assessment_page(request, "rankings.html", status=422, session=session, errors=errors,
-                                         ranked=None, flagged=[], charts={}, period=None, levels=LEVELS)
+                                         ranked=None, flagged=[], idle=[], charts={}, period=None, levels=LEVELS)
         if not ranked.ok:
             return self._error(request, ranked.status if ranked.status in (403, 404) else 503)
         period = ranked.body["period"]
         cadres = self.api.call("GET", f"/api/v1/assessment/{county}/cadres", token=session.token,
                                query={"period": period}, client=self._client(request))
-        flagged = [c for c in (cadres.body.get("cards", []) if cadres.ok else []) if c.get("flags")]
+        cards = cadres.body.get("cards", []) if cadres.ok else []
+        idle = [c for c in cards if [f["flag"] for f in c.get("flags", [])] == ["no_recorded_work"]]
+        flagged = [c for c in cards if c.get("flags") and c not in idle]
         charts = {level: bars(text(lang, "rankings.chart", level=text(lang, f"rank_level.{level}")),
                               [Bar(r["name"] or r["cadre"], r["composite"],
                                    explain_href("cadre", r["cadre"], "satisfaction_rate", period), score(r["composite"]))
                                for r in rows])
                   for level, rows in ranked.body["top"].items() if rows}
         return self._assessment_page(request, "rankings.html", session=session, ranked=ranked.body, period=period,
-                                     flagged=flagged, charts=charts, levels=LEVELS)
+                                     flagged=flagged, idle=idle, charts=charts, levels=LEVELS)
 
     def page_explain(self, request):
         session, answer = self._require(request, "assessment.read")

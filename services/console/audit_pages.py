@@ -97,6 +97,10 @@ class AuditPages:
         out = []
         for r in reads:
             kind, _, ident = r["actor"].partition(":")
-            who = cadres.get(ident) or ident if kind == "cadre" else r["token_id"]
-            out.append({**r, "who": who, "account": usernames.get(r["token_id"])})
+            account = usernames.get(r["token_id"])
+            if kind == "cadre":
+                who, detail = cadres.get(ident) or ident, " · ".join(x for x in (ident, account) if x)
+            else:
+                who, detail = account or r["token_id"], (f"token {r['token_id']}" if account else "")
+            out.append({**r, "who": who, "detail": detail})
         return out

@@ -157,10 +157,38 @@ def test_operator_cadre_and_resident_loop(stack, tmp_path):
     code, log = stack.request("GET", f"/api/v1/access-log?case_id={case_id}", token=stack.issue("auditor"))
     assert code == 200 and any(r["actor"] == "cadre:lj-c002" and r["action"] == "case.read" for r in log["reads"])
 
+    # the assessment office drills from a figure to its cases; the auditor verifies the ledger and
+    # reads the case's timeline, where the cadre's read stands by name
+    auditor = Browser(stack.base)
+    html = auditor.login("aud-console", _account(stack, "aud-console", "--role", "auditor"), "auditor-new-pw-1")
+    assert "账本核验" in html and 'id="head-position"' in html          # an auditor's home is the ledger
+    status, html, _ = auditor.open("/console/audit", {"csrf": Browser.csrf(html), "what": "verify"}, keep="audit")
+    assert status == 200 and "核验通过" in html, html
+    position = re.search(r'id="head-position">(\d+)<', html).group(1)
+    head_hash = re.search(r'id="head-hash">([0-9a-f]{64})<', html).group(1)
+    status, html, _ = auditor.open("/console/audit", {"csrf": Browser.csrf(html), "what": "expect",
+                                                      "expect_head": f"{position}:{head_hash}"})
+    assert status == 200 and "的哈希与已公布的一致" in html
+    html = _wait_for(auditor, "/console/assessment?kind=cadre", "subject=lj-c002&amp;figure=resolved")
+    assert "驻村干部乙" in html and '<svg class="chart"' in html and "驻村干部乙</text>" in html
+    auditor.pages["assessment"] = html
+    received = re.search(r'href="(/console/assessment/explain\?kind=cadre&amp;subject=lj-c002&amp;figure=received'
+                         r'&amp;period=[0-9-]+)"', html).group(1).replace("&amp;", "&")
+    _, html, _ = auditor.open(received, keep="explain")
+    assert "驻村干部乙 · 受理" in html and f'href="/console/cases/{case_id}"' in html, html
+    _, html, _ = auditor.open("/console/assessment/rankings", keep="rankings")
+    assert "村级干部排名" in html
+    _, csv_text, _ = auditor.open("/console/assessment.csv?kind=township")
+    assert csv_text.lstrip("\ufeff").startswith("period,rules_version,kind,subject,name") and "黑岗乡" in csv_text
+    _, html, _ = auditor.open(f"/console/cases/{case_id}", keep="case-audit")
+    assert "驻村干部乙（干部）查阅了详情" in html and "cadre-console" in html, html
+    _, html, _ = auditor.open(f"/console/audit/access?case_id={case_id}", keep="access-log")
+    assert "驻村干部乙" in html and "aud-console" in html
+
     # page weight: every page with its stylesheet and script stays within the budget
     css = len(urllib.request.urlopen(stack.base + "/static/console.css").read())
     js = len(urllib.request.urlopen(stack.base + "/static/console.js").read())
-    pages = {**operator.pages, **cadre.pages, **resident.pages}
+    pages = {**operator.pages, **cadre.pages, **resident.pages, **auditor.pages}
     for name, html in pages.items():
         assert len(html.encode()) + css + js <= PAGE_BUDGET, f"{name} weighs more than {PAGE_BUDGET} bytes"
 

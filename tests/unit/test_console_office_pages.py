@@ -185,3 +185,29 @@ def test_the_auditor_verifies_the_ledger_and_checks_a_published_head(engine):
 def test_the_access_log_names_the_reader(engine):
     html = _client(engine, "auditor", FakeApi(API)).get("/console/audit/access?case_id=c-1").get_data(as_text=True)
     assert "张&lt;b&gt;三" in html and 'href="/console/cases/c-1"' in html and "干部" in html
+
+
+def test_the_chart_draws_the_figure_asked_for_and_leaves_out_subjects_without_it(engine):
+    client = _client(engine, "supervisor", FakeApi(API))
+    html = client.get("/console/assessment?period=2026-01").get_data(as_text=True)
+    assert "各干部办结率" in html and "figure=resolution_rate&amp;period=2026-01" in html     # the default
+    html = client.get("/console/assessment?period=2026-01&chart=solution_rate").get_data(as_text=True)
+    assert '<svg class="chart"' not in html                                  # no cadre has a solution rate
+    html = client.get("/console/assessment?period=2026-01&chart=satisfaction_rate").get_data(as_text=True)
+    assert "各干部满意率" in html and html.count('<text class="chart-label"') == 2
+
+
+def test_an_auditor_reads_the_case_timeline_with_every_read_merged_in(engine):
+    case = {"case_id": "c-1", "tracking_no": "LJ-20260105-0001", "county": "longjiang", "status": "accepted",
+            "channel": "hotline", "category": "202", "summary": "路灯", "location": {},
+            "assignment": {"unit": "u1", "cadre": "lj-c002", "resolution_due": "2026-01-12T09:00:00Z"},
+            "history": [{"position": 1, "version": 1, "type": "case.reported", "at": "2026-01-05T09:00:00+08:00"},
+                        {"position": 3, "version": 2, "type": "case.accepted", "at": "2026-01-05T10:30:00+08:00"}]}
+    api = FakeApi({**API, ("GET", "/api/v1/cases/c-1"): Answer(200, case),
+                   ("GET", "/api/v1/cases/c-1/routing"): Answer(200, {"decisions": [], "current": None})})
+    html = _client(engine, "auditor", api).get("/console/cases/c-1").get_data(as_text=True)
+    steps = re.findall(r"<li(?: class=\"read\")?><time>([^<]+)</time> ([^<]*<strong>[^<]+|[^<]+)", html)
+    assert [s[0] for s in steps] == ["2026-01-05 09:00:00", "2026-01-05 10:00:00", "2026-01-05 10:30:00"], steps
+    assert "张&lt;b&gt;三（干部）查阅了详情" in html and "lj-c002" in html
+    cadre = _client(engine, "cadre", api, unit="u1", cadre="lj-c002").get("/console/cases/c-1").get_data(as_text=True)
+    assert "查阅了详情" not in cadre and ("GET", "/api/v1/access-log") not in [c[:2] for c in api.calls[-3:]]
