@@ -33,7 +33,19 @@ STATIC = web.HERE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 OPERATOR_CHANNELS = ("hotline", "leader_phone", "service_hall", "field_visit", "market_post", "suggestion_box")
 ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve",      # console action → API path
-           "supervise": "/supervise", "transfer": "/transfer"}
+           "supervise": "/supervise", "transfer": "/transfer", "escalate": "/escalate", "joint": "/joint",
+           "return": "/return", "reply": "/notes"}
+# console action → the access.POLICY action the API checks (a written reply is a note with reply_to)
+POLICY_ACTION = {"reply": "case.note"}
+# console action → (API body field → the form's field name, as the case page names it; required ones)
+FORMS = {"accept": ({"note": "accept_note"}, ()), "note": ({"note": "note"}, ("note",)),
+         "resolve": ({"resolution": "resolution"}, ("resolution",)),
+         "supervise": ({"level": "level", "note": "supervise_note"}, ("level", "note")),
+         "transfer": ({"to_unit": "to_unit", "reason": "reason"}, ("to_unit", "reason")),
+         "escalate": ({"reason": "escalate_reason"}, ("reason",)),
+         "return": ({"reason": "return_reason"}, ("reason",)),
+         "joint": ({"co_units": "co_units", "reason": "joint_reason"}, ()),
+         "reply": ({"note": "reply_note", "reply_to": "reply_note"}, ("note",))}
 HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board",
         "auditor": "/console/audit"}
 LEVELS = ("chase", "supervise", "listed")        # 催办 → 督办 → 挂牌督办 (services/routing/timers.py)
@@ -50,7 +62,8 @@ URLS = Map([
     Rule("/console/worklist", endpoint="worklist"),
     Rule("/console/cases/<case_id>", endpoint="case"),
     Rule("/console/board", endpoint="board"),
-    Rule("/console/cases/<case_id>/<any(accept, note, resolve, supervise, transfer):action>", endpoint="act",
+    Rule("/console/cases/<case_id>/<any(accept, note, resolve, supervise, transfer, escalate, joint, return, reply):action>",
+         endpoint="act",
          methods=["POST"]),
     Rule("/console/track", endpoint="track", methods=["GET", "POST"]),
     Rule("/console/assessment", endpoint="assessment"),
@@ -342,18 +355,18 @@ class Console(AssessmentPages, AuditPages):
             catalogue = self.catalogue(session.account.county)
         except RuntimeError:            # the page still reads without names (codes shown instead)
             catalogue = {"categories": [], "units": []}
-        units = catalogue["units"] if supervisor else []
+        units = catalogue["units"] if supervisor or holds else []
         category = next((f"{c['code']} {c['name']}" for c in catalogue["categories"]
                          if c["code"] == view.body.get("category")), view.body.get("category"))
         return web.render(request, "case.html", status=status, session=session, case=view.body, timeline=timeline,
                           routing=explained, holds=holds, errors=errors or {}, conflict=conflict,
                           supervisor=supervisor, units=units, levels=LEVELS, form=request.form, category=category,
-                          reads=bool(reads),
+                          reads=bool(reads), reply=reply_owed(view.body["history"]),
                           done=request.args.get("done") if request.args.get("done") in ACTIONS else None,
                           left=web.time_left(assignment.get("resolution_due"), self.clock.now(), lang))
 
     def page_act(self, request, case_id, action):
-        session, answer = self._require(request, f"case.{action}")
+        session, answer = self._require(request, POLICY_ACTION.get(action, f"case.{action}"))
         if answer is not None:
             return answer
         form, lang = request.form, web.language(request)
@@ -365,16 +378,22 @@ class Console(AssessmentPages, AuditPages):
             body = {"resolution": form.get("resolution", ""), "on_site": form.get("on_site") == "1"}
         elif action == "supervise":
             body = {"level": form.get("level", ""), "note": form.get("note", "")}
+        elif action in ("escalate", "return"):
+            body = {"reason": form.get("reason", "")}
+        elif action == "joint":          # no unit ticked: the category's co-departments (the API's default)
+            body = {k: v for k, v in (("co_units", form.getlist("co_units")), ("reason", form.get("reason", "").strip()))
+                    if v}
+        elif action == "reply":
+            body = {"note": form.get("note", ""), **({"reply_to": form["reply_to"]} if form.get("reply_to") else {})}
         else:
             body = {"to_unit": form.get("to_unit", ""), "reason": form.get("reason", "")}
-        required = {"note": ("note",), "resolve": ("resolution",), "supervise": ("level", "note"),
-                    "transfer": ("to_unit", "reason")}.get(action, ())
-        missing = {f"{action}.{name}": "form.required" for name in required if not str(body[name]).strip()}
+        names, required = FORMS[action]
+        missing = {f"{action}.{names[name]}": "form.required" for name in required
+                   if not str(body.get(name) or "").strip()}
         if action == "supervise" and body["level"] and body["level"] not in LEVELS:
             missing["supervise.level"] = "form.choose"
         if missing:
-            return self.page_case(request, case_id, status=422, errors=self._form_names(missing))
-        field = {"note": "note", "resolve": "resolution", "supervise": "note", "transfer": "reason"}.get(action)
+            return self.page_case(request, case_id, status=422, errors=missing)
         done = self.api.call("POST", f"/api/v1/cases/{case_id}{ACTIONS[action]}", token=session.token, body=body,
                              client=self._client(request))
         if done.ok:
@@ -384,22 +403,19 @@ class Console(AssessmentPages, AuditPages):
                                                                                                session, lang))
         if done.status == 422:
             fields_ = done.error.get("fields") or {}
-            named = {f"{action}.{name}": text(lang, "error.invalid", detail="; ".join(v))
-                     for name, v in fields_.items() if name in body}
+            named = {f"{action}.{names[name]}": text(lang, "error.invalid", detail="; ".join(v))
+                     for name, v in fields_.items() if name in names}
             if not named:
                 problems = "; ".join("; ".join(v) for v in fields_.values()) or done.error.get("message", "")
-                named = {f"{action}.{field or 'note'}": text(lang, "error.invalid", detail=problems)}
-            return self.page_case(request, case_id, status=422, errors=self._form_names(named))
+                first = next(iter(names.values()))
+                named = {f"{action}.{first}": text(lang, "error.invalid", detail=problems)}
+            return self.page_case(request, case_id, status=422, errors=named)
         return self._error(request, done.status if done.status in (403, 404) else 503)
-
-    @staticmethod
-    def _form_names(errors: dict) -> dict:
-        """Error keys as the case page names its fields (the supervisor's note is its own field)."""
-        return {("supervise.supervise_note" if key == "supervise.note" else key): v for key, v in errors.items()}
 
     def _conflict_words(self, error: dict, case_id: str, session, lang: str) -> str:
         code = error.get("code")
-        if code in ("not_holder", "already_accepted", "conflict", "pressure_only_rises"):
+        if code in ("not_holder", "already_accepted", "conflict", "pressure_only_rises", "top_tier", "already_joint",
+                    "no_reply_owed", "no_unit"):
             return text(lang, f"conflict.{code}")
         if code == "not_applicable":
             view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token)
@@ -431,6 +447,20 @@ class Console(AssessmentPages, AuditPages):
             return web.render(request, "track.html", status=404, csrf=web.form_token(request), form=form,
                               error="track.not_found")
         return web.render(request, "tracked.html", case=found.body)
+
+
+def reply_owed(history: list[dict]) -> dict | None:
+    """The written reply a 督办 or 挂牌督办 asks of the holder (its level and due time), as the case's
+    history shows it: the latest such supervision with no reply noted after it. The API decides in
+    the end (a reply nobody owes is its 409 `no_reply_owed`, explained in words)."""
+    owed = None
+    for step in history:
+        what = step.get("what") or {}
+        if step["type"] == "case.supervised" and what.get("level") in ("supervise", "listed") and what.get("reply_due"):
+            owed = {"level": what["level"], "due": what["reply_due"]}
+        elif step["type"] == "case.progress_noted" and what.get("reply_to"):
+            owed = None
+    return owed
 
 
 def main_app(settings) -> Console:

@@ -79,6 +79,7 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
     total = conn.execute(select(func.count()).select_from(cases_table).where(*filters)).scalar_one()
     zone = zone_of(policy)
     warning = calendar_check(conn, principal.county, policy)
+    days = WorkCalendar.from_policy(policy.doc) if policy is not None else None
     return {
         "county": principal.county, "unit": unit, "as_of": local_iso(now, zone), "timezone": zone, "total": total,
         "warnings": [warning] if warning else [],
@@ -90,5 +91,8 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
             "overdue": bool((r["resolution_due"] and r["resolution_due"] < stamp)
                             or (r["response_due"] and r["response_due"] < stamp)),
             "pressure": r["pressure"], "reply_due": local_iso(r["reply_due"], zone),
+            # on the county's calendar in force (holidays, 调休): what a cadre plans a week by
+            "resolution_working_days_left": days.working_days_left(now, parse_instant(r["resolution_due"]))
+            if days is not None and r["resolution_due"] else None,
         } for r in rows],
     }
