@@ -62,6 +62,7 @@ URLS = Map([
     Rule("/console/worklist", endpoint="worklist"),
     Rule("/console/cases/<case_id>", endpoint="case"),
     Rule("/console/board", endpoint="board"),
+    Rule("/console/agenda", endpoint="agenda"),
     Rule("/console/cases/<case_id>/<any(accept, note, resolve, supervise, transfer, escalate, joint, return, reply):action>",
          endpoint="act",
          methods=["POST"]),
@@ -330,6 +331,25 @@ class Console(AssessmentPages, AuditPages):
         ordered = sorted(groups.items(), key=lambda g: (-sum(r["state"] == "overdue" for r in g[1]), g[0]))
         return web.render(request, "board.html", session=session, groups=ordered, returned=returned, counts=counts,
                           units=catalogue["units"], levels=LEVELS)
+
+    def page_agenda(self, request):
+        """The agenda of each monthly dispatch meeting of the county (庐阳区's 一线办 on the 25th): the
+        open cases routing put before the meeting's tier, with the meeting's day as routing dates it."""
+        session, answer = self._require(request, "case.supervise")
+        if answer is not None:
+            return answer
+        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
+                               client=self._client(request))
+        if not listed.ok:
+            return self._error(request, listed.status if listed.status in (403, 404) else 503)
+        catalogue = self.catalogue(session.account.county)
+        townships = {t["code"]: t["name"] for t in catalogue["townships"]}
+        units = {u["code"]: u["name"] for u in catalogue["units"]}
+        meetings = [{**m, "cases": [{**c, "township_name": townships.get(c["township"], c["township"] or "—"),
+                                     "unit_name": units.get(c["unit"], c["unit"])}
+                                    for c in listed.body["cases"] if c.get("tier") == m["tier"]]}
+                    for m in listed.body.get("dispatch_meetings", [])]
+        return web.render(request, "agenda.html", session=session, meetings=meetings, county=catalogue["name"])
 
     def page_case(self, request, case_id, status: int = 200, errors=None, conflict: str | None = None):
         session, answer = self._require(request, "case.read")

@@ -161,6 +161,16 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     "board.rule": ("临近期限：待接单的诉求在接单期限前 4 小时内，办理中的诉求在办结期限前 24 小时内。",
                    "At risk: within 4 hours of the acceptance deadline (not yet accepted), or within 24 hours "
                    "of the resolution deadline."),
+    "nav.agenda": ("调度会议程", "Dispatch meeting"),
+    "agenda.title": ("月度调度会议程", "Monthly dispatch meeting agenda"),
+    "agenda.none": ("{county}没有月度调度会。", "{county} holds no monthly dispatch meeting."),
+    "agenda.meeting": ("{county}{name} · {day}", "{county}, {name}: {day}"),
+    "agenda.rule": ("每月 {d} 日召开，遇节假日顺延至下一个工作日；到达此级的诉求提交最近一次调度会统筹解决，办结期限从会议日起算。",
+                    "Held on day {d} of each month (the next working day when that is a day off); cases reaching this tier go "
+                    "before the next meeting, and their resolution time counts from the meeting."),
+    "agenda.count": ("共 {n} 件待议。", "{n} cases on the agenda."),
+    "agenda.empty": ("目前没有待议的诉求。", "No case awaits the meeting."),
+    "agenda.print": ("打印议程", "Print the agenda"),
     "level.chase": ("催办", "chase"), "level.supervise": ("督办（须书面答复）", "supervise (written reply owed)"),
     "level.listed": ("挂牌督办（须书面答复）", "listed supervision (written reply owed)"),
     "case.supervise_title": ("催办 → 督办 → 挂牌督办", "Chase → supervise → listed supervision"),

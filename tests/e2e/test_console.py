@@ -252,20 +252,30 @@ def test_supervisor_board_chase_supervise_list_and_redispatch(stack, tmp_path):
     html = _wait_for(supervisor, "/console/board", "挂牌督办")
     assert "挂牌督办" in html                                   # the board shows the pressure applied
 
+    # the holding cadre sees the written reply owed and sends it from the case page
+    cadre = Browser(stack.base)
+    cadre.login("cadre-heping", _account(stack, "cadre-heping", "--role", "cadre", "--cadre", "hp-c001",
+                                         county="heping"), "cadre-heping-pw-1")
+    _, html, _ = cadre.open(path, keep="case-reply-owed")
+    assert "此诉求处于挂牌督办，须在" in html and 'action="' + path + '/reply"' in html, html
+    status, html, url = cadre.open(path + "/reply", {"csrf": Browser.csrf(html), "note": "已设置警示牌，明日抢修",
+                                                     "reply_to": "listed"})
+    assert status == 200 and url.endswith("?done=reply") and "书面答复已记录" in html, html
+    assert "此诉求处于挂牌督办，须在" not in html
+
     # a cadre returns a case as not theirs; the supervisor re-dispatches it to the township centre
     code, returned = stack.request("POST", "/api/v1/cases", {
         "county": "heping", "channel": "hotline", "category": "202", "summary": "东村路灯不亮",
         "location": {"township": "hp-town", "village": "hp-town.east"},
         "reporter": {"name": "钱七", "phone": fresh_phone()}}, token=stack.issue("operator", "heping"))
     assert code == 201
-    village = stack.issue("cadre", "heping", unit="hp-town.east-station", cadre="hp-c001")
-    for _ in range(60):
-        code, answer = stack.request("POST", f"/api/v1/cases/{returned['case_id']}/return",
-                                     {"reason": "路灯归镇里管"}, token=village)
-        if code != 409 and code != 404:
-            break
-        time.sleep(0.5)
-    assert code == 200, answer
+    html = _wait_for(cadre, f"/console/cases/{returned['case_id']}", "/return\"")    # once routed to the station
+    status, html, _ = cadre.open(f"/console/cases/{returned['case_id']}/return", {"csrf": Browser.csrf(html),
+                                                                                  "reason": " "})
+    assert status == 422 and ">退回理由</a>：必填" in html                     # named in words, nothing sent
+    status, html, url = cadre.open(f"/console/cases/{returned['case_id']}/return", {"csrf": Browser.csrf(html),
+                                                                                    "reason": "路灯归镇里管"})
+    assert status == 200 and url.endswith("?done=return"), html
     html = _wait_for(supervisor, "/console/board", returned["tracking_no"])
     assert "退回待重新派单" in html and returned["tracking_no"] in html
     supervisor.pages["board-returned"] = html
@@ -278,4 +288,4 @@ def test_supervisor_board_chase_supervise_list_and_redispatch(stack, tmp_path):
     assert status == 200 and url.endswith("?done=transfer"), html
     assert "和平镇便民服务中心" in _wait_for(supervisor, path, "和平镇便民服务中心")
 
-    _keep_screenshots(_screenshots(stack, supervisor.pages, tmp_path))
+    _keep_screenshots(_screenshots(stack, {**supervisor.pages, **cadre.pages}, tmp_path))

@@ -18,6 +18,7 @@ PAGES = {
     "/console/report": {"operator", "cadre", "other_cadre"},
     "/console/worklist": {"operator", "cadre", "other_cadre", "supervisor"},
     "/console/board": {"supervisor"},
+    "/console/agenda": {"supervisor"},
     # the assessment office's pages follow assessment.read (a cadre's cards are their own: the API's rule)
     "/console/assessment": {"cadre", "other_cadre", "supervisor", "auditor"},
     "/console/assessment?kind=township": {"cadre", "other_cadre", "supervisor", "auditor"},

@@ -68,3 +68,15 @@ def test_working_days_left_count_down_the_deadline_over_national_day(calendar):
     assert calendar.working_days_left(utc(2026, 10, 10, 2, 0), due) == 2
     assert calendar.working_days_left(utc(2026, 10, 13, 15, 59), due) == 0
     assert calendar.working_days_left(due, due) is None
+
+
+def test_luyangs_next_dispatch_meeting_is_the_25th_or_the_next_working_day():
+    """Seed 004: "区'一线办'每月25日通过召开调度会，予以统筹解决". 25 Oct 2026 is a Sunday, so that
+    meeting is held Monday 26 Oct; on the meeting day itself the next one is November's."""
+    from minqing.county import CountyPolicy
+    from services.routing.worklist import dispatch_meetings
+    policy = CountyPolicy(read_policy_file(LONGJIANG.parent / "luyang.yaml"), 1)
+    assert dispatch_meetings(policy, utc(2026, 10, 20, 2, 0)) == [
+        {"tier": "dispatch", "name": "区一线办统筹办结（每月25日调度会）", "day_of_month": 25, "next": "2026-10-26"}]
+    assert dispatch_meetings(policy, utc(2026, 10, 26, 2, 0))[0]["next"] == "2026-11-25"
+    assert dispatch_meetings(CountyPolicy(read_policy_file(LONGJIANG), 1), utc(2026, 10, 20, 2, 0)) == []

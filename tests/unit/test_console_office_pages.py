@@ -211,3 +211,29 @@ def test_an_auditor_reads_the_case_timeline_with_every_read_merged_in(engine):
     assert "张&lt;b&gt;三（干部）查阅了详情" in html and "lj-c002" in html
     cadre = _client(engine, "cadre", api, unit="u1", cadre="lj-c002").get("/console/cases/c-1").get_data(as_text=True)
     assert "查阅了详情" not in cadre and ("GET", "/api/v1/access-log") not in [c[:2] for c in api.calls[-3:]]
+
+
+def test_the_dispatch_meeting_agenda_lists_the_open_cases_at_the_meetings_tier(engine):
+    """Seed 004: 区"一线办"每月25日通过召开调度会…予以统筹解决 — the day comes from routing's worklist."""
+    catalogue = {"county": "luyang", "name": "庐阳区", "categories": [],
+                 "townships": [{"code": "xinglin", "name": "杏林街道", "villages": []}],
+                 "units": [{"code": "yxb", "name": "区一线办", "tier": "dispatch"}]}
+    rows = [{"case_id": "c-9", "tracking_no": "LY-20261201-0009", "summary": "老旧小区改造<b>", "status": "assigned",
+             "tier": "dispatch", "township": "xinglin", "unit": "yxb", "overdue": False, "pressure": None,
+             "response_due": None, "resolution_due": "2026-12-30T00:00:00+08:00"},
+            {"case_id": "c-8", "tracking_no": "LY-20261201-0008", "summary": "路灯", "status": "accepted",
+             "tier": "community", "township": "xinglin", "unit": "u", "overdue": False, "pressure": None,
+             "response_due": None, "resolution_due": "2026-12-05T00:00:00+08:00"}]
+    meetings = [{"tier": "dispatch", "name": "区一线办统筹办结（每月25日调度会）", "day_of_month": 25, "next": "2026-12-25"}]
+    api = FakeApi({("GET", "/api/v1/worklist"): Answer(200, {"total": 2, "cases": rows, "dispatch_meetings": meetings}),
+                   ("GET", "/api/v1/counties/longjiang"): Answer(200, catalogue)})
+    html = _client(engine, "supervisor", api).get("/console/agenda").get_data(as_text=True)
+    assert "庐阳区区一线办统筹办结（每月25日调度会） · 2026-12-25" in html and "共 1 件待议" in html
+    assert "LY-20261201-0009" in html and "LY-20261201-0008" not in html and "老旧小区改造&lt;b&gt;" in html
+    assert "杏林街道" in html and "区一线办" in html
+    api.answers[("GET", "/api/v1/worklist")] = Answer(200, {"total": 0, "cases": [], "dispatch_meetings": []})
+    api.answers[("GET", "/api/v1/counties/longjiang")] = Answer(200, {**catalogue, "name": "龙江县"})
+    client = Client(Console(engine, api, ManualClock()))
+    client.set_cookie(web.SESSION_COOKIE, sessions.open_session(engine, accounts.login(
+        engine, "u-supervisor", "second-password", ManualClock()), ManualClock()))
+    assert "龙江县没有月度调度会" in client.get("/console/agenda").get_data(as_text=True)
