@@ -77,20 +77,25 @@ def _account(stack, username: str, *args: str, county: str = "longjiang") -> str
 
 
 def _screenshots(stack, pages: dict[str, str], out: Path) -> list[Path]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    """Each page the flow received, rendered by one headless Chromium (tests/e2e/cdp.py) with the
+    stack's own stylesheet, at phone and desktop sizes."""
+    from tests.e2e.cdp import Chromium
+    try:
+        browser = Chromium()
+    except FileNotFoundError:
         pytest.skip("chromium is not installed (make test installs it)")
     shots = []
-    for name, html in pages.items():
-        page = out / f"{name}.html"
-        page.write_text(html.replace("<head>", f'<head><base href="{stack.base}/">', 1))
-        for size, (width, height) in SIZES.items():
-            png = out / f"console-{name}-{size}.png"
-            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                            f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()],
-                           capture_output=True, timeout=120)
-            assert png.exists() and png.stat().st_size > 2000, f"no screenshot of {name} at {size}"
-            shots.append(png)
+    try:
+        for name, html in pages.items():
+            page = out / f"{name}.html"
+            page.write_text(html.replace("<head>", f'<head><base href="{stack.base}/">', 1))
+            browser.open(page.as_uri())
+            for size in SIZES:
+                png = browser.screenshot(out / f"console-{name}-{size}.png", size)
+                assert png.stat().st_size > 2000, f"no screenshot of {name} at {size}"
+                shots.append(png)
+    finally:
+        browser.close()
     return shots
 
 
@@ -255,7 +260,7 @@ def test_supervisor_board_chase_supervise_list_and_redispatch(stack, tmp_path):
     # the holding cadre sees the written reply owed and sends it from the case page
     cadre = Browser(stack.base)
     cadre.login("cadre-heping", _account(stack, "cadre-heping", "--role", "cadre", "--cadre", "hp-c001",
-                                         county="heping"), "cadre-heping-pw-1")
+                                         county="heping"), "village-station-pw-1")
     _, html, _ = cadre.open(path, keep="case-reply-owed")
     assert "此诉求处于挂牌督办，须在" in html and 'action="' + path + '/reply"' in html, html
     status, html, url = cadre.open(path + "/reply", {"csrf": Browser.csrf(html), "note": "已设置警示牌，明日抢修",
