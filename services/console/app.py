@@ -24,6 +24,7 @@ from minqing.clock import SYSTEM_CLOCK, Clock, parse_instant
 from minqing.personal_data import mask_name, mask_phone
 from services.console import accounts, sessions, web
 from services.console.api import Api
+from services.console.admin_pages import AdminPages
 from services.console.assessment_pages import AssessmentPages
 from services.console.audit_pages import AuditPages
 from services.console.messages import text
@@ -47,7 +48,7 @@ FORMS = {"accept": ({"note": "accept_note"}, ()), "note": ({"note": "note"}, ("n
          "joint": ({"co_units": "co_units", "reason": "joint_reason"}, ()),
          "reply": ({"note": "reply_note", "reply_to": "reply_note"}, ("note",))}
 HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board",
-        "auditor": "/console/audit"}
+        "auditor": "/console/audit", "admin": "/console/admin/accounts"}
 LEVELS = ("chase", "supervise", "listed")        # 催办 → 督办 → 挂牌督办 (services/routing/timers.py)
 # The board's "at risk": not overdue yet, but the deadline that counts now (acceptance while assigned,
 # else resolution) falls within this many hours — 龙江县's warn_before_hours (response 4, resolution 24).
@@ -73,12 +74,13 @@ URLS = Map([
     Rule("/console/assessment/explain", endpoint="explain"),
     Rule("/console/audit", endpoint="audit", methods=["GET", "POST"]),
     Rule("/console/audit/access", endpoint="access_log"),
+    Rule("/console/admin/accounts", endpoint="accounts", methods=["GET", "POST"]),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
-class Console(AssessmentPages, AuditPages):
+class Console(AssessmentPages, AuditPages, AdminPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}

@@ -28,6 +28,7 @@ PAGES = {
     # the auditor's
     "/console/audit": {"auditor"},
     "/console/audit/access": {"auditor"},
+    "/console/admin/accounts": set(),         # the admin's (no admin in this matrix: tests/unit/test_console_admin_pages.py)
 }
 # pages where the API's object rule answers a role the page is offered to: 404, as for what does not exist
 NOT_FOUND = {("/console/assessment/explain?kind=cadre&subject=lj-c002&figure=received", "other_cadre")}
