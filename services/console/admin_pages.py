@@ -1,5 +1,6 @@
-"""The admin's pages (issue #14 §7), first part: the county's console accounts — list, add, disable,
-enable, reset — as `minqing account` does (services/console/commands.py), for the admin's own county.
+"""The admin's pages (issue #14 §7): the county's console accounts — list, add, disable, enable,
+reset — as `minqing account` does (services/console/commands.py), for the admin's own county; and the
+county's webhook subscriptions (notify's API) with their removal.
 
 Accounts are the console's own table, so this is the console's own rule: the admin role manages the
 accounts of the admin's county; nobody else sees this page. A cadre account needs the cadre's id
@@ -74,6 +75,27 @@ class AdminPages:
                           rows=rows, errors=errors, shown=shown, form=form if errors else {}, roles=ADMIN_ROLES,
                           units=townships, done=request.args.get("done") if request.args.get("done") in (
                               "disable", "enable") else None)
+
+    def page_subscriptions(self, request):
+        """The county's webhook subscriptions as notify's API lists them (delivery position, failures,
+        last error), and their removal — with the admin's token, so the API's rules apply."""
+        session, answer = self._admin(request)
+        if answer is not None:
+            return answer
+        if request.method == "POST":
+            sub_id = request.form.get("id", "")
+            if not sub_id.replace("-", "").isalnum():
+                return self._error(request, 404)
+            gone = self.api.call("DELETE", f"/api/v1/subscriptions/{sub_id}", token=session.token,
+                                 client=self._client(request))
+            if gone.status != 204:
+                return self._error(request, gone.status if gone.status in (403, 404) else 503)
+            return redirect("/console/admin/subscriptions?done=1", 303)
+        listed = self.api.call("GET", "/api/v1/subscriptions", token=session.token, client=self._client(request))
+        if not listed.ok:
+            return self._error(request, listed.status if listed.status in (403, 404) else 503)
+        return web.render(request, "subscriptions.html", session=session, subs=listed.body["subscriptions"],
+                          done=bool(request.args.get("done")))
 
     def _account_county(self, username: str) -> str | None:
         with read_transaction(self.engine) as conn:

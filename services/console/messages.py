@@ -326,6 +326,15 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     "access.show_log": ("此诉求的全部查阅记录", "Every read of this case"),
     # the admin (services/console/admin_pages.py)
     "admin.accounts": ("账号管理", "Accounts"),
+    "subs.title": ("事件订阅", "Subscriptions"),
+    "subs.intro": ("向外部系统推送本县事件的 Webhook 订阅。新订阅由对接系统通过接口登记（密钥只在登记时返回一次）。",
+                   "Webhooks pushing the county's events to other systems. Integrators register them over the API "
+                   "(the secret is returned once, at registration)."),
+    "subs.empty": ("没有订阅。", "No subscription."),
+    "subs.url": ("地址", "URL"), "subs.types": ("事件类型", "Event types"), "subs.status": ("状态", "Status"),
+    "subs.delivered": ("已送达", "Delivered"), "subs.failures": ("连续失败", "Failures"),
+    "subs.position": ("已送到账本第几条", "Ledger position reached"), "subs.last_error": ("最近错误", "Last error"),
+    "subs.remove": ("删除", "Remove"), "subs.done": ("订阅已删除，不再推送。", "Subscription removed; nothing more is sent."),
     "admin.add": ("新建账号", "Add an account"),
     "admin.add_hint": ("干部账号须核对本县干部名册，请用命令 minqing account add 名称 --role cadre --cadre 干部编号。",
                        "Cadre accounts are checked against the county's roster: use `minqing account add NAME --role cadre --cadre ID`."),

@@ -12,6 +12,7 @@ ROLES = {   # name: CLI arguments of `minqing account add`
     "other_cadre": ("--role", "cadre", "--cadre", "lj-c006"),
     "supervisor": ("--role", "supervisor"),
     "auditor": ("--role", "auditor"),
+    "admin": ("--role", "admin"),
 }
 # page → who gets it (200); everyone else logged in gets 403, anonymous visitors the login page
 PAGES = {
@@ -28,7 +29,8 @@ PAGES = {
     # the auditor's
     "/console/audit": {"auditor"},
     "/console/audit/access": {"auditor"},
-    "/console/admin/accounts": set(),         # the admin's (no admin in this matrix: tests/unit/test_console_admin_pages.py)
+    "/console/admin/accounts": {"admin"},
+    "/console/admin/subscriptions": {"admin"},
 }
 # pages where the API's object rule answers a role the page is offered to: 404, as for what does not exist
 NOT_FOUND = {("/console/assessment/explain?kind=cadre&subject=lj-c002&figure=received", "other_cadre")}

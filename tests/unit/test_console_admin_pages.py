@@ -84,3 +84,24 @@ def test_only_an_admin_of_the_county_manages_its_accounts(engine):
     assert admin.post("/console/admin/accounts", data={"csrf": csrf, "what": "reset",
                                                        "username": "far-op"}).status_code == 404
     assert admin.post("/console/admin/accounts", data={"what": "disable", "username": "u-operator"}).status_code == 403
+
+
+def test_the_admin_sees_and_removes_webhook_subscriptions_through_the_api(engine):
+    admin, csrf, _ = _client(engine, "admin3", "admin")
+    calls = []
+    sub = {"id": "s-1", "county": "longjiang", "url": "https://x.example/<hook>", "types": ["case.*"],
+           "description": None, "status": "active", "position": 7, "delivered": 7, "failures": 2,
+           "next_attempt_at": "", "last_error": "HTTP 500", "created_at": ""}
+
+    def call(method, path, **kwargs):
+        calls.append((method, path))
+        if path == "/api/v1/subscriptions":
+            return Answer(200, {"subscriptions": [sub]})
+        return Answer(204, {}) if method == "DELETE" else Answer(200, CATALOGUE)
+    admin.application.api.call = call
+    html = admin.get("/console/admin/subscriptions").get_data(as_text=True)
+    assert "https://x.example/&lt;hook&gt;" in html and "HTTP 500" in html and "连续失败：2" in html
+    done = admin.post("/console/admin/subscriptions", data={"csrf": csrf, "id": "s-1"})
+    assert done.status_code == 303 and ("DELETE", "/api/v1/subscriptions/s-1") in calls
+    operator, _, _ = _client(engine, "op9", "operator")
+    assert operator.get("/console/admin/subscriptions").status_code == 403
