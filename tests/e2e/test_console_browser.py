@@ -57,6 +57,7 @@ class Person:
         self.b.fill("#f-password", new_password)
         self.b.fill("#f-repeat", new_password)
         self.b.click("main button[type=submit]")
+        assert "/console/password" not in self.b.url, self.b.text("main")
 
     def logout(self) -> None:
         self.b.click('form[action="/console/logout"] button')
@@ -100,8 +101,9 @@ def test_the_loop_clicked_through_in_chromium(stack, browser, tmp_path):
 
     # the cadre finds it on the worklist, opens it, accepts and resolves it
     me.login("cadre-browser", _account(stack, "cadre-browser", "--role", "cadre", "--cadre", "lj-c002"),
-             "cadre-browser-pw-1")
+             "village-cadre-pw-2")
     me.until("/console/worklist", tracking_no)
+    assert tracking_no in b.text("main"), "the case did not reach the cadre's worklist"
     me.shoot("worklist")
     href = b.js(f"[...document.querySelectorAll('a')].find(a => a.innerText.includes('{tracking_no}'))"
                 ".getAttribute('href')")
