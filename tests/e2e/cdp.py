@@ -128,11 +128,15 @@ class Chromium:
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=scale,
                   mobile=mobile)
 
-    def screenshot(self, path: Path, size: str) -> Path:
-        """The page at `size` (phone or desktop), as a person would see its first screen."""
+    def screenshot(self, path: Path, size: str, longest: int = 2400) -> Path:
+        """The whole page at `size` (phone or desktop) — its width, and its full height up to `longest`
+        pixels — so a review sees what lies below the first screen too."""
         self.size(size)
         self.js("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        data = self.send("Page.captureScreenshot", format="png")["data"]
+        width, _, scale, _ = SIZES[size]
+        height = min(longest, max(SIZES[size][1], int(self.js("document.documentElement.scrollHeight"))))
+        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": width, "height": height, "scale": scale})["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 
