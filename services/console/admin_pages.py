@@ -1,6 +1,7 @@
 """The admin's pages (issue #14 §7): the county's console accounts — list, add, disable, enable,
-reset — as `minqing account` does (services/console/commands.py), for the admin's own county; and the
-county's webhook subscriptions (notify's API) with their removal.
+reset — as `minqing account` does (services/console/commands.py), for the admin's own county; the
+county's machine tokens (list, issue, revoke, as `minqing token` does); and the county's webhook
+subscriptions (notify's API) with their removal.
 
 Accounts are the console's own table, so this is the console's own rule: the admin role manages the
 accounts of the admin's county; nobody else sees this page. A cadre account needs the cadre's id
@@ -14,11 +15,13 @@ import secrets
 from sqlalchemy import select
 from werkzeug.utils import redirect
 
+from minqing import access
 from minqing.clock import parse_instant
 from minqing.db import read_transaction
 from services.console import accounts, sessions, web
 
 ADMIN_ROLES = ("operator", "supervisor", "auditor", "admin")     # cadres: the CLI (roster check)
+TOKEN_ROLES = ("integrator", "operator", "supervisor", "auditor")   # machines: integrations, call-centre systems
 
 
 class AdminPages:
@@ -96,6 +99,51 @@ class AdminPages:
             return self._error(request, listed.status if listed.status in (403, 404) else 503)
         return web.render(request, "subscriptions.html", session=session, subs=listed.body["subscriptions"],
                           done=bool(request.args.get("done")))
+
+    def page_tokens(self, request):
+        """Machine tokens of the county (the kernel's access tokens, as `minqing token list|issue|revoke`):
+        console sessions are left out (they are people's, ended by logging out or disabling the account).
+        A new token is shown once; cadre tokens stay with the CLI (the roster check)."""
+        session, answer = self._admin(request)
+        if answer is not None:
+            return answer
+        county, errors, shown, form = session.account.county, {}, None, request.form
+        catalogue = self.catalogue(county)
+        if request.method == "POST":
+            if form.get("what") == "revoke":
+                token_id = form.get("token_id", "")
+                if not any(t["token_id"] == token_id for t in self._tokens(county)) or \
+                        not access.revoke_token(self.engine, token_id, self.clock):
+                    return self._error(request, 404)
+                return redirect("/console/admin/tokens?done=revoke", 303)
+            role, unit, label = form.get("role", ""), form.get("unit") or None, (form.get("label") or "").strip()
+            days = form.get("days", "").strip()
+            if role not in TOKEN_ROLES:
+                errors["role"] = "form.choose" if role else "form.required"
+            if unit and unit not in {u["code"] for u in catalogue["units"]}:
+                errors["unit"] = "form.choose"
+            if not label:
+                errors["label"] = "form.required"
+            if not days.isdigit() or not 1 <= int(days) <= 3650:
+                errors["days"] = "admin.days_range"
+            if not errors:
+                token_id, token = access.issue_token(self.engine, role, county, unit=unit, label=label[:200],
+                                                     days=int(days), clock=self.clock)
+                shown = {"token_id": token_id, "token": token}
+        return web.render(request, "tokens.html", status=422 if errors else (201 if shown else 200), session=session,
+                          tokens=self._tokens(county), errors=errors, shown=shown, form=form if errors else {},
+                          roles=TOKEN_ROLES, units=catalogue["units"], now=self.clock.now(),
+                          done=request.args.get("done") == "revoke")
+
+    def _tokens(self, county: str) -> list[dict]:
+        with read_transaction(self.engine) as conn:
+            people = set(conn.execute(select(sessions.sessions_table.c.token_id)).scalars())
+            rows = [t for t in access.list_tokens(conn, county) if t["token_id"] not in people]
+        now = self.clock.now()
+        for t in rows:
+            t["state"] = ("revoked" if t["revoked_at"] else
+                          "expired" if parse_instant(t["expires_at"]) <= now else "active")
+        return rows
 
     def _account_county(self, username: str) -> str | None:
         with read_transaction(self.engine) as conn:

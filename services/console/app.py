@@ -76,6 +76,7 @@ URLS = Map([
     Rule("/console/audit/access", endpoint="access_log"),
     Rule("/console/admin/accounts", endpoint="accounts", methods=["GET", "POST"]),
     Rule("/console/admin/subscriptions", endpoint="subscriptions", methods=["GET", "POST"]),
+    Rule("/console/admin/tokens", endpoint="tokens", methods=["GET", "POST"]),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])

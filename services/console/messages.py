@@ -327,6 +327,19 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     # the admin (services/console/admin_pages.py)
     "admin.accounts": ("账号管理", "Accounts"),
     "subs.title": ("事件订阅", "Subscriptions"),
+    "tokens.title": ("接口令牌", "API tokens"),
+    "tokens.intro": ("供其他系统调用接口的令牌（人员登录控制台的会话不在此列）。干部令牌须核对名册，请用 minqing token issue。",
+                     "Tokens for other systems calling the API (people's console sessions are not listed). Cadre tokens "
+                     "are checked against the roster: use `minqing token issue`."),
+    "tokens.issue": ("签发令牌", "Issue a token"), "tokens.issue_submit": ("签发", "Issue"),
+    "field.label": ("用途说明", "What it is for"), "field.days": ("有效天数", "Valid for (days)"),
+    "admin.days_range": ("请填写 1 到 3650 之间的整数。", "a whole number from 1 to 3650"),
+    "tokens.shown": ("令牌 {id}（只显示这一次，请立即配置到对接系统中）：", "Token {id} (shown this once; configure it now):"),
+    "tokens.id": ("编号", "Id"), "tokens.expires": ("到期", "Expires"), "tokens.state": ("状态", "State"),
+    "tokens.state.active": ("有效", "active"), "tokens.state.expired": ("已过期", "expired"),
+    "tokens.state.revoked": ("已吊销", "revoked"),
+    "tokens.revoke": ("吊销", "Revoke"), "tokens.done": ("令牌已吊销，立即失效。", "Token revoked; it no longer works."),
+    "tokens.empty": ("没有接口令牌。", "No API token."),
     "subs.intro": ("向外部系统推送本县事件的 Webhook 订阅。新订阅由对接系统通过接口登记（密钥只在登记时返回一次）。",
                    "Webhooks pushing the county's events to other systems. Integrators register them over the API "
                    "(the secret is returned once, at registration)."),

@@ -31,6 +31,7 @@ PAGES = {
     "/console/audit/access": {"auditor"},
     "/console/admin/accounts": {"admin"},
     "/console/admin/subscriptions": {"admin"},
+    "/console/admin/tokens": {"admin"},
 }
 # pages where the API's object rule answers a role the page is offered to: 404, as for what does not exist
 NOT_FOUND = {("/console/assessment/explain?kind=cadre&subject=lj-c002&figure=received", "other_cadre")}

@@ -105,3 +105,28 @@ def test_the_admin_sees_and_removes_webhook_subscriptions_through_the_api(engine
     assert done.status_code == 303 and ("DELETE", "/api/v1/subscriptions/s-1") in calls
     operator, _, _ = _client(engine, "op9", "operator")
     assert operator.get("/console/admin/subscriptions").status_code == 403
+
+
+def test_the_admin_issues_lists_and_revokes_machine_tokens_but_not_peoples_sessions(engine):
+    admin, csrf, session_token = _client(engine, "admin4", "admin")
+    bad = admin.post("/console/admin/tokens", data={"csrf": csrf, "what": "issue", "role": "cadre", "label": "",
+                                                    "days": "0"})
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and '<a href="#f-role">角色</a>：请从列表中选择' in html
+    assert '<a href="#f-label">用途说明</a>：必填' in html and '<a href="#f-days">有效天数</a>' in html
+    issued = admin.post("/console/admin/tokens", data={"csrf": csrf, "what": "issue", "role": "integrator",
+                                                       "label": "12345 热线平台<对接>", "days": "30"})
+    html = issued.get_data(as_text=True)
+    assert issued.status_code == 201 and "12345 热线平台&lt;对接&gt;" in html
+    token = re.search(r'<code class="hash">(mq_[^<]+)</code>', html).group(1)
+    token_id = token[3:15]
+    from minqing.db import read_transaction
+    with read_transaction(engine) as conn:
+        assert access.authenticate(conn, f"Bearer {token}", ManualClock()).role == "integrator"
+    people = session_token.split(".")[0].removeprefix("mq_")
+    listing = admin.get("/console/admin/tokens").get_data(as_text=True)
+    assert token_id in listing and people not in listing and token not in listing     # shown once; sessions apart
+    done = admin.post("/console/admin/tokens", data={"csrf": csrf, "what": "revoke", "token_id": token_id})
+    assert done.status_code == 303 and "已吊销" in admin.get("/console/admin/tokens").get_data(as_text=True)
+    assert admin.post("/console/admin/tokens", data={"csrf": csrf, "what": "revoke",
+                                                     "token_id": people}).status_code == 404
