@@ -76,6 +76,7 @@ class AdminPages:
         rows = self._accounts(county)
         return web.render(request, "accounts.html", status=422 if errors else (201 if shown else 200), session=session,
                           rows=rows, errors=errors, shown=shown, form=form if errors else {}, roles=ADMIN_ROLES,
+                          unit_names={u["code"]: u["name"] for u in catalogue["units"]},
                           units=townships, done=request.args.get("done") if request.args.get("done") in (
                               "disable", "enable") else None)
 
@@ -133,6 +134,7 @@ class AdminPages:
         return web.render(request, "tokens.html", status=422 if errors else (201 if shown else 200), session=session,
                           tokens=self._tokens(county), errors=errors, shown=shown, form=form if errors else {},
                           roles=TOKEN_ROLES, units=catalogue["units"], now=self.clock.now(),
+                          unit_names={u["code"]: u["name"] for u in catalogue["units"]},
                           done=request.args.get("done") == "revoke")
 
     def _tokens(self, county: str) -> list[dict]:
