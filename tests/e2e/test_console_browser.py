@@ -19,8 +19,29 @@ import time
 
 import pytest
 
-from tests.e2e.test_console import PAGE_BUDGET, _account, _keep_screenshots
+from tests.e2e.test_console import PAGE_BUDGET, _keep_screenshots
 from tests.support import fresh_phone
+
+
+PASSWORD = "temporary-pw-2026"
+
+
+@pytest.fixture(scope="module")
+def accounts(stack):
+    """The three people's accounts, made in the stack's database as `minqing account add` makes them
+    (services.console.accounts.add) but in this process: three CLI processes cost ~15 s each on a
+    loaded machine. The CLI itself is exercised by tests/e2e/test_console.py."""
+    from minqing.db import make_engine
+    from services.console import accounts as console_accounts
+    url = stack.env["MINQING_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = make_engine(url)
+    try:
+        for username, role, unit, cadre in (("op-browser", "operator", None, None),
+                                            ("cadre-browser", "cadre", "heigang.kaoshan-station", "lj-c002"),
+                                            ("aud-browser", "auditor", None, None)):
+            console_accounts.add(engine, username, PASSWORD, role, "longjiang", unit=unit, cadre=cadre)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +93,7 @@ class Person:
             time.sleep(0.5)
 
 
-def test_the_loop_clicked_through_in_chromium(stack, browser, tmp_path):
+def test_the_loop_clicked_through_in_chromium(stack, accounts, browser, tmp_path):
     import urllib.request
     shots: list = []
     me = Person(browser, stack.base, shots, tmp_path)
@@ -80,7 +101,7 @@ def test_the_loop_clicked_through_in_chromium(stack, browser, tmp_path):
     b = browser
 
     # the operator types a call in
-    me.login("op-browser", _account(stack, "op-browser", "--role", "operator"), "operator-browser-pw")
+    me.login("op-browser", PASSWORD, "operator-browser-pw")
     assert "/console/report" in b.url
     b.fill("#f-channel", "hotline")
     b.fill("#f-category", "202 道路及水毁修复")
@@ -100,8 +121,7 @@ def test_the_loop_clicked_through_in_chromium(stack, browser, tmp_path):
     me.logout()
 
     # the cadre finds it on the worklist, opens it, accepts and resolves it
-    me.login("cadre-browser", _account(stack, "cadre-browser", "--role", "cadre", "--cadre", "lj-c002"),
-             "village-cadre-pw-2")
+    me.login("cadre-browser", PASSWORD, "village-cadre-pw-2")
     me.until("/console/worklist", tracking_no)
     assert tracking_no in b.text("main"), "the case did not reach the cadre's worklist"
     me.shoot("worklist")
@@ -128,7 +148,7 @@ def test_the_loop_clicked_through_in_chromium(stack, browser, tmp_path):
     me.shoot("tracked")
 
     # the auditor verifies the ledger, drills from a figure to its case and reads who read it
-    me.login("aud-browser", _account(stack, "aud-browser", "--role", "auditor"), "auditor-browser-pw")
+    me.login("aud-browser", PASSWORD, "auditor-browser-pw")
     b.click('form[action="/console/audit"] button')
     assert "核验通过" in b.text("#verdict")
     me.shoot("audit")
