@@ -54,6 +54,19 @@ class WorkCalendar:
                 counted += 1
         return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=zone)
 
+    def working_days_left(self, now: datetime, due: datetime) -> int | None:
+        """Whole working days left before `due`, today not counted: the inverse of add_working_days,
+        so a case registered today with "5 个工作日内办结" has 5 left, on its last day 0; None once due."""
+        if due <= now:
+            return None
+        zone = ZoneInfo(self.timezone)
+        day, last = now.astimezone(zone).date(), (due - timedelta(microseconds=1)).astimezone(zone).date()
+        left = 0
+        while day < last:
+            day += timedelta(days=1)
+            left += self.is_working_day(day)
+        return left
+
     def uncovered_years(self, start: datetime, end: datetime) -> list[int]:
         """Years between `start` and `end` whose holidays the calendar does not list: there, only
         weekends are days off, until a policy version with that year's calendar is published."""

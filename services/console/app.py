@@ -24,6 +24,9 @@ from minqing.clock import SYSTEM_CLOCK, Clock, parse_instant
 from minqing.personal_data import mask_name, mask_phone
 from services.console import accounts, sessions, web
 from services.console.api import Api
+from services.console.admin_pages import AdminPages
+from services.console.assessment_pages import AssessmentPages
+from services.console.audit_pages import AuditPages
 from services.console.messages import text
 
 log = logging.getLogger("minqing.console")
@@ -31,8 +34,21 @@ STATIC = web.HERE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 OPERATOR_CHANNELS = ("hotline", "leader_phone", "service_hall", "field_visit", "market_post", "suggestion_box")
 ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve",      # console action → API path
-           "supervise": "/supervise", "transfer": "/transfer"}
-HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board"}
+           "supervise": "/supervise", "transfer": "/transfer", "escalate": "/escalate", "joint": "/joint",
+           "return": "/return", "reply": "/notes"}
+# console action → the access.POLICY action the API checks (a written reply is a note with reply_to)
+POLICY_ACTION = {"reply": "case.note"}
+# console action → (API body field → the form's field name, as the case page names it; required ones)
+FORMS = {"accept": ({"note": "accept_note"}, ()), "note": ({"note": "note"}, ("note",)),
+         "resolve": ({"resolution": "resolution"}, ("resolution",)),
+         "supervise": ({"level": "level", "note": "supervise_note"}, ("level", "note")),
+         "transfer": ({"to_unit": "to_unit", "reason": "reason"}, ("to_unit", "reason")),
+         "escalate": ({"reason": "escalate_reason"}, ("reason",)),
+         "return": ({"reason": "return_reason"}, ("reason",)),
+         "joint": ({"co_units": "co_units", "reason": "joint_reason"}, ()),
+         "reply": ({"note": "reply_note", "reply_to": "reply_note"}, ("note",))}
+HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board",
+        "auditor": "/console/audit", "admin": "/console/admin/accounts"}
 LEVELS = ("chase", "supervise", "listed")        # 催办 → 督办 → 挂牌督办 (services/routing/timers.py)
 # The board's "at risk": not overdue yet, but the deadline that counts now (acceptance while assigned,
 # else resolution) falls within this many hours — 龙江县's warn_before_hours (response 4, resolution 24).
@@ -47,15 +63,26 @@ URLS = Map([
     Rule("/console/worklist", endpoint="worklist"),
     Rule("/console/cases/<case_id>", endpoint="case"),
     Rule("/console/board", endpoint="board"),
-    Rule("/console/cases/<case_id>/<any(accept, note, resolve, supervise, transfer):action>", endpoint="act",
+    Rule("/console/agenda", endpoint="agenda"),
+    Rule("/console/cases/<case_id>/<any(accept, note, resolve, supervise, transfer, escalate, joint, return, reply):action>",
+         endpoint="act",
          methods=["POST"]),
     Rule("/console/track", endpoint="track", methods=["GET", "POST"]),
+    Rule("/console/assessment", endpoint="assessment"),
+    Rule("/console/assessment.csv", endpoint="assessment_csv"),
+    Rule("/console/assessment/rankings", endpoint="rankings"),
+    Rule("/console/assessment/explain", endpoint="explain"),
+    Rule("/console/audit", endpoint="audit", methods=["GET", "POST"]),
+    Rule("/console/audit/access", endpoint="access_log"),
+    Rule("/console/admin/accounts", endpoint="accounts", methods=["GET", "POST"]),
+    Rule("/console/admin/subscriptions", endpoint="subscriptions", methods=["GET", "POST"]),
+    Rule("/console/admin/tokens", endpoint="tokens", methods=["GET", "POST"]),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
-class Console:
+class Console(AssessmentPages, AuditPages, AdminPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}
@@ -309,6 +336,25 @@ class Console:
         return web.render(request, "board.html", session=session, groups=ordered, returned=returned, counts=counts,
                           units=catalogue["units"], levels=LEVELS)
 
+    def page_agenda(self, request):
+        """The agenda of each monthly dispatch meeting of the county (庐阳区's 一线办 on the 25th): the
+        open cases routing put before the meeting's tier, with the meeting's day as routing dates it."""
+        session, answer = self._require(request, "case.supervise")
+        if answer is not None:
+            return answer
+        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
+                               client=self._client(request))
+        if not listed.ok:
+            return self._error(request, listed.status if listed.status in (403, 404) else 503)
+        catalogue = self.catalogue(session.account.county)
+        townships = {t["code"]: t["name"] for t in catalogue["townships"]}
+        units = {u["code"]: u["name"] for u in catalogue["units"]}
+        meetings = [{**m, "cases": [{**c, "township_name": townships.get(c["township"], c["township"] or "—"),
+                                     "unit_name": units.get(c["unit"], c["unit"])}
+                                    for c in listed.body["cases"] if c.get("tier") == m["tier"]]}
+                    for m in listed.body.get("dispatch_meetings", [])]
+        return web.render(request, "agenda.html", session=session, meetings=meetings, county=catalogue["name"])
+
     def page_case(self, request, case_id, status: int = 200, errors=None, conflict: str | None = None):
         session, answer = self._require(request, "case.read")
         if answer is not None:
@@ -322,6 +368,9 @@ class Console:
         explained = routing.body if routing.ok else {"decisions": [], "current": None}
         words = {d["position"]: d for d in explained["decisions"]}
         timeline = [{**entry, "words": (words.get(entry["position"]) or {}).get("words")} for entry in view.body["history"]]
+        reads = self.case_reads(session, request, case_id)       # an auditor's view: every read merged in
+        if reads:
+            timeline = sorted(timeline + [{"at": r["at"], "read": r} for r in reads], key=lambda e: parse_instant(e["at"]))
         assignment = view.body.get("assignment") or {}
         holds = session.account.role == "cadre" and assignment.get("unit") == session.account.unit
         supervisor = session.account.role == "supervisor" and view.body.get("status") in ("assigned", "accepted",
@@ -330,17 +379,18 @@ class Console:
             catalogue = self.catalogue(session.account.county)
         except RuntimeError:            # the page still reads without names (codes shown instead)
             catalogue = {"categories": [], "units": []}
-        units = catalogue["units"] if supervisor else []
+        units = catalogue["units"] if supervisor or holds else []
         category = next((f"{c['code']} {c['name']}" for c in catalogue["categories"]
                          if c["code"] == view.body.get("category")), view.body.get("category"))
         return web.render(request, "case.html", status=status, session=session, case=view.body, timeline=timeline,
                           routing=explained, holds=holds, errors=errors or {}, conflict=conflict,
                           supervisor=supervisor, units=units, levels=LEVELS, form=request.form, category=category,
+                          reads=bool(reads), reply=reply_owed(view.body["history"]),
                           done=request.args.get("done") if request.args.get("done") in ACTIONS else None,
                           left=web.time_left(assignment.get("resolution_due"), self.clock.now(), lang))
 
     def page_act(self, request, case_id, action):
-        session, answer = self._require(request, f"case.{action}")
+        session, answer = self._require(request, POLICY_ACTION.get(action, f"case.{action}"))
         if answer is not None:
             return answer
         form, lang = request.form, web.language(request)
@@ -352,16 +402,22 @@ class Console:
             body = {"resolution": form.get("resolution", ""), "on_site": form.get("on_site") == "1"}
         elif action == "supervise":
             body = {"level": form.get("level", ""), "note": form.get("note", "")}
+        elif action in ("escalate", "return"):
+            body = {"reason": form.get("reason", "")}
+        elif action == "joint":          # no unit ticked: the category's co-departments (the API's default)
+            body = {k: v for k, v in (("co_units", form.getlist("co_units")), ("reason", form.get("reason", "").strip()))
+                    if v}
+        elif action == "reply":
+            body = {"note": form.get("note", ""), **({"reply_to": form["reply_to"]} if form.get("reply_to") else {})}
         else:
             body = {"to_unit": form.get("to_unit", ""), "reason": form.get("reason", "")}
-        required = {"note": ("note",), "resolve": ("resolution",), "supervise": ("level", "note"),
-                    "transfer": ("to_unit", "reason")}.get(action, ())
-        missing = {f"{action}.{name}": "form.required" for name in required if not str(body[name]).strip()}
+        names, required = FORMS[action]
+        missing = {f"{action}.{names[name]}": "form.required" for name in required
+                   if not str(body.get(name) or "").strip()}
         if action == "supervise" and body["level"] and body["level"] not in LEVELS:
             missing["supervise.level"] = "form.choose"
         if missing:
-            return self.page_case(request, case_id, status=422, errors=self._form_names(missing))
-        field = {"note": "note", "resolve": "resolution", "supervise": "note", "transfer": "reason"}.get(action)
+            return self.page_case(request, case_id, status=422, errors=missing)
         done = self.api.call("POST", f"/api/v1/cases/{case_id}{ACTIONS[action]}", token=session.token, body=body,
                              client=self._client(request))
         if done.ok:
@@ -371,22 +427,19 @@ class Console:
                                                                                                session, lang))
         if done.status == 422:
             fields_ = done.error.get("fields") or {}
-            named = {f"{action}.{name}": text(lang, "error.invalid", detail="; ".join(v))
-                     for name, v in fields_.items() if name in body}
+            named = {f"{action}.{names[name]}": text(lang, "error.invalid", detail="; ".join(v))
+                     for name, v in fields_.items() if name in names}
             if not named:
                 problems = "; ".join("; ".join(v) for v in fields_.values()) or done.error.get("message", "")
-                named = {f"{action}.{field or 'note'}": text(lang, "error.invalid", detail=problems)}
-            return self.page_case(request, case_id, status=422, errors=self._form_names(named))
+                first = next(iter(names.values()))
+                named = {f"{action}.{first}": text(lang, "error.invalid", detail=problems)}
+            return self.page_case(request, case_id, status=422, errors=named)
         return self._error(request, done.status if done.status in (403, 404) else 503)
-
-    @staticmethod
-    def _form_names(errors: dict) -> dict:
-        """Error keys as the case page names its fields (the supervisor's note is its own field)."""
-        return {("supervise.supervise_note" if key == "supervise.note" else key): v for key, v in errors.items()}
 
     def _conflict_words(self, error: dict, case_id: str, session, lang: str) -> str:
         code = error.get("code")
-        if code in ("not_holder", "already_accepted", "conflict", "pressure_only_rises"):
+        if code in ("not_holder", "already_accepted", "conflict", "pressure_only_rises", "top_tier", "already_joint",
+                    "no_reply_owed", "no_unit"):
             return text(lang, f"conflict.{code}")
         if code == "not_applicable":
             view = self.api.call("GET", f"/api/v1/cases/{case_id}", token=session.token)
@@ -418,6 +471,20 @@ class Console:
             return web.render(request, "track.html", status=404, csrf=web.form_token(request), form=form,
                               error="track.not_found")
         return web.render(request, "tracked.html", case=found.body)
+
+
+def reply_owed(history: list[dict]) -> dict | None:
+    """The written reply a 督办 or 挂牌督办 asks of the holder (its level and due time), as the case's
+    history shows it: the latest such supervision with no reply noted after it. The API decides in
+    the end (a reply nobody owes is its 409 `no_reply_owed`, explained in words)."""
+    owed = None
+    for step in history:
+        what = step.get("what") or {}
+        if step["type"] == "case.supervised" and what.get("level") in ("supervise", "listed") and what.get("reply_due"):
+            owed = {"level": what["level"], "due": what["reply_due"]}
+        elif step["type"] == "case.progress_noted" and what.get("reply_to"):
+            owed = None
+    return owed
 
 
 def main_app(settings) -> Console:

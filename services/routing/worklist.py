@@ -54,6 +54,19 @@ def calendar_health(conn: Connection, policy_in_force) -> dict:
     return {"status": "warn", "counties": warnings}
 
 
+def dispatch_meetings(policy, now: datetime) -> list[dict]:
+    """The next monthly dispatch meeting of each tier that holds one (seed 004: 区"一线办"每月25日通过
+    召开调度会…予以统筹解决): its day — the tier's `dispatch_day`, or the next working day when that is a
+    day off — as routing dates the cases it puts before it (assignment.next_dispatch_meeting)."""
+    from services.routing.assignment import next_dispatch_meeting
+    if policy is None:
+        return []
+    calendar = WorkCalendar.from_policy(policy.doc)
+    return [{"tier": t["code"], "name": t["name"], "day_of_month": t["dispatch_day"],
+             "next": next_dispatch_meeting(calendar, now, t["dispatch_day"]).isoformat()}
+            for t in policy.tiers if t.get("dispatch_day")]
+
+
 def worklist(conn: Connection, principal: access.Principal, policy, query: dict, now: datetime) -> dict:
     filters = [c.county == principal.county, c.is_open.is_(True)]
     unit = query["unit"]
@@ -79,9 +92,10 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
     total = conn.execute(select(func.count()).select_from(cases_table).where(*filters)).scalar_one()
     zone = zone_of(policy)
     warning = calendar_check(conn, principal.county, policy)
+    days = WorkCalendar.from_policy(policy.doc) if policy is not None else None
     return {
         "county": principal.county, "unit": unit, "as_of": local_iso(now, zone), "timezone": zone, "total": total,
-        "warnings": [warning] if warning else [],
+        "warnings": [warning] if warning else [], "dispatch_meetings": dispatch_meetings(policy, now),
         "cases": [{
             "case_id": r["case_id"], "tracking_no": r["tracking_no"], "category": r["category"],
             "status": r["status"], "tier": r["tier"], "township": r["township"], "unit": r["unit"], "cadre": r["cadre"],
@@ -90,5 +104,8 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
             "overdue": bool((r["resolution_due"] and r["resolution_due"] < stamp)
                             or (r["response_due"] and r["response_due"] < stamp)),
             "pressure": r["pressure"], "reply_due": local_iso(r["reply_due"], zone),
+            # on the county's calendar in force (holidays, 调休): what a cadre plans a week by
+            "resolution_working_days_left": days.working_days_left(now, parse_instant(r["resolution_due"]))
+            if days is not None and r["resolution_due"] else None,
         } for r in rows],
     }

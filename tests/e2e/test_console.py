@@ -77,20 +77,25 @@ def _account(stack, username: str, *args: str, county: str = "longjiang") -> str
 
 
 def _screenshots(stack, pages: dict[str, str], out: Path) -> list[Path]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    """Each page the flow received, rendered by one headless Chromium (tests/e2e/cdp.py) with the
+    stack's own stylesheet, at phone and desktop sizes."""
+    from tests.e2e.cdp import Chromium
+    try:
+        browser = Chromium()
+    except FileNotFoundError:
         pytest.skip("chromium is not installed (make test installs it)")
     shots = []
-    for name, html in pages.items():
-        page = out / f"{name}.html"
-        page.write_text(html.replace("<head>", f'<head><base href="{stack.base}/">', 1))
-        for size, (width, height) in SIZES.items():
-            png = out / f"console-{name}-{size}.png"
-            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                            f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()],
-                           capture_output=True, timeout=120)
-            assert png.exists() and png.stat().st_size > 2000, f"no screenshot of {name} at {size}"
-            shots.append(png)
+    try:
+        for name, html in pages.items():
+            page = out / f"{name}.html"
+            page.write_text(html.replace("<head>", f'<head><base href="{stack.base}/">', 1))
+            browser.open(page.as_uri())
+            for size in SIZES:
+                png = browser.screenshot(out / f"console-{name}-{size}.png", size)
+                assert png.stat().st_size > 2000, f"no screenshot of {name} at {size}"
+                shots.append(png)
+    finally:
+        browser.close()
     return shots
 
 
@@ -157,10 +162,38 @@ def test_operator_cadre_and_resident_loop(stack, tmp_path):
     code, log = stack.request("GET", f"/api/v1/access-log?case_id={case_id}", token=stack.issue("auditor"))
     assert code == 200 and any(r["actor"] == "cadre:lj-c002" and r["action"] == "case.read" for r in log["reads"])
 
+    # the assessment office drills from a figure to its cases; the auditor verifies the ledger and
+    # reads the case's timeline, where the cadre's read stands by name
+    auditor = Browser(stack.base)
+    html = auditor.login("aud-console", _account(stack, "aud-console", "--role", "auditor"), "auditor-new-pw-1")
+    assert "账本核验" in html and 'id="head-position"' in html          # an auditor's home is the ledger
+    status, html, _ = auditor.open("/console/audit", {"csrf": Browser.csrf(html), "what": "verify"}, keep="audit")
+    assert status == 200 and "核验通过" in html, html
+    position = re.search(r'id="head-position">(\d+)<', html).group(1)
+    head_hash = re.search(r'id="head-hash">([0-9a-f]{64})<', html).group(1)
+    status, html, _ = auditor.open("/console/audit", {"csrf": Browser.csrf(html), "what": "expect",
+                                                      "expect_head": f"{position}:{head_hash}"})
+    assert status == 200 and "的哈希与已公布的一致" in html
+    html = _wait_for(auditor, "/console/assessment?kind=cadre", "subject=lj-c002&amp;figure=resolved")
+    assert "驻村干部乙" in html and '<svg class="chart"' in html and "驻村干部乙</text>" in html
+    auditor.pages["assessment"] = html
+    received = re.search(r'href="(/console/assessment/explain\?kind=cadre&amp;subject=lj-c002&amp;figure=received'
+                         r'&amp;period=[0-9-]+)"', html).group(1).replace("&amp;", "&")
+    _, html, _ = auditor.open(received, keep="explain")
+    assert "驻村干部乙 · 受理" in html and f'href="/console/cases/{case_id}"' in html, html
+    _, html, _ = auditor.open("/console/assessment/rankings", keep="rankings")
+    assert "村级干部排名" in html
+    _, csv_text, _ = auditor.open("/console/assessment.csv?kind=township")
+    assert csv_text.lstrip("\ufeff").startswith("period,rules_version,kind,subject,name") and "黑岗乡" in csv_text
+    _, html, _ = auditor.open(f"/console/cases/{case_id}", keep="case-audit")
+    assert "驻村干部乙（干部）查阅了详情" in html and "cadre-console" in html, html
+    _, html, _ = auditor.open(f"/console/audit/access?case_id={case_id}", keep="access-log")
+    assert "驻村干部乙" in html and "aud-console" in html
+
     # page weight: every page with its stylesheet and script stays within the budget
     css = len(urllib.request.urlopen(stack.base + "/static/console.css").read())
     js = len(urllib.request.urlopen(stack.base + "/static/console.js").read())
-    pages = {**operator.pages, **cadre.pages, **resident.pages}
+    pages = {**operator.pages, **cadre.pages, **resident.pages, **auditor.pages}
     for name, html in pages.items():
         assert len(html.encode()) + css + js <= PAGE_BUDGET, f"{name} weighs more than {PAGE_BUDGET} bytes"
 
@@ -224,20 +257,30 @@ def test_supervisor_board_chase_supervise_list_and_redispatch(stack, tmp_path):
     html = _wait_for(supervisor, "/console/board", "挂牌督办")
     assert "挂牌督办" in html                                   # the board shows the pressure applied
 
+    # the holding cadre sees the written reply owed and sends it from the case page
+    cadre = Browser(stack.base)
+    cadre.login("cadre-heping", _account(stack, "cadre-heping", "--role", "cadre", "--cadre", "hp-c001",
+                                         county="heping"), "village-station-pw-1")
+    _, html, _ = cadre.open(path, keep="case-reply-owed")
+    assert "此诉求处于挂牌督办，须在" in html and 'action="' + path + '/reply"' in html, html
+    status, html, url = cadre.open(path + "/reply", {"csrf": Browser.csrf(html), "note": "已设置警示牌，明日抢修",
+                                                     "reply_to": "listed"})
+    assert status == 200 and url.endswith("?done=reply") and "书面答复已记录" in html, html
+    assert "此诉求处于挂牌督办，须在" not in html
+
     # a cadre returns a case as not theirs; the supervisor re-dispatches it to the township centre
     code, returned = stack.request("POST", "/api/v1/cases", {
         "county": "heping", "channel": "hotline", "category": "202", "summary": "东村路灯不亮",
         "location": {"township": "hp-town", "village": "hp-town.east"},
         "reporter": {"name": "钱七", "phone": fresh_phone()}}, token=stack.issue("operator", "heping"))
     assert code == 201
-    village = stack.issue("cadre", "heping", unit="hp-town.east-station", cadre="hp-c001")
-    for _ in range(60):
-        code, answer = stack.request("POST", f"/api/v1/cases/{returned['case_id']}/return",
-                                     {"reason": "路灯归镇里管"}, token=village)
-        if code != 409 and code != 404:
-            break
-        time.sleep(0.5)
-    assert code == 200, answer
+    html = _wait_for(cadre, f"/console/cases/{returned['case_id']}", "/return\"")    # once routed to the station
+    status, html, _ = cadre.open(f"/console/cases/{returned['case_id']}/return", {"csrf": Browser.csrf(html),
+                                                                                  "reason": " "})
+    assert status == 422 and ">退回理由</a>：必填" in html                     # named in words, nothing sent
+    status, html, url = cadre.open(f"/console/cases/{returned['case_id']}/return", {"csrf": Browser.csrf(html),
+                                                                                    "reason": "路灯归镇里管"})
+    assert status == 200 and url.endswith("?done=return"), html
     html = _wait_for(supervisor, "/console/board", returned["tracking_no"])
     assert "退回待重新派单" in html and returned["tracking_no"] in html
     supervisor.pages["board-returned"] = html
@@ -250,4 +293,4 @@ def test_supervisor_board_chase_supervise_list_and_redispatch(stack, tmp_path):
     assert status == 200 and url.endswith("?done=transfer"), html
     assert "和平镇便民服务中心" in _wait_for(supervisor, path, "和平镇便民服务中心")
 
-    _keep_screenshots(_screenshots(stack, supervisor.pages, tmp_path))
+    _keep_screenshots(_screenshots(stack, {**supervisor.pages, **cadre.pages}, tmp_path))

@@ -56,3 +56,27 @@ def test_a_day_cannot_be_both_holiday_and_workday():
     with pytest.raises(PolicyError) as info:
         validate_policy(policy)
     assert "calendar.workdays" in info.value.errors
+
+
+def test_working_days_left_count_down_the_deadline_over_national_day(calendar):
+    """The worklist's "N working days left" is the inverse of the deadline: registered Wed 30 Sep with 5
+    working days, 5 are left that day; over the holiday (Oct 1–7) still 5; on Sat 10 Oct (调休上班) 2
+    (Mon 12, Tue 13); on the last day, Tue 13, 0; at its end none (due)."""
+    due = calendar.deadline(utc(2026, 9, 30, 2, 0), 5, "working")
+    assert calendar.working_days_left(utc(2026, 9, 30, 2, 0), due) == 5
+    assert calendar.working_days_left(utc(2026, 10, 4, 2, 0), due) == 5
+    assert calendar.working_days_left(utc(2026, 10, 10, 2, 0), due) == 2
+    assert calendar.working_days_left(utc(2026, 10, 13, 15, 59), due) == 0
+    assert calendar.working_days_left(due, due) is None
+
+
+def test_luyangs_next_dispatch_meeting_is_the_25th_or_the_next_working_day():
+    """Seed 004: "区'一线办'每月25日通过召开调度会，予以统筹解决". 25 Oct 2026 is a Sunday, so that
+    meeting is held Monday 26 Oct; on the meeting day itself the next one is November's."""
+    from minqing.county import CountyPolicy
+    from services.routing.worklist import dispatch_meetings
+    policy = CountyPolicy(read_policy_file(LONGJIANG.parent / "luyang.yaml"), 1)
+    assert dispatch_meetings(policy, utc(2026, 10, 20, 2, 0)) == [
+        {"tier": "dispatch", "name": "区一线办统筹办结（每月25日调度会）", "day_of_month": 25, "next": "2026-10-26"}]
+    assert dispatch_meetings(policy, utc(2026, 10, 26, 2, 0))[0]["next"] == "2026-11-25"
+    assert dispatch_meetings(CountyPolicy(read_policy_file(LONGJIANG), 1), utc(2026, 10, 20, 2, 0)) == []
