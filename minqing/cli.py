@@ -17,7 +17,7 @@
   minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
   minqing access log               who read which case's details
   minqing calendar build YEAR      a year's holidays and make-up days (调休) as a calendar file
-  minqing db init                  create every table (services also do this when they start)
+  minqing db upgrade               create or upgrade every table (migrations); `db current` shows the version
   minqing db backup --out FILE     SQLite online backup, or pg_dump (custom format) on PostgreSQL
   minqing db restore FILE          replace the database's content with a backup (processes stopped)
   minqing clock show|advance|set   the demo clock (demo/training deployments: MINQING_CLOCK=demo)
@@ -48,20 +48,11 @@ def _fail(message: str, code: int = 1) -> int:
 def _engine_and_ledger(settings):
     from minqing.db import make_engine
     from minqing.ledger import Ledger
-    from minqing.service_kit import create_tables
+    from minqing.schema import require_current
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
-    create_tables(engine)
+    require_current(engine)          # a database older than this code: refuse, naming `minqing db upgrade`
     return engine, Ledger(engine)
-
-
-def all_metadata():
-    from services.assessment.tables import metadata_obj as assessment
-    from services.intake.tables import metadata_obj as intake
-    from services.notify.tables import metadata_obj as notify
-    from services.routing.tables import metadata_obj as routing
-    from minqing.vault import metadata_obj as vault
-    return [intake, routing, notify, assessment, vault]
 
 
 # ---- county ---------------------------------------------------------------------------------------
@@ -148,7 +139,6 @@ def cmd_resident(args, settings) -> int:
     from minqing.clock import SYSTEM_CLOCK, isoformat
     from minqing.db import read_transaction, write_transaction
     engine, ledger = _engine_and_ledger(settings)
-    vault_mod.metadata_obj.create_all(engine)
     vault = vault_mod.Vault(vault_mod.master_keys(settings))
     subject = args.subject
     if args.case:
@@ -183,12 +173,8 @@ def cmd_channel(args, settings) -> int:
     from minqing.clock import SYSTEM_CLOCK
     from minqing.db import write_transaction
     from services.intake import wechat
-    from services.intake.tables import metadata_obj as intake_tables
     from services.notify import inbound
-    from services.notify.tables import metadata_obj as notify_tables
     engine, ledger = _engine_and_ledger(settings)
-    intake_tables.create_all(engine)
-    notify_tables.create_all(engine)
     if _published_policy(ledger, args.county) is None:
         return _fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
     vault = vault_mod.Vault(vault_mod.master_keys(settings))
@@ -204,11 +190,7 @@ def cmd_channel(args, settings) -> int:
 
 def _notify_parts(settings):
     from minqing import vault as vault_mod
-    from services.notify.tables import metadata_obj as notify_tables
-    from minqing.vault import metadata_obj as vault_tables
     engine, ledger = _engine_and_ledger(settings)
-    notify_tables.create_all(engine)
-    vault_tables.create_all(engine)
     vault = vault_mod.Vault(vault_mod.master_keys(settings))
     return engine, ledger, vault
 
@@ -318,14 +300,12 @@ def cmd_report(args, settings) -> int:
     from minqing.progress import Progress, ReadProgress
     from services.assessment import report, scorecards
     from services.assessment.projection import AssessmentFacts
-    from services.assessment.tables import metadata_obj as assessment_tables
     report.quiet_chart_libraries()
     try:
         scorecards.months_of(args.period)
     except scorecards.PeriodError as exc:
         return _fail(f"--period: {exc}")
     engine, ledger = _engine_and_ledger(settings)
-    assessment_tables.create_all(engine)
     if _published_policy(ledger, args.county) is None:
         return _fail(f"--county: no policy is published for {args.county!r}")
     progress = Progress("report")
@@ -457,8 +437,6 @@ PROJECTIONS = {**REBUILDABLE, "notify.rules": "services.notify.rules:Notificatio
 def _projection(name: str, ledger):
     import importlib
     module, _, cls = PROJECTIONS[name].partition(":")
-    for md in all_metadata():
-        md.create_all(ledger.engine)
     return getattr(importlib.import_module(module), cls)(ledger, {})
 
 
@@ -517,14 +495,6 @@ def cmd_calendar(args, settings) -> int:
     Path(args.out).write_text(text, encoding="utf-8")
     print(f"calendar of {args.year} written to {args.out}: include it in the counties' policies "
           f"(calendar.include) and publish them (minqing county load)", file=sys.stderr)
-    return 0
-
-
-def cmd_db_init(args, settings) -> int:
-    engine, _ = _engine_and_ledger(settings)
-    for md in all_metadata():
-        md.create_all(engine)
-    print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
     return 0
 
 
@@ -637,8 +607,9 @@ def cmd_vault(args, settings) -> int:
     print(f"{settings.vault_key_file}: a new primary key; {len(keys) - 1} older key(s) kept to decrypt")
     if args.reencrypt:
         from minqing.db import make_engine
+        from minqing.schema import require_current
         engine = make_engine(settings.database_url)
-        vault_mod.metadata_obj.create_all(engine)
+        require_current(engine)
         with engine.begin() as conn:
             count = vault_mod.Vault(keys).reencrypt(conn)
         print(f"re-encrypted {count} resident key(s) under the new primary key")
@@ -888,7 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calendar)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
-    db.add_parser("init").set_defaults(func=cmd_db_init)
+    from minqing.schema_cli import add_parsers as add_schema_parsers     # `db upgrade|current|init`
+    add_schema_parsers(db)
     p = db.add_parser("backup", help="back up the database (SQLite online backup; pg_dump on PostgreSQL)")
     p.add_argument("--out", required=True, help="the backup file to write (never overwritten)")
     p.add_argument("--print", dest="print_only", action="store_true",

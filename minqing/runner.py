@@ -329,7 +329,8 @@ def publish_files(settings: Settings, ledger) -> bool:
 # ---- the run ----------------------------------------------------------------------------------------
 
 def run_stack(settings: Settings) -> int:
-    from minqing.cli import _engine_and_ledger, all_metadata
+    from minqing.cli import _engine_and_ledger
+    from minqing.schema_run import upgrade_own_database
     from minqing.logs import setup_logging
 
     setup_logging(settings.log_level, "run")
@@ -388,9 +389,9 @@ def run_stack(settings: Settings) -> int:
             env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
         write_atomically(broker_file, settings.effective_amqp_uri() + "\n", mode=0o600)
 
+        if not upgrade_own_database(settings):      # the embedded default upgrades its own database
+            return 1
         engine, ledger = _engine_and_ledger(settings)
-        for md in all_metadata():
-            md.create_all(engine)
         if not publish_files(settings, ledger):
             return 1
         supervisor = Supervisor(env, log_dir, watchdog)
@@ -486,8 +487,6 @@ def demo_accounts(engine, settings: Settings, county: str = "longjiang") -> dict
     is missing, disabled or no longer takes its password is made (or reset) again. Demo accounts skip
     the first-login password change: they are for trying the console, on the embedded default only."""
     from services.console import accounts, sessions
-    for md in (accounts.metadata_obj, sessions.metadata_obj):
-        md.create_all(engine)
     path = settings.run_dir / "demo-accounts.json"
     try:
         kept = json.loads(path.read_text())
