@@ -170,7 +170,9 @@ def serve(settings: Settings, ledger: Ledger, stop: threading.Event) -> None:
     """Serve until `stop` is set. The port is bound with SO_REUSEADDR, so it can share the port with the
     placeholder socket `minqing run` holds to keep the port out of the kernel's ephemeral range
     (minqing.ports)."""
-    server = make_server(settings.listen_address, settings.http_port, Gateway(settings, ledger), threaded=True)
+    from minqing.httpmetrics import RouteMetrics, gateway_route_of
+    app = RouteMetrics(Gateway(settings, ledger), "gateway", gateway_route_of(), serve_metrics=True)
+    server = make_server(settings.listen_address, settings.http_port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     log.info("gateway listening on %s port %d", settings.listen_address, settings.http_port)
