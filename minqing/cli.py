@@ -619,6 +619,9 @@ def cmd_vault(args, settings) -> int:
 
 def cmd_run(args, settings) -> int:
     from minqing.runner import run_stack
+    from minqing.schema_run import upgrade_own_database
+    if not upgrade_own_database(settings):     # the embedded default upgrades its own database, and says so
+        return 1
     if _start_demo_clock(settings):      # a demo deployment's clock is anchored before any process reads it
         return 1
     return run_stack(settings)

@@ -330,7 +330,6 @@ def publish_files(settings: Settings, ledger) -> bool:
 
 def run_stack(settings: Settings) -> int:
     from minqing.cli import _engine_and_ledger
-    from minqing.schema_run import upgrade_own_database
     from minqing.logs import setup_logging
 
     setup_logging(settings.log_level, "run")
@@ -389,9 +388,7 @@ def run_stack(settings: Settings) -> int:
             env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
         write_atomically(broker_file, settings.effective_amqp_uri() + "\n", mode=0o600)
 
-        if not upgrade_own_database(settings):      # the embedded default upgrades its own database
-            return 1
-        engine, ledger = _engine_and_ledger(settings)
+        engine, ledger = _engine_and_ledger(settings)     # upgraded by cmd_run (minqing.schema_run)
         if not publish_files(settings, ledger):
             return 1
         supervisor = Supervisor(env, log_dir, watchdog)

@@ -22,6 +22,7 @@ checks that the migrations and the models describe the same tables.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,10 @@ from sqlalchemy import Connection, Engine, MetaData, inspect, text
 
 from minqing.db import is_postgres, write_transaction
 
+# Alembic's INFO lines (each plugin, "Context impl", every revision run) on every check and upgrade:
+# minqing.schema says what happened in one line of its own instead.
+for _name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
 UPGRADE_COMMAND = "minqing db upgrade"

@@ -9,6 +9,7 @@ from minqing.db import make_engine
 
 
 def upgrade_own_database(settings) -> bool:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         before, top = schema.upgrade(engine)
