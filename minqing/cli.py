@@ -565,6 +565,8 @@ def cmd_config(args, settings) -> int:
     try:
         from services.notify import settings as notify_settings
         notify_settings.load()
+    except config_mod.ConfigError as exc:       # every bad notify variable, each on its line
+        problems.extend(exc.problems)
     except SystemExit as exc:
         problems.append(str(exc.code).removeprefix("configuration error:").strip())
     if problems:
