@@ -1,6 +1,7 @@
 """What the public HTTP path costs (issue #15 item 1, "choose, measure, document"): the same read —
-GET /api/v1/counties/longjiang, public, answered by intake from its table — sent by N keep-alive
-clients for a fixed time (a wrk-like closed loop)
+a desk opening a case, GET /api/v1/cases/{id} with an operator's token (the token checked and the
+read recorded in the access log: a write per read), not rate-limited — sent by N keep-alive clients
+for a fixed time (a wrk-like closed loop)
 
   a. straight to intake's own server (nameko's eventlet WSGI server), and
   b. through the gateway (`minqing gateway`: werkzeug's threaded server, one HTTP hop to intake),
@@ -23,10 +24,12 @@ from pathlib import Path
 
 from bench.intake_load import ROOT, _start_stack, percentile
 
-PATH = "/api/v1/counties/longjiang"
+REPORT = {"county": "longjiang", "channel": "hotline", "category": "202", "summary": "村口路灯坏了，晚上看不见路",
+          "location": {"township": "黑岗乡", "village": "靠山村", "hamlet": "靠山村11屯"},
+          "reporter": {"name": "测试", "phone": "13700000000"}}
 
 
-def closed_loop(port: int, clients: int, seconds: float) -> dict:
+def closed_loop(port: int, clients: int, seconds: float, path: str, headers: dict) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     lock = threading.Lock()
@@ -38,7 +41,7 @@ def closed_loop(port: int, clients: int, seconds: float) -> dict:
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             try:
-                conn.request("GET", PATH)
+                conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 code = resp.status
@@ -90,12 +93,19 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
         env.update(MINQING_RUN_DIR=str(run_dir), MINQING_DATABASE_URL=f"sqlite:///{run_dir / 'ledger.db'}",
                    MINQING_AMQP_URI=mq.uri, MINQING_HTTP_PORT=str(port), MINQING_LOG_LEVEL="WARNING")
-        proc, _ = _start_stack(run_dir, env)
-        out = {"path": PATH, "seconds": args.seconds, "cpus": os.cpu_count(),
+        proc, tokens = _start_stack(run_dir, env)
+        headers = {"Authorization": f"Bearer {tokens['operator']}"}
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/api/v1/cases", body=json.dumps(REPORT).encode(),
+                     headers={**headers, "Content-Type": "application/json"})
+        case_id = json.loads(conn.getresponse().read())["case_id"]
+        conn.close()
+        path = f"/api/v1/cases/{case_id}"
+        out = {"path": "/api/v1/cases/{case_id}", "seconds": args.seconds, "cpus": os.cpu_count(),
                "load_average_at_start": os.getloadavg()[0], "direct_to_intake": [], "through_gateway": []}
         for clients in (int(c) for c in args.clients.split(",")):
-            out["direct_to_intake"].append(closed_loop(port + 1, clients, args.seconds))
-            out["through_gateway"].append(closed_loop(port, clients, args.seconds))
+            out["direct_to_intake"].append(closed_loop(port + 1, clients, args.seconds, path, headers))
+            out["through_gateway"].append(closed_loop(port, clients, args.seconds, path, headers))
         out["load_average_at_end"] = os.getloadavg()[0]
         text = json.dumps(out, indent=2)
         print(text)
