@@ -14,10 +14,10 @@ def fail(message: str, code: int = 1) -> int:
 def engine_and_ledger(settings):
     from minqing.db import make_engine
     from minqing.ledger import Ledger
-    from minqing.service_kit import create_tables
+    from minqing.schema import require_current
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
-    create_tables(engine)
+    require_current(engine)          # a database older than this code: refuse, naming `minqing db upgrade`
     return engine, Ledger(engine)
 
 

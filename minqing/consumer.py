@@ -46,6 +46,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from minqing.logs import EVENTS, about, event_fields
 from minqing import checkpoints, parking
 from minqing.clock import SYSTEM_CLOCK, Clock, isoformat
 from minqing.db import write_transaction
@@ -227,6 +228,8 @@ class Follower:
             checkpoints.save(conn, name, reached)
         self._advanced(reached, len(mine))
         self._held(held)
+        for event in mine:
+            EVENTS.info("%s applied %s", name, event.type, extra={**event_fields(event), "consumer": name})
         return more
 
     def _apply_one_by_one(self) -> None:
@@ -234,8 +237,9 @@ class Follower:
         with write_transaction(self.ledger.engine) as conn:
             start = checkpoints.load(conn, self.name, lock=True)
         for event in self.ledger.read_all(start, self.batch, types=self.projection.event_types):
-            if not self._apply_isolated(event):
-                return
+            with about(**event_fields(event), consumer=self.name):    # its warnings name the case
+                if not self._apply_isolated(event):
+                    return
 
     def _apply_isolated(self, event: RecordedEvent) -> bool:
         """Apply, hold or park one event; False when stopped first."""
@@ -261,6 +265,8 @@ class Follower:
                 self._retrying = None
                 self._advanced(event.position, 1 if self.handles(event.type) and not held else 0)
                 self._held([event] if held else [])
+                if self.handles(event.type) and not held:
+                    EVENTS.info("%s applied %s", name, event.type)
                 return True
             except Exception as exc:
                 if retry_in_place(exc):

@@ -57,10 +57,13 @@ class _ChunkedBody:
 
 
 class _WebServer(WebServer):
-    """nameko's web server (one per service container), with chunked bodies read and bounded."""
+    """nameko's web server (one per service container), with chunked bodies read and bounded, and
+    every request timed and counted by route template (minqing.httpmetrics)."""
 
     def get_wsgi_app(self):
-        return _ChunkedBody(super().get_wsgi_app())
+        from minqing.httpmetrics import RouteMetrics, matcher
+        return RouteMetrics(_ChunkedBody(super().get_wsgi_app()), self.container.service_name,
+                            matcher(self.make_url_map()))
 
 
 class _HttpEntrypoint(HttpRequestHandler):

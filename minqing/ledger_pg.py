@@ -112,6 +112,13 @@ CALL = ("SELECT status, detail, positions, versions, hashes FROM minqing_append(
         "%b::text[], %b::text[], %b::text[], %b::text)")
 
 
+def function_matches(conn) -> bool:
+    """Whether the database's minqing_append is this code's (its body, as PostgreSQL keeps it)."""
+    body = FUNCTION.split("$fn$")[1]
+    installed = conn.exec_driver_sql("SELECT prosrc FROM pg_proc WHERE proname = 'minqing_append'").scalars().all()
+    return installed == [body]
+
+
 def create_function(conn) -> None:
     """Create or replace the function (in the caller's transaction). An advisory transaction lock
     is taken first because two processes replacing one function at once fail with 'tuple

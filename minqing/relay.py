@@ -35,6 +35,7 @@ import kombu
 from prometheus_client import Counter, Gauge
 from sqlalchemy import select, text
 
+from minqing.logs import EVENTS, event_fields
 from minqing import checkpoints, cloudevents
 from minqing.db import is_postgres, read_transaction, write_transaction
 from minqing.ledger import Ledger
@@ -153,6 +154,8 @@ class Relay:
                 if not checkpoints.advance(conn, CHECKPOINT, position, events[-1].position):
                     raise LostLeadership("another relay moved the checkpoint")
             POSITION.set(events[-1].position)
+            for event in events:
+                EVENTS.info("published %s", event.type, extra=event_fields(event))
             total += len(events)
 
     def run(self, stop: threading.Event) -> None:

@@ -71,14 +71,20 @@ def service_queue(service: str, event_types: Iterable[str] | None) -> Queue:
 
 
 def create_tables(engine, *metadatas: MetaData) -> None:
+    """For tests and benches: a throwaway database built from the models (and any extra `metadatas`),
+    stamped at the migrations' head as Alembic's cookbook does for a fresh database. The production
+    path never uses it: processes require a migrated database (minqing.schema)."""
+    from minqing import schema
     ledger_mod.create_schema(engine)
     for md in (checkpoints.metadata_obj, access.metadata_obj, *metadatas):
         md.create_all(engine)
     parking.create_schema(engine)
+    schema.stamp_fresh(engine)
 
 
 class LedgerProvider(DependencyProvider):
-    """The ledger (and its engine) for one service container; creates the service's tables."""
+    """The ledger (and its engine) for one service container. Its tables come from the migrations:
+    a database older than the code stops the service (minqing.schema.require_current)."""
 
     def __init__(self, *metadatas: MetaData):
         self.metadatas = metadatas
@@ -90,8 +96,9 @@ class LedgerProvider(DependencyProvider):
         """Built by whichever extension needs it first: nameko sets extensions up concurrently."""
         with self._lock:
             if self._ledger is None:
+                from minqing import schema
                 engine = make_engine(self.container.config["DATABASE_URL"])
-                create_tables(engine, *self.metadatas)
+                schema.require_current(engine, "this service")
                 self._ledger = Ledger(engine, SYSTEM_CLOCK)
             return self._ledger
 

@@ -17,7 +17,7 @@
   minqing token issue|revoke|list  access tokens (shown once, stored as hashes)
   minqing access log               who read which case's details
   minqing calendar build YEAR      a year's holidays and make-up days (调休) as a calendar file
-  minqing db init                  create every table (services also do this when they start)
+  minqing db upgrade               create or upgrade every table (migrations); `db current` shows the version
   minqing db backup --out FILE     SQLite online backup, or pg_dump (custom format) on PostgreSQL
   minqing db restore FILE          replace the database's content with a backup (processes stopped)
   minqing clock show|advance|set   the demo clock (demo/training deployments: MINQING_CLOCK=demo)

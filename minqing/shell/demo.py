@@ -78,8 +78,6 @@ def demo_accounts(engine, settings: Settings, county: str = "longjiang") -> dict
     is missing, disabled or no longer takes its password is made (or reset) again. Demo accounts skip
     the first-login password change: they are for trying the console, on the embedded default only."""
     from services.console import accounts, sessions
-    for md in (accounts.metadata_obj, sessions.metadata_obj):
-        md.create_all(engine)
     path = settings.run_dir / "demo-accounts.json"
     try:
         kept = json.loads(path.read_text())

@@ -171,7 +171,9 @@ def serve(settings: Settings, ledger: Ledger, stop: threading.Event) -> None:
     """Serve until `stop` is set. The port is bound with SO_REUSEADDR, so it can share the port with the
     placeholder socket `minqing run` holds to keep the port out of the kernel's ephemeral range
     (minqing.ports)."""
-    server = make_server(settings.listen_address, settings.http_port, Gateway(settings, ledger), threaded=True)
+    from minqing.httpmetrics import RouteMetrics
+    app = RouteMetrics(Gateway(settings, ledger), "gateway", gateway_route_of(), serve_metrics=True)
+    server = make_server(settings.listen_address, settings.http_port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     log.info("gateway listening on %s port %d", settings.listen_address, settings.http_port)
@@ -199,3 +201,17 @@ def main() -> int:
 if __name__ == "__main__":
     import sys
     sys.exit(main())
+
+
+def gateway_route_of() -> Callable[[dict], str]:
+    """The gateway's routes: every service's declared routes (what it forwards), the console's pages,
+    and its own /health and OpenAPI document."""
+    from minqing.endpoints import routes_of
+    from minqing.httpmetrics import map_of, matcher
+    from minqing.shell.registry import SERVICES, service_class
+    from services.console.app import URLS as CONSOLE
+    rules = [([r.method], r.path) for name in SERVICES for r in routes_of(service_class(name))
+             if r.path not in ("/health", "/metrics")]
+    rules += [(["GET"], "/health"), (["GET"], "/api/v1/openapi.json")]
+    rules += [(rule.methods, rule.rule) for rule in CONSOLE.iter_rules() if rule.rule != "/health"]
+    return matcher(map_of(rules))

@@ -332,7 +332,6 @@ def publish_files(settings: Settings, ledger) -> bool:
 
 def run_stack(settings: Settings) -> int:
     from minqing.commands import engine_and_ledger as _engine_and_ledger
-    from minqing.shell.tables import all_metadata
     from minqing.logs import setup_logging
 
     setup_logging(settings.log_level, "run")
@@ -391,9 +390,7 @@ def run_stack(settings: Settings) -> int:
             env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
         write_atomically(broker_file, settings.effective_amqp_uri() + "\n", mode=0o600)
 
-        engine, ledger = _engine_and_ledger(settings)
-        for md in all_metadata():
-            md.create_all(engine)
+        engine, ledger = _engine_and_ledger(settings)     # upgraded by cmd_run (minqing.schema_run)
         if not publish_files(settings, ledger):
             return 1
         supervisor = Supervisor(env, log_dir, watchdog)

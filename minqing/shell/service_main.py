@@ -61,6 +61,16 @@ def main(argv=None) -> int:
     except vault_mod.VaultError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1
+    from minqing.db import make_engine
+    from minqing.schema import SchemaError, require_current
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        require_current(engine, f"minqing service {name}")    # before the broker: refuse at once, with the fix
+    except SchemaError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
     runner = ServiceRunner(nameko_config(name, settings, keys))
     runner.add_service(service_class(name))
     stopping = eventlet.event.Event()

@@ -31,14 +31,12 @@ def cmd_report(args, settings) -> int:
     from minqing.progress import Progress, ReadProgress
     from services.assessment import report, scorecards
     from services.assessment.projection import AssessmentFacts
-    from services.assessment.tables import metadata_obj as assessment_tables
     report.quiet_chart_libraries()
     try:
         scorecards.months_of(args.period)
     except scorecards.PeriodError as exc:
         return fail(f"--period: {exc}")
     engine, ledger = engine_and_ledger(settings)
-    assessment_tables.create_all(engine)
     if published_policy(ledger, args.county) is None:
         return fail(f"--county: no policy is published for {args.county!r}")
     progress = Progress("report")

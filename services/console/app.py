@@ -489,11 +489,8 @@ def reply_owed(history: list[dict]) -> dict | None:
 
 def main_app(settings) -> Console:
     from minqing.db import make_engine
-    from services.console.accounts import metadata_obj as account_md
-    from services.console.sessions import metadata_obj as session_md
-    from minqing.access import metadata_obj as access_md
+    from minqing.schema import require_current
     engine = make_engine(settings.database_url)
-    for md in (access_md, account_md, session_md):
-        md.create_all(engine)
+    require_current(engine, "the console")     # tables come from `minqing db upgrade`
     return Console(engine, Api(settings))
 

@@ -40,8 +40,6 @@ def cmd_account(args, settings) -> int:
     from minqing.commands import engine_and_ledger as _engine_and_ledger, fail as _fail, published_policy as _published_policy
     from services.console import accounts, sessions
     engine, ledger = _engine_and_ledger(settings)
-    for md in (accounts.metadata_obj, sessions.metadata_obj):
-        md.create_all(engine)
     try:
         if args.action in ("disable", "enable"):
             account_id = accounts.set_disabled(engine, args.username, args.action == "disable")

@@ -15,9 +15,11 @@ from minqing.logs import setup_logging
 def main() -> int:
     settings = config_mod.load()
     setup_logging(settings.log_level, "console")
-    from services.console.app import main_app
+    from minqing.httpmetrics import RouteMetrics, matcher
+    from services.console.app import URLS, main_app
     port = settings.service_ports["console"]
-    server = make_server(settings.listen_address, port, main_app(settings), threaded=True)
+    app = RouteMetrics(main_app(settings), "console", matcher(URLS), serve_metrics=True)
+    server = make_server(settings.listen_address, port, app, threaded=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -8,6 +8,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from minqing.logs import EVENTS
 from minqing import access, config
 from minqing.casefile import fold, stream_of
 from minqing.clock import SYSTEM_CLOCK
@@ -61,6 +62,9 @@ class IntakeService(Service, name="intake", follows=CountyCatalogue, tables=meta
         answer = idempotency.once(self.ledger.engine, self.vault, SYSTEM_CLOCK,
                                   idempotency.scope_of(report["county"], principal.actor), key,
                                   idempotency.fingerprint(report), registration)
+        EVENTS.info("case %s at the desk", "answered again (same Idempotency-Key)" if answer.replayed else "reported",
+                    extra={"case_id": answer.body["case_id"], "stream": f"case-{answer.body['case_id']}",
+                           "position": answer.body.get("position")})
         headers = {"Location": f"/api/v1/cases/{answer.body['case_id']}"}
         if answer.replayed:
             headers[idempotency.REPLAYED] = "true"

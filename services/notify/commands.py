@@ -10,11 +10,7 @@ from minqing.commands import engine_and_ledger, fail, published_policy
 
 def _notify_parts(settings):
     from minqing import vault as vault_mod
-    from services.notify.tables import metadata_obj as notify_tables
-    from minqing.vault import metadata_obj as vault_tables
     engine, ledger = engine_and_ledger(settings)
-    notify_tables.create_all(engine)
-    vault_tables.create_all(engine)
     vault = vault_mod.Vault(vault_mod.master_keys(settings))
     return engine, ledger, vault
 

@@ -6,10 +6,10 @@ through them is written to the log channel instead (the embedded default), recor
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from minqing.config import env_number
+from minqing.config import ConfigError, Reader
 
 DEFAULT_SMS_BODY = '{"to": "{to}", "text": "{text}", "id": "{key}"}'
 
@@ -44,28 +44,50 @@ class NotifySettings:
     lease_seconds: float        # how long a claimed or sending row is this sender's before it counts as abandoned
 
 
-def load() -> NotifySettings:
+SECRETS = ("MINQING_SMS_URL", "MINQING_SMS_AUTHORIZATION", "MINQING_SMTP_PASSWORD")   # each also as NAME_FILE
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def load(environ=None) -> NotifySettings:
+    """Every notify setting, checked together: ConfigError names every bad variable in one message.
+    The secrets (SECRETS) may instead name a file with the `_FILE` suffix, as the kernel's do
+    (minqing.config): systemd credentials, Docker and Kubernetes secrets."""
+    r = Reader(environ)
     sms = None
-    if os.environ.get("MINQING_SMS_URL"):
-        template = os.environ.get("MINQING_SMS_BODY") or DEFAULT_SMS_BODY
+    sms_url = r.secret("MINQING_SMS_URL")
+    if sms_url:
+        template = r.text("MINQING_SMS_BODY") or DEFAULT_SMS_BODY
         try:
             json.loads(template.replace("{to}", "x").replace("{text}", "x").replace("{key}", "x"))
         except ValueError:
-            raise SystemExit("configuration error: MINQING_SMS_BODY must be JSON once {to}, {text} and {key} are filled")
-        sms = SmsSettings(url=os.environ["MINQING_SMS_URL"], body_template=template,
-                          authorization=os.environ.get("MINQING_SMS_AUTHORIZATION") or None,
-                          timeout=env_number("MINQING_SMS_TIMEOUT", 10, 0.5, 120))
+            r.problems.append("MINQING_SMS_BODY must be JSON once {to}, {text} and {key} are filled")
+        if urlsplit(sms_url).scheme not in ("http", "https"):
+            r.problems.append("MINQING_SMS_URL must be an http:// or https:// URL")
+        sms = SmsSettings(url=sms_url, body_template=template,
+                          authorization=r.secret("MINQING_SMS_AUTHORIZATION"),
+                          timeout=r.number("MINQING_SMS_TIMEOUT", 10, 0.5, 120))
     smtp = None
-    if os.environ.get("MINQING_SMTP_HOST"):
-        smtp = SmtpSettings(host=os.environ["MINQING_SMTP_HOST"], port=int(env_number("MINQING_SMTP_PORT", 25, 1, 65535)),
-                            sender=os.environ.get("MINQING_SMTP_FROM") or "minqing@localhost",
-                            user=os.environ.get("MINQING_SMTP_USER") or None,
-                            password=os.environ.get("MINQING_SMTP_PASSWORD") or None,
-                            starttls=os.environ.get("MINQING_SMTP_STARTTLS", "") in ("1", "true", "yes"),
-                            timeout=env_number("MINQING_SMTP_TIMEOUT", 10, 0.5, 120))
-    return NotifySettings(sms=sms, smtp=smtp,
-                          max_attempts=int(env_number("MINQING_NOTIFY_MAX_ATTEMPTS", 5, 1, 20)),
-                          backoff_seconds=env_number("MINQING_NOTIFY_BACKOFF_SECONDS", 2, 0.1, 3600),
-                          interval=env_number("MINQING_NOTIFY_SECONDS", 0.5, 0.1, 60),
-                          webhook_timeout=env_number("MINQING_WEBHOOK_TIMEOUT", 10, 0.5, 120),
-                          lease_seconds=env_number("MINQING_NOTIFY_LEASE_SECONDS", 120, 1, 3600))
+    smtp_host = r.text("MINQING_SMTP_HOST")
+    if smtp_host:
+        sender = r.text("MINQING_SMTP_FROM") or "minqing@localhost"
+        if "@" not in sender or any(c in sender for c in " \r\n<>"):
+            r.problems.append(f"MINQING_SMTP_FROM must be an e-mail address, got {sender!r}")
+        starttls_raw = (r.text("MINQING_SMTP_STARTTLS") or "no").strip().lower()
+        if starttls_raw not in _BOOLEANS:
+            r.problems.append(f"MINQING_SMTP_STARTTLS must be yes or no (1/0, true/false, on/off), got {starttls_raw!r}")
+        user, password = r.text("MINQING_SMTP_USER"), r.secret("MINQING_SMTP_PASSWORD")
+        if bool(user) != bool(password) and not any(p.startswith("MINQING_SMTP_PASSWORD") for p in r.problems):
+            r.problems.append("MINQING_SMTP_USER and MINQING_SMTP_PASSWORD(_FILE) go together: set both or neither")
+        smtp = SmtpSettings(host=r.host("MINQING_SMTP_HOST", "localhost"), port=r.port("MINQING_SMTP_PORT", 25) or 25,
+                            sender=sender, user=user, password=password,
+                            starttls=_BOOLEANS.get(starttls_raw, False),
+                            timeout=r.number("MINQING_SMTP_TIMEOUT", 10, 0.5, 120))
+    settings = NotifySettings(sms=sms, smtp=smtp,
+                              max_attempts=int(r.number("MINQING_NOTIFY_MAX_ATTEMPTS", 5, 1, 20)),
+                              backoff_seconds=r.number("MINQING_NOTIFY_BACKOFF_SECONDS", 2, 0.1, 3600),
+                              interval=r.number("MINQING_NOTIFY_SECONDS", 0.5, 0.1, 60),
+                              webhook_timeout=r.number("MINQING_WEBHOOK_TIMEOUT", 10, 0.5, 120),
+                              lease_seconds=r.number("MINQING_NOTIFY_LEASE_SECONDS", 120, 1, 3600))
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings

@@ -68,7 +68,8 @@ def test_scrape_configuration_is_valid(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     ports = sorted(t.rsplit(":", 1)[1] for job in config["scrape_configs"] for sc in job["static_configs"]
                    for t in sc["targets"])
-    assert ports == ["8001", "8002", "8003", "8004", "8005", "8006"]   # services +1..+4, relay +5, exporter +6
+    # the gateway +0, services +1..+4, relay +5, exporter +6, console +7
+    assert ports == ["8000", "8001", "8002", "8003", "8004", "8005", "8006", "8007"]
 
 
 def _panels():

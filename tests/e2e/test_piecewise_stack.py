@@ -71,7 +71,7 @@ def piecewise(tmp_path_factory, postgres, rabbit):
     _cli(env, "vault", "keygen", "--out", env["MINQING_VAULT_KEY_FILE"])
     checked = _cli(env, "config", "check").stdout
     assert "127.0.0.2" in checked and env["MINQING_GATEWAY_SECRET_FILE"] not in checked
-    _cli(env, "db", "init")
+    _cli(env, "db", "upgrade")
     _cli(env, "county", "load", str(counties / "longjiang.yaml"))
 
     commands = {name: ["service", name] for name in SERVICES}

@@ -74,8 +74,8 @@ def _drill(url: str, tmp_path: Path, destroy) -> None:
     assert refused.returncode != 0 and "exists" in refused.stderr        # never overwritten
 
     destroy()
-    gone = _cli(env, "audit", "head")
-    assert json.loads(gone.stdout)["position"] == 0                     # truly empty now
+    gone = _cli(env, "db", "current", check=False)                      # truly empty now: every command
+    assert gone.returncode == 1 and json.loads(gone.stdout)["state"] == "empty"   # refuses it
 
     _cli(env, "db", "restore", str(backup_file))
     verified = _cli(env, "audit", "verify", "--expect-head", f"{head['position']}:{head['hash']}")

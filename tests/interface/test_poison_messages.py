@@ -79,6 +79,11 @@ def _dead_letters(channel, count, timeout=30.0):
 
 
 def test_poison_messages_are_dead_lettered_never_dropped(sqlite_url, broker_uri):
+    from minqing.db import make_engine
+    from minqing.service_kit import create_tables
+    engine = make_engine(sqlite_url)
+    create_tables(engine)             # a service requires a migrated database
+    engine.dispose()
     proc = _start(sqlite_url, broker_uri, "ok")
     try:
         with kombu.Connection(broker_uri) as conn:

@@ -183,6 +183,8 @@ def test_demo_logins_only_on_the_embedded_default_kept_private_and_remade_when_m
     assert not embedded(settings_for("postgresql+psycopg://db/minqing"))
     assert not embedded(settings_for(f"sqlite:///{tmp_path / 'elsewhere.db'}"))
     engine = make_engine(settings.database_url)
+    for md in (accounts.metadata_obj, sessions.metadata_obj):     # `minqing run` migrated it before
+        md.create_all(engine)
     logins = demo_accounts(engine, settings)
     assert set(logins) == {role for _, role, _, _ in DEMO_ACCOUNTS}
     path = run_dir / "demo-accounts.json"

@@ -90,6 +90,7 @@ class RecordingDeadLetters(DeadLetters):
 def following(tmp_path):
     """A Following on a fake container (threads for nameko's managed threads)."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    create_tables(make_engine(url))       # the provider requires a migrated database
     provider = LedgerProvider()
     container = SimpleNamespace(config={"DATABASE_URL": url}, dependencies=[provider], threads=[])
 

@@ -61,7 +61,6 @@ def cmd_resident(args, settings) -> int:
     from minqing.clock import SYSTEM_CLOCK, isoformat
     from minqing.db import read_transaction, write_transaction
     engine, ledger = engine_and_ledger(settings)
-    vault_mod.metadata_obj.create_all(engine)
     vault = vault_mod.Vault(vault_mod.master_keys(settings))
     subject = args.subject
     if args.case:
@@ -96,12 +95,8 @@ def cmd_channel(args, settings) -> int:
     from minqing.clock import SYSTEM_CLOCK
     from minqing.db import write_transaction
     from services.intake import wechat
-    from services.intake.tables import metadata_obj as intake_tables
     from services.notify import inbound
-    from services.notify.tables import metadata_obj as notify_tables
     engine, ledger = engine_and_ledger(settings)
-    intake_tables.create_all(engine)
-    notify_tables.create_all(engine)
     if published_policy(ledger, args.county) is None:
         return fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
     vault = vault_mod.Vault(vault_mod.master_keys(settings))

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 import time
 
-from minqing.shell.tables import all_metadata
 from minqing.commands import engine_and_ledger, fail, published_policy
 
 
@@ -143,8 +142,6 @@ PROJECTIONS = {**REBUILDABLE, "notify.rules": "services.notify.rules:Notificatio
 def _projection(name: str, ledger):
     import importlib
     module, _, cls = PROJECTIONS[name].partition(":")
-    for md in all_metadata():
-        md.create_all(ledger.engine)
     return getattr(importlib.import_module(module), cls)(ledger, {})
 
 
@@ -203,14 +200,6 @@ def cmd_calendar(args, settings) -> int:
     Path(args.out).write_text(text, encoding="utf-8")
     print(f"calendar of {args.year} written to {args.out}: include it in the counties' policies "
           f"(calendar.include) and publish them (minqing county load)", file=sys.stderr)
-    return 0
-
-
-def cmd_db_init(args, settings) -> int:
-    engine, _ = engine_and_ledger(settings)
-    for md in all_metadata():
-        md.create_all(engine)
-    print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
     return 0
 
 
@@ -286,7 +275,8 @@ def add_maintenance(sub) -> None:
     p.set_defaults(func=cmd_calendar)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
-    db.add_parser("init").set_defaults(func=cmd_db_init)
+    from minqing.schema_cli import add_parsers as add_schema_parsers     # `db upgrade|current|init`
+    add_schema_parsers(db)
     p = db.add_parser("backup", help="back up the database (SQLite online backup; pg_dump on PostgreSQL)")
     p.add_argument("--out", required=True, help="the backup file to write (never overwritten)")
     p.add_argument("--print", dest="print_only", action="store_true",

@@ -55,6 +55,8 @@ def cmd_config(args, settings) -> int:
     try:
         from services.notify import settings as notify_settings
         notify_settings.load()
+    except config_mod.ConfigError as exc:       # every bad notify variable, each on its line
+        problems.extend(exc.problems)
     except SystemExit as exc:
         problems.append(str(exc.code).removeprefix("configuration error:").strip())
     if problems:
@@ -97,8 +99,9 @@ def cmd_vault(args, settings) -> int:
     print(f"{settings.vault_key_file}: a new primary key; {len(keys) - 1} older key(s) kept to decrypt")
     if args.reencrypt:
         from minqing.db import make_engine
+        from minqing.schema import require_current
         engine = make_engine(settings.database_url)
-        vault_mod.metadata_obj.create_all(engine)
+        require_current(engine)
         with engine.begin() as conn:
             count = vault_mod.Vault(keys).reencrypt(conn)
         print(f"re-encrypted {count} resident key(s) under the new primary key")
@@ -108,6 +111,9 @@ def cmd_vault(args, settings) -> int:
 
 def cmd_run(args, settings) -> int:
     from minqing.shell.runner import run_stack
+    from minqing.schema_run import upgrade_own_database
+    if not upgrade_own_database(settings):     # the embedded default upgrades its own database, and says so
+        return 1
     if _start_demo_clock(settings):      # a demo deployment's clock is anchored before any process reads it
         return 1
     return run_stack(settings)
