@@ -3,6 +3,7 @@ the 回访, announces on-site days, and serves other systems (webhook subscripti
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -11,9 +12,9 @@ from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
-from minqing import access, cloudevents
+from minqing import access, cloudevents, ledger_listen
 from minqing.casefile import fold, stream_of
-from minqing.clock import SYSTEM_CLOCK
+from minqing.clock import SYSTEM_CLOCK, demo_clock_configured
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, load_json, read_body, read_json, read_query
@@ -31,6 +32,7 @@ log = logging.getLogger("minqing.notify")
 SENT = Counter("minqing_notify_delivered_total", "Notifications delivered by the outbox")
 WEBHOOKS = Counter("minqing_notify_webhook_deliveries_total", "Events delivered to webhook subscribers")
 ROUND = Histogram("minqing_notify_round_seconds", "Duration of one notify work round")
+IDLE_PAUSE_SECONDS = 4.0      # the longest pause between rounds of an idle loop (issue #16: idle is idle)
 SMS_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the SMS gateway)
 
 
@@ -109,14 +111,14 @@ class Worker(DependencyProvider):
         self._running = True
         ledger, vault, s = self.ledger_provider.ledger, self.vault_provider.vault, self.settings
         # two loops, so a slow or unreachable subscriber never holds up residents' and cadres' messages
-        self.container.spawn_managed_thread(lambda: self._loop((
+        self.container.spawn_managed_thread(lambda: self._loop(NotificationRules.event_types, (
             ("deliver", lambda: SENT.inc(deliver_due(ledger, vault, self.channels, SYSTEM_CLOCK,
                                                      max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds,
                                                      lease=timedelta(seconds=s.lease_seconds)))),
             ("follow-up", lambda: followup.advance(ledger, SYSTEM_CLOCK)),
             ("announce", lambda: announcements.announce(ledger, SYSTEM_CLOCK)),
         )), identifier="notify-outbox")
-        self.container.spawn_managed_thread(lambda: self._loop((
+        self.container.spawn_managed_thread(lambda: self._loop(None, (
             ("webhooks", lambda: WEBHOOKS.inc(subscriptions.deliver_round(ledger, vault, SYSTEM_CLOCK,
                                                                           timeout=s.webhook_timeout))),
         )), identifier="notify-webhooks")
@@ -126,16 +128,31 @@ class Worker(DependencyProvider):
 
     kill = stop
 
-    def _loop(self, steps):
-        while self._running:
-            started = time.perf_counter()
-            for name, step in steps:
-                try:
-                    step()
-                except Exception:
-                    log.exception("notify %s step failed; retrying next round", name)
-            ROUND.observe(time.perf_counter() - started)
-            time.sleep(self.settings.interval)
+    def _loop(self, types, steps):
+        """Rounds every MINQING_NOTIFY_SECONDS while the ledger moves; on PostgreSQL, when appends of
+        `types` stop, the pause doubles up to idle_pause (a due retry or 回访 waits at most that long)
+        and an append wakes the loop at once (minqing.ledger_listen). Demo clocks keep the short pause."""
+        woken = threading.Event()
+        listening = ledger_listen.subscribe(self.ledger_provider.ledger.engine, woken.set, types)
+        idle_pause = self.settings.interval if not listening or demo_clock_configured() else \
+            max(self.settings.interval, IDLE_PAUSE_SECONDS)
+        pause = self.settings.interval
+        try:
+            while self._running:
+                started = time.perf_counter()
+                for name, step in steps:
+                    try:
+                        step()
+                    except Exception:
+                        log.exception("notify %s step failed; retrying next round", name)
+                ROUND.observe(time.perf_counter() - started)
+                if woken.wait(pause):
+                    pause = self.settings.interval
+                else:
+                    pause = min(pause * 2, idle_pause)
+                woken.clear()
+        finally:
+            ledger_listen.unsubscribe(self.ledger_provider.ledger.engine, woken.set)
 
     def get_dependency(self, worker_ctx):
         return self
