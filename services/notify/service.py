@@ -147,7 +147,11 @@ class Worker(DependencyProvider):
                         log.exception("notify %s step failed; retrying next round", name)
                 ROUND.observe(time.perf_counter() - started)
                 if woken.wait(pause):
+                    # a busy ledger wakes us at every append: still at most one round per interval
                     pause = self.settings.interval
+                    rest = pause - (time.perf_counter() - started)
+                    if rest > 0:
+                        time.sleep(rest)
                 else:
                     pause = min(pause * 2, idle_pause)
                 woken.clear()
