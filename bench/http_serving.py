@@ -73,7 +73,8 @@ def closed_loop(port: int, clients: int, seconds: float, path: str, headers: dic
 
 
 def main() -> None:
-    from minqing.devstack import RabbitMQ, _port_is_free, free_port
+    from minqing.shell.devstack import RabbitMQ, free_port
+    from minqing.shell.devstack_proc import _port_is_free
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", default="1,8,32")

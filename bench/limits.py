@@ -1,7 +1,9 @@
 """The machine's own limits, measured in the same run as the ledger figures (bench.run): pgbench
 inserting 1 row and 100 rows per transaction with 1 and 4 clients, and COPY, into a table shaped like
-ledger_events, on the same private durable PostgreSQL. Nothing here is Minqing code: these are the
-ceilings a durable append can approach."""
+ledger_events, on the same private durable PostgreSQL; and the broker's persistent publishes with
+publisher confirms, one at a time and windowed (as the relay publishes), on a private RabbitMQ node.
+Nothing here is Minqing code (the broker figure uses the relay's Confirms helper to wait): these are
+the ceilings a durable append and the relay can approach."""
 from __future__ import annotations
 
 import re
@@ -64,3 +66,49 @@ def run(pg, seconds: float = 5.0) -> dict:
             out[f"pgbench_{name}_{clients}c_rows_per_s"] = round(tps * rows) if tps else None
     print("   limits: " + ", ".join(f"{k} {v:,}" for k, v in out.items() if isinstance(v, (int, float))), flush=True)
     return out
+
+
+BROKER_WINDOW = 200          # the relay's batch (minqing.relay.Relay.batch)
+BROKER_BODY = b'{"specversion":"1.0","type":"cn.minqing.case.progress_noted","data":{"note":"' + \
+    "已联系村民，正在协调".encode() * 20 + b'"}}'    # about a CloudEvent's size (~700 bytes)
+
+
+def broker_confirms(uri: str, seconds: float = 5.0) -> dict:
+    """Persistent messages per second into a durable queue, waiting for the broker's confirm after
+    each message, and after each window of BROKER_WINDOW messages."""
+    import kombu
+
+    from minqing.relay import Confirms
+    out: dict = {"message_bytes": len(BROKER_BODY), "window": BROKER_WINDOW}
+    exchange = kombu.Exchange("bench.limits", type="direct", durable=True)
+    with kombu.Connection(uri, connect_timeout=10) as connection:
+        channel = connection.channel()
+        queue = kombu.Queue("bench.limits", exchange=exchange, routing_key="limits", durable=True)(channel)
+        queue.declare()
+        producer = kombu.Producer(channel)
+        confirms = Confirms(channel)
+        for name, window in (("broker_confirm_each_msgs_per_s", 1), ("broker_confirm_windowed_msgs_per_s", BROKER_WINDOW)):
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                for _ in range(window):
+                    producer.publish(BROKER_BODY, exchange=exchange, routing_key="limits", delivery_mode=2,
+                                     content_type="application/json", content_encoding="utf-8", retry=False)
+                    confirms.published_one()
+                confirms.wait(connection)
+                n += window
+            out[name] = round(n / (time.perf_counter() - t0))
+            queue.purge()
+        queue.delete()
+    print(f"   broker: one at a time {out['broker_confirm_each_msgs_per_s']:,}/s, "
+          f"windowed {out['broker_confirm_windowed_msgs_per_s']:,}/s", flush=True)
+    return out
+
+
+def broker_run(tmp, seconds: float = 5.0) -> dict:
+    """broker_confirms on a private RabbitMQ node started for it under `tmp`."""
+    from minqing.shell.devstack import RabbitMQ
+    mq = RabbitMQ(tmp / "mq-limits").start()
+    try:
+        return broker_confirms(mq.uri, seconds)
+    finally:
+        mq.stop()

@@ -47,6 +47,7 @@ from minqing import access, cloudevents  # noqa: F401  (cloudevents registers it
 from minqing.db import make_engine
 from minqing.shell.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
 from minqing.relay import declare_topology
+from bench.idle_stack import Probe
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -162,10 +163,11 @@ def start_stack(run_dir: Path, pg: PostgreSQL, mq: RabbitMQ) -> tuple[subprocess
     return proc, database, port
 
 
-def run_load(base: str, tokens: list[str], assignments: Assignments, rate: float) -> dict:
+def run_load(base: str, tokens: list[str], assignments: Assignments, rate: float, probe=None) -> dict:
     for i in range(WARMUP):
         post_report(base, tokens[i % len(tokens)], -i)
     time.sleep(2)
+    before = probe.read() if probe is not None else None
     total = int(rate * SECONDS)
     sent: dict[str, float] = {}
     responses: list[float] = []
@@ -197,10 +199,29 @@ def run_load(base: str, tokens: list[str], assignments: Assignments, rate: float
     with assignments.lock:
         latencies = [assignments.arrived[c] - t for c, t in sent.items() if c in assignments.arrived]
         missing = sum(1 for c in sent if c not in assignments.arrived)
-    return {"reports": total, "rate_per_s_target": rate, "rate_per_s_achieved": round(total / load_seconds, 1),
-            "seconds": round(load_seconds, 1), "http_statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "report_to_assignment": summary(latencies), "post_response": summary(responses),
-            "assignments_missing": missing}
+    out = {"reports": total, "rate_per_s_target": rate, "rate_per_s_achieved": round(total / load_seconds, 1),
+           "seconds": round(load_seconds, 1), "http_statuses": {str(k): v for k, v in sorted(statuses.items())},
+           "report_to_assignment": summary(latencies), "post_response": summary(responses),
+           "assignments_missing": missing}
+    if probe is not None:
+        time.sleep(3)        # the last reports' notifications, relay publishes and follower rounds
+        out["cost_per_report"] = per_report(probe.spent(before, probe.read()), total)
+    return out
+
+
+def per_report(spent: dict, reports: int) -> dict:
+    """CPU ms per report of every process of the stack (from the warm-up's end until every assignment
+    arrived, plus 3 s), by group, and PostgreSQL transactions per report; idle cost included."""
+    groups = {}
+    for group, g in spent["groups"].items():
+        groups[group] = {"cpu_ms_per_report": round(g["cpu_s"] * 1000 / reports, 2),
+                         "processes": {name: round(cpu * 1000 / reports, 2) for name, cpu in
+                                       sorted(g["processes"].items(), key=lambda kv: -kv[1]) if cpu > 0}}
+    return {"window_s": round(spent["seconds"], 1), "reports": reports,
+            "cpu_ms_per_report_total": round(sum(g["cpu_s"] for g in spent["groups"].values()) * 1000 / reports, 2),
+            "transactions_per_report": round(spent["transactions"] / reports, 2), "groups": groups,
+            "measured": "utime+stime from /proc/<pid>/stat (bench/idle_stack.Probe); transactions: "
+                        "xact_commit+xact_rollback of pg_stat_database, every database"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         tokens = [access.issue_token(engine, "operator", "longjiang", label=f"bench-{i}")[1] for i in range(TOKENS)]
         engine.dispose()
         print(f"stack on 127.0.0.1:{port}; {RATE:g} reports/s for {SECONDS:g} s …", flush=True)
-        section = run_load(f"http://127.0.0.1:{port}", tokens, assignments, RATE)
+        probe = Probe(proc.pid, tmp / "pg", tmp / "mq", database)
+        section = run_load(f"http://127.0.0.1:{port}", tokens, assignments, RATE, probe)
         print(f"… and {LOW_RATE:g} reports/s for {SECONDS:g} s", flush=True)
-        section["at_low_rate"] = run_load(f"http://127.0.0.1:{port}", tokens, assignments, LOW_RATE)
+        section["at_low_rate"] = run_load(f"http://127.0.0.1:{port}", tokens, assignments, LOW_RATE, probe)
+        probe.close()
         section["load_average_1min_before"] = load_before
         assignments.close()
         section.update({"timestamp": started.isoformat(timespec="seconds"), "warmup_reports": WARMUP,
@@ -259,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report → assignment: p50 {r['p50_ms']} ms, p99 {p99} ms, max {r['max_ms']} ms over {r['n']} reports "
           f"at {section['rate_per_s_achieved']}/s; missing {section['assignments_missing']}; "
           f"HTTP {section['http_statuses']}; bar {'met' if met else 'MISSED'}")
+    cost = section.get("cost_per_report")
+    if cost:
+        print(f"per report: {cost['cpu_ms_per_report_total']} ms CPU over all processes "
+              + ", ".join(f"{g} {v['cpu_ms_per_report']}" for g, v in cost["groups"].items())
+              + f"; {cost['transactions_per_report']} PostgreSQL transactions")
     return 0
 
 

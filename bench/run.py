@@ -5,8 +5,11 @@ Method
 ------
 * A private, *durable* PostgreSQL 15 (fsync, synchronous_commit and full_page_writes on; see
   minqing.shell.devstack) is started in a temporary directory under .run/bench; a SQLite file in the same
-  directory is opened with minqing.db's settings (WAL, synchronous=FULL, BEGIN IMMEDIATE).  Three
-  targets then run the same workloads, one target after the other:
+  directory is opened with minqing.db's settings (WAL, synchronous=FULL, BEGIN IMMEDIATE).  Four
+  targets then run the same workloads, taking turns: every workload BENCH_REPEATS (3) times, the
+  targets in turn each time (A B C D A B C D ...), so a change in the machine's load falls on all of
+  them alike; each figure is the median round, with its range, and the ratios to eventsourcing are
+  also taken round by round (`ratio_minqing_over_eventsourcing_postgresql_paired_rounds`):
 
     minqing/postgresql        minqing.ledger.Ledger on database `minqing`
     minqing/sqlite            the same Ledger on the SQLite file
@@ -251,27 +254,64 @@ def drive(make_step: Callable[[], Callable[[], int]], writers: int, seconds: flo
             "p50_ms": round(lat[len(lat) // 2] * 1000, 3), "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 3)}
 
 
-def run_target(target) -> dict:
-    out: dict = {}
-    print(f"\n== {target.name}", flush=True)
-    drive(target.single_writer, 1, 1.0, 50)                          # warm-up: connections, caches
-    for name, make, writers in (("single_1w", target.single_writer, 1), ("single_4w", target.single_writer, 4),
-                                ("batch_1w", target.batch_writer, 1), ("batch_4w", target.batch_writer, 4)):
-        out[name] = r = drive(make, writers, SECONDS, MAX_EVENTS)
-        print(f"   {name:10} {r['events_per_s']:>10,.0f} ev/s   {r['events']:>7} events in {r['seconds']:.2f}s   "
-              f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms", flush=True)
-    fill = target.batch_writer()
-    t = time.perf_counter()
-    while target.count() < REPLAY_MIN:
-        fill()
-    print(f"   filled to {target.count()} events in {time.perf_counter() - t:.1f}s", flush=True)
-    t0 = time.perf_counter()
-    n = target.replay(t0 + REPLAY_MAX_SECONDS)
-    elapsed = time.perf_counter() - t0
-    out["replay"] = {"events": n, "of": target.count(), "seconds": round(elapsed, 3),
-                     "events_per_s": round(n / elapsed, 1)}
-    print(f"   {'replay':10} {n / elapsed:>10,.0f} ev/s   {n:>7} events in {elapsed:.2f}s", flush=True)
-    return out
+WORKLOADS = (("single_1w", "single_writer", 1), ("single_4w", "single_writer", 4),
+             ("batch_1w", "batch_writer", 1), ("batch_4w", "batch_writer", 4))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))     # interleaved rounds of every workload
+
+
+def run_interleaved(targets: list) -> tuple[dict, dict]:
+    """Every workload REPEATS times, the targets taking turns (A B C D A B C D …), so that a change in
+    the machine's load (other work on it) falls on every target alike; each figure is the median of its
+    rounds, with its range, and the ratios to eventsourcing are taken round by round (paired)."""
+    rounds: dict[str, dict[str, list[dict]]] = {t.name: {w: [] for w, _, _ in WORKLOADS} for t in targets}
+    for target in targets:
+        drive(target.single_writer, 1, 1.0, 50)                      # warm-up: connections, caches
+    for w, maker, writers in WORKLOADS:
+        for k in range(REPEATS):
+            for target in targets:
+                r = drive(getattr(target, maker), writers, SECONDS, MAX_EVENTS)
+                rounds[target.name][w].append(r)
+                print(f"   {target.name:36} {w:10} round {k + 1}: {r['events_per_s']:>10,.0f} ev/s   "
+                      f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms", flush=True)
+    results: dict = {}
+    for target in targets:
+        out = results[target.name] = {}
+        for w, _, _ in WORKLOADS:
+            runs = rounds[target.name][w]
+            rates = sorted(r["events_per_s"] for r in runs)
+            median = sorted(runs, key=lambda r: r["events_per_s"])[len(runs) // 2]
+            out[w] = {**median, "rounds": len(runs), "events_per_s_range": [rates[0], rates[-1]],
+                      "events_per_s_rounds": [r["events_per_s"] for r in runs]}
+    for target in targets:
+        fill = target.batch_writer()
+        t = time.perf_counter()
+        while target.count() < REPLAY_MIN:
+            fill()
+        print(f"   {target.name}: filled to {target.count()} events in {time.perf_counter() - t:.1f}s", flush=True)
+    replays: dict[str, list[float]] = {t.name: [] for t in targets}
+    for k in range(REPEATS):
+        for target in targets:
+            t0 = time.perf_counter()
+            n = target.replay(t0 + REPLAY_MAX_SECONDS)
+            elapsed = time.perf_counter() - t0
+            replays[target.name].append(n / elapsed)
+            results[target.name]["replay"] = {"events": n, "of": target.count(), "seconds": round(elapsed, 3)}
+            print(f"   {target.name:36} replay     round {k + 1}: {n / elapsed:>10,.0f} ev/s", flush=True)
+    for name, rates in replays.items():
+        results[name]["replay"].update({"events_per_s": round(sorted(rates)[len(rates) // 2], 1),
+                                        "events_per_s_range": [round(min(rates), 1), round(max(rates), 1)],
+                                        "events_per_s_rounds": [round(r, 1) for r in rates]})
+    paired = {}
+    mq, es = rounds.get("minqing/postgresql"), rounds.get("eventsourcing/postgresql")
+    if mq and es:
+        for w, _, _ in WORKLOADS:
+            ratios = sorted(a["events_per_s"] / b["events_per_s"] for a, b in zip(mq[w], es[w]))
+            paired[w] = {"median": round(ratios[len(ratios) // 2], 3), "min": round(ratios[0], 3),
+                         "max": round(ratios[-1], 3)}
+        ratios = sorted(a / b for a, b in zip(replays["minqing/postgresql"], replays["eventsourcing/postgresql"]))
+        paired["replay"] = {"median": round(ratios[len(ratios) // 2], 3), "min": round(ratios[0], 3),
+                            "max": round(ratios[-1], 3)}
+    return results, paired
 
 
 # ---- context -------------------------------------------------------------------------------------
@@ -339,10 +379,10 @@ NOTES = [
     "but a writer that finds the database locked waits in SQLite's busy handler, which sleeps "
     "1, 2, 5, 10 ... ms, so single_4w/batch_4w on SQLite mostly measure lock hand-over with sleeps, "
     "much as separate processes would see; there is no eventsourcing SQLite figure to compare with.",
-    "The three targets run one after another on one 2-core machine, the PostgreSQL server sharing "
-    "the cores with the client; a checkpoint or autovacuum may fall into any workload. Single runs, "
-    "no repetitions: successive runs of the same code here differed by up to ~20-25% (batch, replay), so "
-    "treat smaller differences as noise.",
+    "The targets take turns, workload by workload (BENCH_REPEATS rounds each), on one 2-core machine, "
+    "the PostgreSQL server sharing the cores with the client and with whatever else runs there "
+    "(load_average_1min_at_start); a checkpoint or autovacuum may fall into any round. Quote the "
+    "paired ratios and the ranges (events_per_s_range), not one absolute figure.",
 ]
 
 
@@ -397,7 +437,11 @@ def ledger_bars(results: dict) -> list[dict]:
             "met": pg[w]["events_per_s"] >= target} for text, target, w in bars]
     es = results.get("eventsourcing/postgresql")
     if es:
-        ratio = pg["single_4w"]["events_per_s"] / es["single_4w"]["events_per_s"]
+        a, b = pg["single_4w"].get("events_per_s_rounds"), es["single_4w"].get("events_per_s_rounds")
+        if a and b and len(a) == len(b):      # paired rounds: the median of the round-by-round ratios
+            ratio = sorted(x / y for x, y in zip(a, b))[len(a) // 2]
+        else:
+            ratio = pg["single_4w"]["events_per_s"] / es["single_4w"]["events_per_s"]
         out.append({"bar": "single-event appends with 4 writers >= 1.5x eventsourcing (same run)", "at_least_ratio": 1.5,
                     "workload": "single_4w", "measured_ratio": round(ratio, 3), "met": ratio >= 1.5})
     return out
@@ -446,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     pg = PostgreSQL(tmp / "pg", durable=True)
     started = datetime.now(timezone.utc)
+    load_at_start = round(os.getloadavg()[0], 2)      # other work on the machine skews every figure
     old = previous_report() if args.only else {}
     try:
         pg.start()
@@ -454,19 +499,20 @@ def main(argv: list[str] | None = None) -> int:
               f"disk {machine['disk']['fdatasync_per_s']} fdatasync/s", flush=True)
         report: dict = {}
         if args.only != "sweep":
-            results = {}
-            for make in (lambda: MinqingTarget("minqing/postgresql", pg.url),
-                         lambda: MinqingTarget("minqing/sqlite", f"sqlite:///{tmp / 'ledger.sqlite'}"),
-                         lambda: PortableTarget("minqing/postgresql-portable-before",
-                                                 pg.create_database("before", drop_existing=True)),
-                         lambda: EventsourcingTarget("eventsourcing/postgresql", pg, "es")):
-                target = make()
-                try:
-                    results[target.name] = run_target(target)
-                finally:
+            targets = [MinqingTarget("minqing/postgresql", pg.url),
+                       MinqingTarget("minqing/sqlite", f"sqlite:///{tmp / 'ledger.sqlite'}"),
+                       PortableTarget("minqing/postgresql-portable-before", pg.create_database("before", drop_existing=True)),
+                       EventsourcingTarget("eventsourcing/postgresql", pg, "es")]
+            print(f"\n== ledger workloads: {REPEATS} interleaved rounds of {SECONDS:g} s", flush=True)
+            try:
+                results, paired = run_interleaved(targets)
+            finally:
+                for target in targets:
                     target.close()
             print("\n== machine limits (pgbench, COPY)", flush=True)
             machine_limits = _guarded(lambda: limits.run(pg, SECONDS))
+            if "error" not in machine_limits:
+                machine_limits.update(_guarded(lambda: limits.broker_run(tmp, SECONDS)))
             print("\n== idle relay", flush=True)
             idle_section = _guarded(lambda: idle.run(pg, tmp))
             report = {
@@ -479,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                            "replay_read_batch": READ_BATCH, "event_type": EVENT_TYPE, "payload": payload_sizes()},
                 "results": results,
                 "ratio_minqing_over_eventsourcing_postgresql": comparisons(results),
+                "ratio_minqing_over_eventsourcing_postgresql_paired_rounds": paired,
+                "load_average_1min_at_start": load_at_start,
                 "ratio_stored_function_over_portable_path_postgresql": before_after(results),
                 "limits": machine_limits,
                 "fraction_of_limit": fractions(results, machine_limits),
@@ -499,6 +547,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.only != "sweep":
             report["duration_s"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
         report["design_bars"] = design_bars(report.get("results"), section)
+        if args.only:
+            # the other benches' sections (bench.assessment, bench.pipeline, bench.idle_stack, …) and
+            # their bars stay as they were: a partial run rewrites only its own part
+            for key, value in old.items():
+                report.setdefault(key, value)
+            mine = {b["workload"] for b in report["design_bars"]}
+            report["design_bars"] += [b for b in old.get("design_bars", [])
+                                      if b.get("workload") not in mine and not str(b.get("workload", "")).startswith("sweep")
+                                      and b.get("workload") not in ("single_4w", "batch_1w", "batch_4w", "replay")]
         report["notes"] = NOTES
         tmp_out = RESULTS.with_suffix(".json.tmp")
         tmp_out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

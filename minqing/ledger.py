@@ -145,6 +145,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# How canonical_json (json.dumps with ensure_ascii=False) encodes one string: the same function.
+_json_string = json.encoder.encode_basestring
+
+
 def chain_hash(prev_hash: str, position: int, event_id: str, stream: str, version: int, type_: str,
                schema_version: int, data_text: str, metadata_text: str, recorded_at: str) -> str:
     """The hash that links an event to its predecessor; audit recomputes it from the stored row."""
@@ -227,19 +231,28 @@ class Ledger:
         streams = list(dict.fromkeys(w.stream for w in writes))
         index = {stream: i for i, stream in enumerate(streams, 1)}
         e_stream, ids, types, schemas, datas, metas, heads, tails = ([] for _ in range(8))
+        # The fields of chain_hash's body that are known before the lock, JSON-encoded as canonical_json
+        # encodes them inside its list (strings by json's own encoder, ints by repr): the function
+        # splices in position and version (see minqing.ledger_pg). Metadata is often shared by a
+        # batch's events: encoded once per distinct value.
+        at = _json_string(recorded_at)
+        encoded_meta: dict[Metadata, tuple[str, str]] = {}
         for write, event in pairs:
-            data_text, meta_text = canonical_json(dict(event.data)), canonical_json(event.metadata.to_dict())
+            data = event.data
+            data_text = canonical_json(data if type(data) is dict else dict(data))
+            meta = encoded_meta.get(event.metadata)
+            if meta is None:
+                meta_text = canonical_json(event.metadata.to_dict())
+                meta = encoded_meta[event.metadata] = (meta_text, _json_string(meta_text))
             schema_version = contract.event_type(event.type).version
             e_stream.append(index[write.stream])
             ids.append(event.event_id)
             types.append(event.type)
             schemas.append(schema_version)
             datas.append(data_text)
-            metas.append(meta_text)
-            # The fields of chain_hash's body that are known before the lock, JSON-encoded by the same
-            # canonical_json: the function splices in position and version (see minqing.ledger_pg).
-            heads.append(canonical_json([event.event_id, write.stream])[1:-1])
-            tails.append(canonical_json([event.type, schema_version, data_text, meta_text, recorded_at])[1:-1])
+            metas.append(meta[0])
+            heads.append(f"{_json_string(event.event_id)},{_json_string(write.stream)}")
+            tails.append(f"{_json_string(event.type)},{int(schema_version)!r},{_json_string(data_text)},{meta[1]},{at}")
         args = (streams, [index[w.stream] for w in writes],
                 [None if w.expected_version is ANY else w.expected_version for w in writes],
                 e_stream, ids, types, schemas, datas, metas, heads, tails, recorded_at)

@@ -24,7 +24,9 @@ What the function keeps, exactly as the portable path in minqing.ledger does:
   splices in the position and version it assigned and takes SHA-256, so the hash is byte for byte
   what chain_hash computes, and `minqing audit verify` checks old and new histories alike;
 * one multi-row INSERT (unnest of arrays) for the events, one UPDATE of the head, and a NOTIFY on
-  channel `minqing_ledger` (delivered only when the transaction commits) that wakes the relay.
+  channel `minqing_ledger` (delivered only when the transaction commits) that wakes the relay and
+  the followers (minqing.ledger_listen); its payload is the new head position and the event types
+  appended, so a follower wakes only for the types it follows.
 
 No plan trap: the function runs with enable_seqscan off, so the duplicate-id and version lookups are
 planned as scans of the unique indexes even when their plans were first cached on a tiny table
@@ -99,7 +101,9 @@ BEGIN
       FROM unnest(positions, e_ids, e_stream, versions, e_types, e_schema, e_data, e_meta, hashes)
            AS u(position, event_id, s, version, type, schema_version, data, metadata, hash);
     UPDATE ledger_head SET position = head_position + n, hash = prev WHERE id = 1;
-    PERFORM pg_notify('minqing_ledger', (head_position + n)::text);
+    -- '<head position> <types appended, comma-separated>': followers wake only for types they follow
+    PERFORM pg_notify('minqing_ledger', (head_position + n)::text || ' '
+                      || array_to_string(ARRAY(SELECT DISTINCT t FROM unnest(e_types) AS t), ','));
     status := 'ok';
 END
 $fn$

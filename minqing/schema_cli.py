@@ -1,4 +1,4 @@
-"""`minqing db upgrade` and `minqing db current` (minqing.schema); registered by minqing.cli."""
+"""`minqing db upgrade` and `minqing db current` (minqing.schema); registered by the shell (minqing/shell/commands/records.py)."""
 from __future__ import annotations
 
 import json

@@ -23,6 +23,7 @@ from nameko.messaging import Consumer, QueueConsumer
 from sqlalchemy import MetaData
 
 from minqing import access, checkpoints, cloudevents, consumer, ledger as ledger_mod, parking, vault as vault_mod
+from minqing import ledger_listen
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import make_engine
 from minqing.ledger import Ledger, RecordedEvent
@@ -169,10 +170,15 @@ class Following(DependencyProvider):
 
     def start(self):
         self._running = True
+        # PostgreSQL: woken when an append of a followed type commits (minqing.ledger_listen), so the
+        # poll is only a fallback, seconds apart.
+        if ledger_listen.subscribe(self.ledger.engine, self._wakeup.set, self.projection.event_types):
+            self.poll_interval = max(self.poll_interval, ledger_listen.FALLBACK_POLL_SECONDS)
         self.container.spawn_managed_thread(self._follow, identifier=f"{self.projection.name}-follow")
 
     def stop(self):
         self._running = False
+        ledger_listen.unsubscribe(self.ledger.engine, self._wakeup.set)
         self.follower.stop()
         self._wakeup.set()
 

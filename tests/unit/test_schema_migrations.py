@@ -74,7 +74,7 @@ def test_a_service_and_the_gateway_stop_at_start_with_the_command_to_run(tmp_pat
     env = {**os.environ, "MINQING_DATABASE_URL": url, "MINQING_RUN_DIR": str(tmp_path / "run"),
            "MINQING_AMQP_URI": "amqp://guest:guest@127.0.0.1:9//", "MINQING_VAULT_KEY": "",
            "MINQING_VAULT_KEY_FILE": ""}
-    for command in (["-m", "minqing.service_main", "intake"], ["-m", "minqing.cli", "gateway"]):
+    for command in (["-m", "minqing.shell.service_main", "intake"], ["-m", "minqing.shell.cli", "gateway"]):
         done = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 1, (command, done.stdout, done.stderr)
         assert "made before migrations" in done.stderr and "run `minqing db upgrade`" in done.stderr, done.stderr
