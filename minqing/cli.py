@@ -94,6 +94,19 @@ def _published_policy(ledger, county: str):
     return CountyPolicy(published[-1].data["policy"], published[-1].data["version"])
 
 
+def _county_zones(ledger):
+    """county → its zone (of its latest published policy; the default zone when none): the CLI shows
+    times as people read them (issue #18.1)."""
+    from functools import lru_cache
+
+    from minqing.localtime import zone_of
+
+    @lru_cache(maxsize=None)
+    def zone(county):
+        return zone_of(_published_policy(ledger, county) if county else None)
+    return zone
+
+
 def cmd_token(args, settings) -> int:
     from minqing import access
     from minqing.db import read_transaction
@@ -104,8 +117,11 @@ def cmd_token(args, settings) -> int:
             return 0
         return _fail(f"no active token with id {args.token_id!r}")
     if args.action == "list":
+        from minqing.localtime import local_fields
+        zone = _county_zones(ledger)
         with read_transaction(engine) as conn:
             for row in access.list_tokens(conn, args.county):
+                row = local_fields(row, ("created_at", "expires_at", "revoked_at"), zone(row["county"]))
                 print(json.dumps(row, ensure_ascii=False))
         return 0
     policy = _published_policy(ledger, args.county)
@@ -133,10 +149,12 @@ def cmd_token(args, settings) -> int:
 def cmd_access_log(args, settings) -> int:
     from minqing import access
     from minqing.db import read_transaction
-    engine, _ = _engine_and_ledger(settings)
+    from minqing.localtime import local_fields
+    engine, ledger = _engine_and_ledger(settings)
+    zone = _county_zones(ledger)(args.county)
     with read_transaction(engine) as conn:
         for row in access.list_access(conn, args.county, args.case_id):
-            print(json.dumps(row, ensure_ascii=False))
+            print(json.dumps(local_fields(row, ("at",), zone), ensure_ascii=False))
     return 0
 
 
@@ -695,7 +713,9 @@ def cmd_clock(args, settings) -> int:
             event = democlock.set_clock(ledger, moment, rate=rate)
     except democlock.DemoClockError as exc:
         return _fail(str(exc), 2)
-    print(f"demo clock {event.type.split('.')[1]} to {event.data['demo_at']} (ledger position {event.position}); "
+    moved_to = parse_instant(event.data["demo_at"])
+    print(f"demo clock {event.type.split('.')[1]} to {democlock.shown(moved_to, getattr(args, 'zone', None))} ({event.data['demo_at']}, "
+          f"ledger position {event.position}); "
           f"every process follows within about {democlock.REFRESH_SECONDS:g} s")
     return 0
 
