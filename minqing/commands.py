@@ -21,6 +21,19 @@ def engine_and_ledger(settings):
     return engine, Ledger(engine)
 
 
+def county_zones(ledger):
+    """county → its zone (of its latest published policy; the default zone when none): the CLI shows
+    times as people read them (issue #18.1)."""
+    from functools import lru_cache
+
+    from minqing.localtime import zone_of
+
+    @lru_cache(maxsize=None)
+    def zone(county):
+        return zone_of(published_policy(ledger, county) if county else None)
+    return zone
+
+
 def published_policy(ledger, county: str):
     from minqing.county import CountyPolicy
     published = [e for e in ledger.read_stream(f"county-{county}") if e.type == "policy.published"]

@@ -242,4 +242,14 @@ def start(ledger, *, actor: str = "admin:minqing-run") -> str | None:
         target = wanted if wanted is not None and (anchor is None or wanted > now) else now
         set_clock(ledger, target, rate=rate, actor=actor)
         now = target
-    return f"demo clock: {isoformat(now)} running at {rate:g}× (minqing clock advance 3d moves it on)"
+    return f"demo clock: {shown(now)} ({isoformat(now)}), running at {rate:g}× (minqing clock advance 3d moves it on)"
+
+
+def shown(moment: datetime, zone: str | None = None) -> str:
+    """A demo instant as a person reads it (issue #18.1): `2026-12-02 02:00:00 CST Asia/Shanghai`. The
+    stack's clock belongs to no county; the sample counties' zone (the default) is what people read."""
+    from zoneinfo import ZoneInfo
+
+    from minqing.localtime import DEFAULT_ZONE
+    zone = zone or DEFAULT_ZONE
+    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M:%S %Z} {zone}"

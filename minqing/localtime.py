@@ -42,6 +42,11 @@ def plain(instant: str | datetime | None, tz: str | None, language: str = "zh") 
     return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
 
 
+def local_fields(row: dict, names, tz: str | None) -> dict:
+    """`row` with the instants under `names` shown by `local_iso` (listings: tokens, the access log)."""
+    return {k: local_iso(v, tz) if k in names else v for k, v in row.items()}
+
+
 def zone_of(policy) -> str:
     """The zone of a county policy (a CountyPolicy or its document), the default when there is none."""
     if policy is None:

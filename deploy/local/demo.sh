@@ -14,6 +14,7 @@ SEED="${MINQING_DEMO_SEED:-2026}"
 export MINQING_CLOCK_START="${MINQING_CLOCK_START:-$(.venv/bin/python -c "import datetime,sys; d=datetime.date.fromisoformat(sys.argv[1]+'-01')-datetime.timedelta(days=1); print(f'{d}T20:00+08:00')" "$MONTH")}"
 export MINQING_CLOCK_RATE="${MINQING_CLOCK_RATE:-1}"
 export MINQING_SWEEP_SECONDS="${MINQING_SWEEP_SECONDS:-0.5}"
+export MINQING_NOTIFY_SECONDS="${MINQING_NOTIFY_SECONDS:-0.3}"
 PORT="${MINQING_HTTP_PORT:-8000}"
 
 mkdir -p "$MINQING_RUN_DIR"

@@ -14,6 +14,11 @@ Every rule is here, and docs/assessment.md says the same in words.
 - **Lapsed deadlines.** The holder when a deadline lapsed is charged (`case.overdue`). When the
   lapse moved the case up automatically (`case.escalated`, `automatic: true`), the holder it left is
   charged with an escalation away.
+- **Promises (承诺期限兑现, seed 003: 实行承诺服务，限时办结).** A lapsed *resolution* deadline is a
+  promise broken (`deadline_lapsed`): for the holder (cadre and unit), and for the case's township and
+  the county, whose promise to the resident it was. A case whose deadline lapsed is not a promise kept
+  for the township and county even if a later holder resolves it within its own fresh deadline; that
+  later holder kept the promise of their holding.
 - **Hand-offs (issue #18 §7).** A hand-off is justified, and counts as `handed_off` to the holder
   (cadre and unit) it left, when
   - a return (退回, `case.returned`) is upheld: a supervisor re-dispatches the case to another unit;
@@ -41,7 +46,7 @@ and year are the periods it counts in.
 
 **Counting rule (issue #17 §4).** Facts record every event, but a figure counts a *case* once per
 subject per period: `received`, `responded_on_time`, `resolved`, `resolved_on_time`,
-`resolved_on_site` and `handed_off` are numbers of distinct cases (scorecards.py). A case resolved,
+`resolved_on_site`, `handed_off` and `deadline_lapsed` are numbers of distinct cases (scorecards.py). A case resolved,
 rated unsatisfied, reopened and resolved again in one month is one case received and one resolved,
 for its cadre as for its township and the county; the reopening and each rating still count as events.
 """
@@ -156,7 +161,10 @@ def attribute(state: CaseState, event: RecordedEvent, policy: Mapping | None = N
         state = replace(state, co_units=co_units)
         facts += _facts("joint_participation", [("unit", u) for u in co_units])
     elif event.type == "case.overdue":
-        facts += _facts("overdue", [("cadre", d["holder_cadre"]), ("unit", d["holder_unit"])])
+        holder = [("cadre", d["holder_cadre"]), ("unit", d["holder_unit"])]
+        facts += _facts("overdue", holder)
+        if d["deadline"] == "resolution":
+            facts += _facts("deadline_lapsed", holder + _case_level(state))
     elif event.type == "case.resolved":
         resolver = [("cadre", d["cadre"]), ("unit", d["unit"])]
         if not state.responded and _in_time(at, state.response_due):

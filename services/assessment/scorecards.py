@@ -4,20 +4,25 @@ Every figure is computed from `assessment_facts` for a subject and the months of
 rows behind any figure can be listed (`explain`) and an auditor can count them again.
 
 **Counting rule (issue #17 §4).** Case figures count distinct cases per subject per period:
-`received`, `responded_on_time`, `resolved`, `resolved_on_time`, `resolved_on_site`, `handed_off`
-(a case resolved three times after reopenings is one case resolved). Two derived denominators make
+`received`, `responded_on_time`, `resolved`, `resolved_on_time`, `resolved_on_site`, `handed_off`,
+`deadline_lapsed` (a case resolved three times after reopenings is one case resolved). Derived figures make
 every numerator a subset of its denominator, so no rate can leave [0, 1]:
 - `in_hand` (经办): the cases the subject received or resolved in the period, less those it handed
   off justifiably (attribution.py) and did not resolve. A case received last month and resolved this
   month is in this month's hand.
 - `response_base`: the cases received or responded to in time in the period.
+- `promised` (承诺): the cases whose resolution deadline came due for the subject in the period: it
+  resolved them, or their deadline lapsed in its hands (its township's and county's, for those).
+- `kept` (兑现): the promised cases resolved on time and without a lapse in the period (seed 003:
+  承诺服务，限时办结). A lapse is a broken promise even when a later holder resolves the case within
+  its own fresh deadline: that holder kept theirs, the township and the county did not.
 Event figures (ratings, `solved`/`unsolved`, reopenings, lapses, visits) count every event.
 
 | figure | numerator | denominator |
 |---|---|---|
 | response_rate (响应率) | responded_on_time | response_base |
 | resolution_rate (办结率, closed by the handler) | resolved | in_hand |
-| on_time_rate (承诺期限兑现率) | resolved_on_time | resolved |
+| on_time_rate (承诺期限兑现率) | kept | promised |
 | solution_rate (解决率, solved by the resident's word at the 回访) | solved | solved + unsolved |
 | satisfaction_rate (满意率) | satisfied + w · basically_satisfied | satisfied + basically_satisfied + unsatisfied |
 
@@ -34,15 +39,17 @@ from services.assessment.periods import DEFAULT_TZ, PERIOD, PeriodError, months_
 from services.assessment.rules import LEVELS, RATES, default_rules
 from services.assessment.tables import counties_table, facts_table, rules_table
 
-CASE_METRICS = ("received", "responded_on_time", "resolved", "resolved_on_time", "resolved_on_site", "handed_off")
-DERIVED = {"in_hand": ("received", "resolved", "handed_off"), "response_base": ("received", "responded_on_time")}
+CASE_METRICS = ("received", "responded_on_time", "resolved", "resolved_on_time", "resolved_on_site", "handed_off",
+                "deadline_lapsed")
+DERIVED = {"in_hand": ("received", "resolved", "handed_off"), "response_base": ("received", "responded_on_time"),
+           "promised": ("resolved", "deadline_lapsed"), "kept": ("resolved_on_time", "deadline_lapsed")}
 EVENT_METRICS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable", "solved", "unsolved", "reopened",
                  "overdue", "escalated_overdue", "return_overturned", "joint_participation", "visit_days", "households")
 COUNTS = CASE_METRICS + tuple(DERIVED) + EVENT_METRICS
 RATE_PARTS = {
     "response_rate": (("responded_on_time",), ("response_base",)),
     "resolution_rate": (("resolved",), ("in_hand",)),
-    "on_time_rate": (("resolved_on_time",), ("resolved",)),
+    "on_time_rate": (("kept",), ("promised",)),
     "solution_rate": (("solved",), ("solved", "unsolved")),
     "satisfaction_rate": (("satisfied", "basically_satisfied"), ("satisfied", "basically_satisfied", "unsatisfied")),
 }
@@ -88,8 +95,10 @@ def _sums(conn: Connection, county: str, months: list[str], kind: str | None = N
     c = per_case.c
     in_hand = and_(or_(c.received == 1, c.resolved == 1), or_(c.handed_off == 0, c.resolved == 1))
     response_base = or_(c.received == 1, c.responded_on_time == 1)
+    promised = or_(c.resolved == 1, c.deadline_lapsed == 1)
+    kept = and_(c.resolved_on_time == 1, c.deadline_lapsed == 0)
     cases = (select(c.kind, c.subject, *[func.sum(c[m]) for m in CASE_METRICS],
-                    func.sum(case((in_hand, 1), else_=0)), func.sum(case((response_base, 1), else_=0)))
+                    *[func.sum(case((derived, 1), else_=0)) for derived in (in_hand, response_base, promised, kept)])
              .group_by(c.kind, c.subject))
     for k, s, *totals in conn.execute(cases):
         out.setdefault((k, s), {}).update(zip(CASE_METRICS + tuple(DERIVED), (float(t or 0) for t in totals)))
@@ -226,7 +235,9 @@ def explain(conn: Connection, county: str, period: str, kind: str, subject: str,
 
 COUNTING = {m: f"{m}: distinct cases" for m in CASE_METRICS} | {
     "in_hand": "in_hand: distinct cases received or resolved, less those handed off (handed_off) and not resolved",
-    "response_base": "response_base: distinct cases received or responded to in time"}
+    "response_base": "response_base: distinct cases received or responded to in time",
+    "promised": "promised: distinct cases resolved or whose resolution deadline lapsed (deadline_lapsed)",
+    "kept": "kept: distinct cases resolved on time (resolved_on_time) without a lapse (deadline_lapsed) in the period"}
 
 
 def dump(conn: Connection, county: str, periods: list[str]) -> list[dict]:

@@ -255,4 +255,5 @@ class AccessLogQuery(Schema):
 
 class AccessLogOut(Schema):
     county = fields.String(required=True)
+    timezone = fields.String(required=True)       # `at` of each read is local time with the offset
     reads = fields.List(fields.Dict(), required=True)

@@ -16,6 +16,7 @@ from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
 from minqing.http import ApiError, json_response, load_json, read_body, read_json
 from minqing.service_base import Service
+from minqing.localtime import local_fields, zone_of
 from services.intake.projection import CountyCatalogue, load_county
 from services.intake.registration import hash_pin, new_credentials, register
 from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, CatalogueOut, ReportIn, ReportOut,
@@ -274,4 +275,6 @@ class IntakeService(Service, name="intake", follows=CountyCatalogue, tables=meta
     def access_log(self, request, principal):
         with read_transaction(self.ledger.engine) as conn:
             rows = access.list_access(conn, principal.county, request.args.get("case_id"))
-        return json_response(200, {"county": principal.county, "reads": rows})
+            zone = zone_of(load_county(conn, principal.county))
+        return json_response(200, {"county": principal.county, "timezone": zone,
+                                   "reads": [local_fields(r, ("at",), zone) for r in rows]})

@@ -73,5 +73,9 @@ def set_contact(conn: Connection, vault: Vault, policy: CountyPolicy, recipient:
 def list_contacts(conn: Connection, county: str) -> list[dict]:
     rows = conn.execute(select(contacts_table).where(contacts_table.c.county == county)
                         .order_by(contacts_table.c.recipient)).mappings().all()
+    from minqing.localtime import local_iso, zone_of
+    from services.notify.rules import policy_for
+    policy = policy_for(conn, county)
+    zone = zone_of(policy.doc if policy else None)       # shown to people: the county's time (#18.1)
     return [{"recipient": r["recipient"], "channel": r["channel"], "address": r["masked"],
-             "updated_at": r["updated_at"]} for r in rows]
+             "updated_at": local_iso(r["updated_at"], zone)} for r in rows]

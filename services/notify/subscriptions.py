@@ -29,6 +29,7 @@ from minqing import cloudevents, contract, signing
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction, write_transaction
 from minqing.ledger import Ledger
+from minqing.localtime import local_iso, zone_of
 from minqing.netpolicy import TargetRefused, check_target
 from minqing.vault import Vault
 from services.notify.channels import post
@@ -77,29 +78,37 @@ def register(conn: Connection, ledger: Ledger, vault: Vault, clock: Clock, *, co
            "next_attempt_at": now, "lease_until": None, "last_error": None, "created_at": now,
            "created_by": created_by}
     conn.execute(subscriptions_table.insert().values(**row))
-    return public(row), secret
+    return public(row, zone_of(policy.doc if policy else None)), secret
 
 
-def public(row) -> dict:
+def public(row, zone: str | None = None) -> dict:
+    """The subscription as an integrator sees it: times in the county's zone (`zone`, issue #18.1)."""
     r = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     return {"id": r["id"], "county": r["county"], "url": r["url"], "types": json.loads(r["types"]),
             "description": r["description"], "status": r["status"], "position": r["position"],
-            "delivered": r["delivered"], "failures": r["failures"], "next_attempt_at": r["next_attempt_at"],
-            "last_error": r["last_error"], "created_at": r["created_at"]}
+            "delivered": r["delivered"], "failures": r["failures"],
+            "next_attempt_at": local_iso(r["next_attempt_at"], zone),
+            "last_error": r["last_error"], "created_at": local_iso(r["created_at"], zone)}
+
+
+def _zone(conn: Connection, county: str) -> str:
+    policy = policy_for(conn, county)
+    return zone_of(policy.doc if policy else None)
 
 
 def list_for(conn: Connection, county: str) -> list[dict]:
     rows = conn.execute(select(subscriptions_table).where(subscriptions_table.c.county == county,
                                                           subscriptions_table.c.status == "active")
                         .order_by(subscriptions_table.c.created_at, subscriptions_table.c.id)).all()
-    return [public(r) for r in rows]
+    zone = _zone(conn, county)
+    return [public(r, zone) for r in rows]
 
 
 def get(conn: Connection, county: str, sub_id: str) -> dict | None:
     row = conn.execute(select(subscriptions_table).where(subscriptions_table.c.id == sub_id,
                                                          subscriptions_table.c.county == county,
                                                          subscriptions_table.c.status == "active")).first()
-    return public(row) if row else None
+    return public(row, _zone(conn, county)) if row else None
 
 
 def remove(conn: Connection, county: str, sub_id: str) -> bool:

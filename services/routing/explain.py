@@ -1,12 +1,16 @@
 """`GET /api/v1/cases/{id}/routing`: why a case is where it is, in plain words (Simplified Chinese by
 default, English on request), with the rule text each decision recorded and its ledger position, so a
-cadre, a resident's advocate or an auditor can check it against the policy version named."""
+cadre, a resident's advocate or an auditor can check it against the policy version named.
+
+Times are the county's local time (minqing/localtime.py, issue #18.1): `at` and the deadlines as ISO
+8601 with the zone's offset, deadlines inside the words in plain words (`2026年12月1日 03:27`).
+The events keep UTC; `position` points to them."""
 from __future__ import annotations
 
 from minqing.casefile import CaseFile
 from minqing.ledger import RecordedEvent
+from minqing.localtime import local_iso, plain, zone_of
 from services.routing.timers import pending
-from minqing.clock import isoformat
 
 _LEVEL = {"zh": {"chase": "催办", "supervise": "督办", "listed": "挂牌督办"},
           "en": {"chase": "chased", "supervise": "supervised", "listed": "listed for supervision"}}
@@ -19,7 +23,9 @@ def _unit(policy, code):
 
 
 def _words(event: RecordedEvent, policy, lang: str) -> str | None:
-    d, zh = event.data, lang == "zh"
+    zone = zone_of(policy)
+    d = {k: plain(v, zone, lang) if k in ("resolution_due", "due") else v for k, v in event.data.items()}
+    zh = lang == "zh"
     u = lambda code: _unit(policy, code)       # noqa: E731
     match event.type:
         case "case.assigned":
@@ -58,26 +64,28 @@ def _words(event: RecordedEvent, policy, lang: str) -> str | None:
 
 
 def explain(case: CaseFile, events: list[RecordedEvent], policy, lang: str = "zh") -> dict:
+    zone = zone_of(policy)
     decisions = []
     for event in events:
         words = _words(event, policy, lang)
         if words is None:
             continue
-        decisions.append({"position": event.position, "version": event.version, "at": event.recorded_at,
+        decisions.append({"position": event.position, "version": event.version, "at": local_iso(event.recorded_at, zone),
                           "type": event.type, "by": event.metadata.actor, "words": words,
                           "rule": event.data.get("rule"), "policy_version": event.data.get("policy_version")})
     tier = next((t for t in (policy.tiers if policy else []) if t["code"] == case.tier), None)
     return {
-        "case_id": case.case_id, "county": case.county, "status": case.status, "language": lang,
+        "case_id": case.case_id, "county": case.county, "status": case.status, "language": lang, "timezone": zone,
         "current": None if not case.unit else {
             "tier": case.tier, "tier_name": tier["name"] if tier else None, "unit": case.unit,
             "unit_name": _unit(policy, case.unit), "cadre": case.cadre, "joint_units": list(case.joint_units),
-            "response_due": case.response_due if case.status == "assigned" else None,
-            "resolution_due": case.resolution_due, "pressure": case.pressure, "reply_due": case.reply_due,
+            "response_due": local_iso(case.response_due, zone) if case.status == "assigned" else None,
+            "resolution_due": local_iso(case.resolution_due, zone), "pressure": case.pressure,
+            "reply_due": local_iso(case.reply_due, zone),
             "policy_version": case.policy_version},
         "first_contact": case.first_contact,      # 首问负责制: follows the case to its end
         "ladder": [{"code": t["code"], "name": t["name"], "level": t["level"]} for t in (policy.tiers if policy else [])],
         "decisions": decisions,
-        "pending_timers": [{"kind": t.kind, "due_at": isoformat(t.due_at)}
+        "pending_timers": [{"kind": t.kind, "due_at": local_iso(t.due_at, zone)}
                            for t in sorted(pending(policy, case), key=lambda t: t.due_at)] if policy else [],
     }

@@ -104,10 +104,19 @@ def test_token_lifecycle_through_the_cli(pg_url, tmp_path):
     token_id = token[3:].split(".")[0]
     listed = _cli(env, "token", "list", "--county", "longjiang")
     assert token_id in listed.stdout and token.split(".")[1] not in listed.stdout and "heigang.kaoshan-station" in listed.stdout
+    row = next(json.loads(line) for line in listed.stdout.splitlines() if token_id in line)
+    # times as people read them (issue #18.1): the county's zone, stored UTC
+    assert row["created_at"].endswith("+08:00") and row["expires_at"].endswith("+08:00"), row
     engine = make_engine(pg_url)
     with read_transaction(engine) as conn:
         principal = access.authenticate(conn, f"Bearer {token}")
     assert (principal.role, principal.unit, principal.cadre) == ("cadre", "heigang.kaoshan-station", "lj-c002")
+    with engine.begin() as conn:
+        access.record_access(conn, principal, "longjiang", "c-local", "case.read")
+        stored = conn.execute(text("SELECT at FROM access_log WHERE case_id = 'c-local'")).scalar()
+    read = _cli(env, "access", "log", "--county", "longjiang", "--case-id", "c-local")
+    shown = json.loads(read.stdout.splitlines()[0])
+    assert stored.endswith("Z") and shown["at"].endswith("+08:00") and shown["actor"] == "cadre:lj-c002", (stored, shown)
     assert _cli(env, "token", "revoke", token_id).returncode == 0
     with read_transaction(engine) as conn:
         try:

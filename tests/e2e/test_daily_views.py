@@ -67,6 +67,12 @@ def test_what_was_done_is_visible_and_the_delivered_case_waits_in_the_follow_up_
     assert steps["case.supervised"]["what"]["note"] == "请三日内书面答复"
     assert steps["case.supervised"]["what"]["reply_due"].endswith(LOCAL)
 
+    code, why = stack.request("GET", f"/api/v1/cases/{case_id}/routing", token=operator)    # #18.1: local here too
+    assert code == 200 and why["timezone"] == "Asia/Shanghai" and why["decisions"], why
+    assert all(d["at"].endswith(LOCAL) for d in why["decisions"]) and "年" in why["decisions"][0]["words"]
+    code, reads = stack.request("GET", f"/api/v1/access-log?case_id={case_id}", token=stack.issue("auditor", "heping"))
+    assert code == 200 and reads["reads"] and all(r["at"].endswith(LOCAL) for r in reads["reads"]), reads
+
     code, tracked = stack.request("GET", f"/api/v1/track/{made['tracking_no']}?pin={made['pin']}", token=None)
     assert code == 200 and tracked["reported_at"].endswith(LOCAL)
     assert all(h["at"].endswith(LOCAL) for h in tracked["history"])

@@ -1,6 +1,8 @@
 """`minqing run` on the embedded default — SQLite ledger, a private RabbitMQ node it starts itself —
 reaches healthy, takes a case through to assignment, and stops everything on Ctrl-C; killed with SIGKILL,
-it leaves nothing behind, and the next run starts at once and keeps what an operator published."""
+it leaves nothing behind, and the next run starts at once and keeps what an operator published — and
+the README's first hour (report, track, accept | restart | resolve, rate, scorecard) works across it
+at 02:00 China time (issue #18's done-when)."""
 import json
 import os
 import signal
@@ -8,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from minqing.shell import devstack
@@ -83,6 +86,67 @@ def test_embedded_stack_runs_and_stops_cleanly(tmp_path):
 
 # ---- supervision: kill -9 of `minqing run` (issue #12.4, .10, .11; issue #18.2, .8) -------------------
 
+def _call(method, url, token=None, body=None):
+    data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers),
+                                    timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def _until(what, probe, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return found
+
+
+# The README's first hour, as written there (issue #18's done-when): report, track and accept before a
+# restart; resolve, rate and the scorecard after it. The stack runs on the demo clock from 02:00 on
+# 1 December in China — 18:00 on 30 November in UTC — inside quiet hours.
+NIGHT = "2026-12-01T02:00+08:00"
+README_REPORT = {"county": "longjiang", "channel": "hotline", "category": "202",
+                 "summary": "黄牛场通往11屯的道路水毁严重，车辆无法通行",
+                 "location": {"township": "黑岗乡", "village": "靠山村", "hamlet": "靠山村11屯"},
+                 "reporter": {"name": "张三", "phone": "13800138000"}}
+
+
+def _first_hour_before_restart(base, tokens) -> dict:
+    code, made = _call("POST", f"{base}/api/v1/cases", tokens["operator"], README_REPORT)
+    assert code == 201 and made["status"] == "reported", made
+    assert made["tracking_no"].startswith("LJ-20261201-")           # China's date, not UTC's 30 November
+    view = _until("the assignment", lambda: (v := _call("GET", f"{base}/api/v1/cases/{made['case_id']}",
+                                                        tokens["operator"])[1])["status"] == "assigned" and v)
+    assert view["assignment"]["cadre"] == "lj-c002" and view["reported_at"].startswith("2026-12-01T02:0"), view
+    code, tracked = _call("GET", f"{base}/api/v1/track/{made['tracking_no']}?pin={made['pin']}")
+    assert code == 200 and tracked["status"] == "assigned" and tracked["reported_at"].endswith("+08:00"), tracked
+    code, body = _call("POST", f"{base}/api/v1/cases/{made['case_id']}/accept", tokens["cadre"], {})
+    assert code == 200 and body["status"] == "accepted", body
+    return made
+
+
+def _first_hour_after_restart(base, tokens, made) -> None:
+    case = f"{base}/api/v1/cases/{made['case_id']}"
+    code, body = _call("POST", f"{case}/resolve", tokens["cadre"],
+                       {"resolution": "已组织抢修，道路恢复通行", "on_site": True})
+    assert code == 200 and body["status"] == "resolved", body
+    code, body = _call("POST", f"{case}/follow-up", tokens["operator"],
+                       {"rating": "satisfied", "via": "call", "solved": True})
+    assert code == 201, body
+    card = _until("the scorecard with the rating", lambda: (c := _call(
+        "GET", f"{base}/api/v1/assessment/longjiang/cadres/lj-c002", tokens["auditor"])[1])["cards"][0]["counts"]["satisfied"]
+        and c)
+    assert card["period"] == "2026-12", card                          # this month in China (UTC: November)
+    assert card["cards"][0]["counts"]["received"] == 1 and card["cards"][0]["rates"]["satisfaction_rate"] == 1.0
+    code, tracked = _call("GET", f"{base}/api/v1/track/{made['tracking_no']}?pin={made['pin']}")
+    assert code == 200 and tracked["status"] in ("followed_up", "closed"), tracked
+    assert all(h["at"].startswith("2026-12-01T02:") for h in tracked["history"]), tracked["history"]
+
+
 def _ours(run_dir) -> set[int]:
     """Every live process that belongs to the stack in `run_dir`: its run dir is in its command line or
     its environment (the services' MINQING_RUN_DIR, RabbitMQ's data paths, epmd's HOME)."""
@@ -132,13 +196,16 @@ def test_kill_9_of_run_leaves_nothing_behind_and_a_fresh_run_keeps_the_operators
     counties = county_dir(tmp_path / "policies", "deploy/counties/longjiang.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
     env.update(MINQING_RUN_DIR=str(run_dir), MINQING_HTTP_PORT=str(http_port), MINQING_AMQP_PORT=str(amqp_port),
-               MINQING_COUNTIES_DIR=str(counties))
+               MINQING_COUNTIES_DIR=str(counties), MINQING_CLOCK="demo", MINQING_CLOCK_START=NIGHT,
+               MINQING_CLOCK_RATE="1")
     out = tmp_path / "run.out"
     base = f"http://127.0.0.1:{http_port}"
     first = _start_run(env, out, 1)
     second = None
     try:
         assert "county longjiang policy: v1 published from longjiang.yaml" in out.read_text()
+        assert "demo clock: 2026-12-01 02:00:00 CST Asia/Shanghai" in out.read_text()
+        walk = _first_hour_before_restart(base, json.loads((run_dir / "demo-tokens.json").read_text()))
         # an operator publishes v2 with the CLI (issue #18.2)
         policy = yaml.safe_load((counties / "longjiang.yaml").read_text())
         policy["name"] = "龙江县（运维发布）"
@@ -196,6 +263,8 @@ def test_kill_9_of_run_leaves_nothing_behind_and_a_fresh_run_keeps_the_operators
         text = out.read_text().split("Minqing is running")[1]
         assert "county longjiang policy: v2 in force (published by admin:" in text, out.read_text()
         assert _get(f"{base}/api/v1/counties/longjiang")["policy_version"] == 2
+        # the README's first hour goes on after the restart, with the same demo tokens
+        _first_hour_after_restart(base, json.loads((run_dir / "demo-tokens.json").read_text()), walk)
 
         # the gateway is supervised like the services: killed, it is started again
         os.kill(read_pid(run_dir / "pids" / "gateway.pid"), signal.SIGKILL)

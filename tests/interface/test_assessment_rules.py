@@ -75,7 +75,8 @@ def world(engine):
 
 def test_resolution_and_on_time_rates(world):
     """Seed 000 (限时办结) and DESIGN §1: 办结率 = resolved / received; 承诺期限兑现率 = resolved by the
-    promised limit / resolved. Three cases: one on time, one late, one open → 2/3 and 1/2."""
+    promised limit (and never lapsed) / resolved or lapsed. Three cases: one on time, one late, one
+    open (its deadline not reached) → 2/3 and 1/2."""
     a, b, _ = world.case(), world.case(), world.case()
     world.at(10).resolve(a)
     world.at(130).resolve(b)                      # the limit was 120 h
@@ -144,6 +145,9 @@ def test_escalation_charges_the_holder_and_credits_the_new_unit(world):
     assert (t["counts"]["received"], t["counts"]["resolved"], t["counts"]["resolved_on_time"]) == (1, 1, 1)
     county_card = world.card("longjiang", "county")
     assert county_card["counts"]["received"] == 1 and county_card["counts"]["escalated_overdue"] == 1
+    # 承诺期限兑现率 (seed 003): the village broke its promise, the township kept its own; the county's
+    # promise to the resident lapsed, whoever resolved the case in the end
+    assert (v["rates"]["on_time_rate"], t["rates"]["on_time_rate"], county_card["rates"]["on_time_rate"]) == (0.0, 1.0, 0.0)
 
 
 def test_a_transfer_moves_the_work_but_not_the_deadline(world):

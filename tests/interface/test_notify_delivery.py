@@ -110,6 +110,8 @@ def test_a_subscriber_that_fails_for_a_while_gets_every_event_in_order_with_vali
         with write_transaction(ledger.engine) as conn:
             state = subscriptions.get(conn, "heping", sub["id"])
         assert state["delivered"] == len(expected) and state["failures"] == 0
+        # shown to the integrator in the county's time, stored UTC (issue #18.1)
+        assert sub["created_at"].endswith("+08:00") and state["next_attempt_at"].endswith("+08:00"), state
     finally:
         server.close()
 
@@ -254,6 +256,8 @@ def test_overdue_and_escalation_reach_the_holder_the_new_unit_and_their_supervis
     with write_transaction(ledger.engine) as conn:
         contacts.set_contact(conn, vault, CountyPolicy(read_policy_file(HEPING), 1), "supervisor:hp-town", "email",
                              "town@heping.example", clock.now())
+        listed = contacts.list_contacts(conn, "heping")
+    assert listed and all(c["updated_at"].endswith("+08:00") for c in listed), listed     # issue #18.1
     report(ledger, vault, "c-0008")
     meta = _meta("service:routing")
     ledger.append("case-c-0008", [

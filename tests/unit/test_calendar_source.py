@@ -46,3 +46,38 @@ def test_a_deadline_beyond_the_calendar_is_warned_about():
     assert warned["code"] == "calendar_ends" and warned["last_year"] == 2026 and warned["latest_due_year"] == 2027
     assert "minqing calendar build 2027" in warned["message"]
     assert WorkCalendar("Asia/Shanghai").warning(datetime(2026, 5, 1, tzinfo=timezone.utc))["last_year"] is None
+
+
+def test_the_shipped_counties_warn_when_open_deadlines_run_into_2027():
+    """chinesecalendar 1.11.0 has no 2027 (the State Council publishes each autumn): the sample counties'
+    calendars end in 2026. An open case whose deadline falls in January 2027 (the Spring Festival is
+    then unknown) makes routing's /health check and the worklist warn (`calendar_health` and
+    `calendar_check`, what both read), never fail; a closed one or a 2026 deadline does not."""
+    from sqlalchemy import create_engine
+
+    from minqing import county
+    from services.routing.tables import cases_table, metadata_obj
+    from services.routing.worklist import calendar_check, calendar_health
+
+    assert 2027 not in holidays.known_years()
+    policies = {name: county.CountyPolicy(county.read_policy_file(Path(f"deploy/counties/{name}.yaml")), 1)
+                for name in ("longjiang", "luyang", "ziyang")}
+    assert all(WorkCalendar.from_policy(p.doc).covers == frozenset({2026}) for p in policies.values())
+    engine = create_engine("sqlite://")
+    metadata_obj.create_all(engine)
+    row = dict(county="longjiang", status="accepted", overdue=False, version=2)
+    with engine.begin() as conn:
+        conn.execute(cases_table.insert(), [
+            {**row, "case_id": "a", "is_open": True, "resolution_due": "2026-12-31T08:00:00.000000Z"},
+            {**row, "case_id": "b", "is_open": False, "resolution_due": "2027-02-20T08:00:00.000000Z"}])
+        assert calendar_check(conn, "longjiang", policies["longjiang"]) is None
+        conn.execute(cases_table.insert().values(**row, case_id="c", is_open=True,
+                                                 resolution_due="2027-01-08T02:00:00.000000Z"))
+        warned = calendar_check(conn, "longjiang", policies["longjiang"])
+    assert warned["code"] == "calendar_ends" and (warned["last_year"], warned["latest_due_year"]) == (2026, 2027)
+    assert "minqing calendar build 2027" in warned["message"]
+    with engine.connect() as conn:
+        conn.execute(metadata_obj.tables["routing_policies"].insert().values(
+            county="longjiang", version=1, policy="{}"))
+        health = calendar_health(conn, lambda _conn, name: policies[name])
+    assert health["status"] == "warn" and set(health["counties"]) == {"longjiang"}

@@ -114,7 +114,9 @@ def test_a_database_outage_keeps_the_last_anchor():
 def test_run_anchors_the_clock_once_and_a_restart_keeps_it(sqlite_ledger, demo, monkeypatch):
     monkeypatch.setenv("MINQING_CLOCK_START", "2026-11-02T08:00+08:00")
     monkeypatch.setenv("MINQING_CLOCK_RATE", "0")
-    assert "2026-11-02T00:00:00" in democlock.start(sqlite_ledger)
+    said = democlock.start(sqlite_ledger)
+    assert "2026-11-02T00:00:00" in said
+    assert said.startswith("demo clock: 2026-11-02 08:00:00 CST Asia/Shanghai")    # as people read it (#18.1)
     democlock.advance(sqlite_ledger, timedelta(days=1))
     democlock.start(sqlite_ledger)                  # a restart with the same settings: no step back
     assert [e.type for e in sqlite_ledger.read_stream(democlock.STREAM)] == ["clock.set", "clock.advanced"]

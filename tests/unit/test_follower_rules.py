@@ -243,7 +243,8 @@ def test_the_cli_lists_parked_and_held_events_and_retries_them(ledger, tmp_path,
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["position"], r["stream"], r["state"], r["held_behind"]) for r in rows] == \
         [(1, "case-a", "parked", None), (3, "case-a", "held", 1)]
-    assert "cannot apply a0!" in rows[0]["error"] and rows[0]["type"] == "case.progress_noted" and rows[0]["parked_at"]
+    assert "cannot apply a0!" in rows[0]["error"] and rows[0]["type"] == "case.progress_noted"
+    assert rows[0]["parked_at"].endswith("+08:00")          # as people read it (issue #18.1), stored UTC
     assert cli.main(["consumer", "retry", "test.notes", "--position", "2"]) == 1      # nothing parked there
     assert cli.main(["consumer", "retry", "test.notes", "--all"]) == 0
     assert _applied(ledger) == ["b0", "a0!", "a1"] and _aside(ledger) == []

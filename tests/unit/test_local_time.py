@@ -64,3 +64,30 @@ def test_follow_up_states_follow_the_countys_settings():
     assert state_of(delivered, delivered + timedelta(days=1), follow) == "due"
     assert state_of(delivered, delivered + timedelta(days=2, hours=23), follow) == "due"
     assert state_of(delivered, delivered + timedelta(days=3), follow) == "overdue"
+
+
+def test_the_routing_explanation_is_in_local_time():
+    """`GET /api/v1/cases/{id}/routing`: decision times, deadlines (fields and words) and pending timers
+    in the county's zone; before, `at` and every deadline were UTC (`…T19:27:00.123456Z`)."""
+    from pathlib import Path
+
+    from minqing import county
+    from services.routing.explain import explain
+
+    policy = county.CountyPolicy(county.read_policy_file(Path("deploy/counties/longjiang.yaml")), 1)
+    reported = {"case_id": "c1", "county": "longjiang", "tracking_no": "LJ-20261201-0001", "channel": "hotline",
+                "category": "202", "kind": "complaint", "urgency": "normal", "summary": "路不通",
+                "location": {"township": "heigang", "village": "heigang.kaoshan", "hamlet": "heigang.kaoshan.h11"},
+                "reported_at": AT_0327}
+    assigned = {"case_id": "c1", "unit": "heigang.kaoshan-station", "tier": "village", "cadre": "lj-c002",
+                "response_due": "2026-11-30T23:27:00.000000Z", "resolution_due": "2026-12-01T19:27:00.000000Z",
+                "rule": "t", "policy_version": 1}
+    events = [_event(1, "case.reported", reported, AT_0327), _event(2, "case.assigned", assigned, AT_0327)]
+    for lang, words in (("zh", "2026年12月2日 03:27 前办结"), ("en", "resolve by 2 Dec 2026 03:27")):
+        why = explain(fold("c1", events), events, policy, lang)
+        assert why["timezone"] == SHANGHAI
+        assert why["decisions"][0]["at"] == "2026-12-01T03:27:00+08:00"
+        assert words in why["decisions"][0]["words"], why["decisions"][0]["words"]
+        assert why["current"]["resolution_due"] == "2026-12-02T03:27:00+08:00"
+        assert why["current"]["response_due"] == "2026-12-01T07:27:00+08:00"
+        assert why["pending_timers"] and all(t["due_at"].endswith("+08:00") for t in why["pending_timers"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from minqing.commands import engine_and_ledger, fail, published_policy
+from minqing.commands import county_zones, engine_and_ledger, fail, published_policy
 
 
 def cmd_token(args, settings) -> int:
@@ -17,8 +17,11 @@ def cmd_token(args, settings) -> int:
             return 0
         return fail(f"no active token with id {args.token_id!r}")
     if args.action == "list":
+        from minqing.localtime import local_fields
+        zone = county_zones(ledger)
         with read_transaction(engine) as conn:
             for row in access.list_tokens(conn, args.county):
+                row = local_fields(row, ("created_at", "expires_at", "revoked_at"), zone(row["county"]))
                 print(json.dumps(row, ensure_ascii=False))
         return 0
     policy = published_policy(ledger, args.county)
@@ -46,10 +49,12 @@ def cmd_token(args, settings) -> int:
 def cmd_access_log(args, settings) -> int:
     from minqing import access
     from minqing.db import read_transaction
-    engine, _ = engine_and_ledger(settings)
+    from minqing.localtime import local_fields
+    engine, ledger = engine_and_ledger(settings)
+    zone = county_zones(ledger)(args.county)
     with read_transaction(engine) as conn:
         for row in access.list_access(conn, args.county, args.case_id):
-            print(json.dumps(row, ensure_ascii=False))
+            print(json.dumps(local_fields(row, ("at",), zone), ensure_ascii=False))
     return 0
 
 

@@ -174,11 +174,13 @@ def cmd_consumer(args, settings) -> int:
         print(f"{sum(r['outcome'] == 'applied' for r in report)} applied, "
               f"{sum(r['outcome'] == 'failed' for r in report)} failed; {left} still parked or held", file=sys.stderr)
         return 0 if all(r["outcome"] == "applied" for r in report) else 1
+    from minqing.localtime import local_iso
     rows = list_parked(ledger, args.name or args.consumer)
     for row in rows:
         print(json.dumps({"consumer": row["consumer"], "position": row["position"], "stream": row["stream"],
                           "type": row["type"], "state": "held" if row["held_behind"] is not None else "parked",
-                          "held_behind": row["held_behind"], "error": row["error"], "parked_at": row["parked_at"],
+                          "held_behind": row["held_behind"], "error": row["error"],
+                          "parked_at": local_iso(row["parked_at"], None),      # the default zone: no county here
                           "event_id": row["event_id"]}, ensure_ascii=False))
     if not rows:
         print("no parked events", file=sys.stderr)

@@ -159,7 +159,9 @@ def cmd_clock(args, settings) -> int:
             event = democlock.set_clock(ledger, moment, rate=rate)
     except democlock.DemoClockError as exc:
         return fail(str(exc), 2)
-    print(f"demo clock {event.type.split('.')[1]} to {event.data['demo_at']} (ledger position {event.position}); "
+    moved_to = parse_instant(event.data["demo_at"])
+    print(f"demo clock {event.type.split('.')[1]} to {democlock.shown(moved_to, getattr(args, 'zone', None))} ({event.data['demo_at']}, "
+          f"ledger position {event.position}); "
           f"every process follows within about {democlock.REFRESH_SECONDS:g} s")
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ class Api:
     def __init__(self, base: str, *, timeout: float = 60.0, patience: float = 180.0):
         self.base, self.timeout, self.patience = base.rstrip("/"), timeout, patience
         self.requests = 0
+        self._counting = threading.Lock()     # the simulator sends independent requests from several threads
 
     def call(self, method: str, path: str, body=None, *, token: str | None = None) -> tuple[int, object]:
         """(status, JSON body) of any answer below 500 except 429; waits and retries 429/502/503."""
@@ -26,7 +28,8 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         deadline, wait = time.monotonic() + self.patience, 0.25
         while True:
-            self.requests += 1
+            with self._counting:
+                self.requests += 1
             request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as resp:

@@ -82,9 +82,11 @@ def run(args, settings) -> int:
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in sim.timing.items()) + " (the rest: the simulator itself)")
     for refusal in sim.refusals[:5]:
         print(f"  a report was refused: {refusal}", file=sys.stderr)
+    for refusal in sim.refused[:5]:
+        print(f"  a request was refused: {refusal}", file=sys.stderr)
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump({"figures": data, "digest": summary.digest(data), "requests_digest": sim.trail.hexdigest(),
                        "start": start.isoformat(), "days": args.days, "seed": args.seed,
-                       "counters": sim.counters, "timing": {k: round(v, 1) for k, v in sim.timing.items()}}, handle, ensure_ascii=False, indent=2)
+                       "counters": sim.counters, "refused": sim.refused[:20], "timing": {k: round(v, 1) for k, v in sim.timing.items()}}, handle, ensure_ascii=False, indent=2)
     return 0

@@ -14,7 +14,9 @@ import hashlib
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
+from typing import Callable, NamedTuple
 from zoneinfo import ZoneInfo
 
 from minqing import democlock
@@ -24,6 +26,10 @@ from minqing.shell.simulate.traffic import Matter, Traffic
 SESSIONS = ((9, 0), (16, 0))
 TOP_PRESSURE = ("supervise", "listed")
 STUCK_SECONDS = 5.0      # the head still that long with only a due timer/notification left: go on
+QUIET = 0.2              # the head still that long (and every reader at it, nothing due): settled
+POLL = 0.05              # seconds between two looks at the ledger's head
+WORKERS = 8              # independent requests of one step sent at once
+ROUTING = "routing.assignments"     # the projection whose open cases balance the cadres' load
 SUMMARIES = {"202": "道路水毁，车辆无法通行", "201": "房盖破损，雨天漏水", "301": "代办二代身份证",
              "302": "申请低保救助", "101": "邻里宅基地纠纷", "401": "协调春耕贷款", "901": "其他诉求"}
 
@@ -42,11 +48,14 @@ class Simulation:
         self.tier_level = {t["code"]: t.get("level", t["code"]) for t in policy["tiers"]}
         self.cadres = policy["cadres"]
         self.session = 0
-        self.refusals: list[dict] = []
+        self.refusals: list[dict] = []        # reports the stack refused
+        self.refused: list[dict] = []         # other requests it refused (a 409 when a case moved meanwhile)
         self.by_case: dict[str, Matter] = {}
         self.counters = {"reports_refused": 0, "requests_refused": 0, "visits_logged": 0, "chases_sent": 0, "follow_ups": 0}
         self.timing = {"settling": 0.0, "requests": 0.0}     # wall seconds, for the summary
         self.trail = hashlib.sha256()          # digest of the request sequence (ids replaced by indexes)
+        self.tables: set[str] | None = None
+        self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="simulate")
 
     # ---- set-up -----------------------------------------------------------------------------------
 
@@ -77,31 +86,31 @@ class Simulation:
         now, _ = democlock.current(self.ledger)
         if moment > now:
             democlock.advance(self.ledger, moment - now, actor="admin:simulate")
-        self.settle(self.settle_seconds)
+        self.settle(self.settle_seconds)      # at least until every process has read the new anchor
 
-    def settle(self, first_wait: float, quiet: float = 0.5, limit: float = 120.0) -> None:
-        """Wait `first_wait`, then until the stack has done everything the present instant asks of it:
-        every reader of the ledger (the relay, each projection and reaction) has applied the head, no
-        routing timer and no notification or 回访 is due at the demo time, and the head has not moved
-        for `quiet` seconds. A fixed quiet period alone is not enough on a loaded machine: a sweep or
-        an assignment that runs late would then land after the simulated people act, and two runs of
-        one seed would differ."""
+    def settle(self, at_least: float = 0.0, quiet: float = QUIET, limit: float = 120.0) -> None:
+        """Wait until the stack has done everything the present instant asks of it: every reader of the
+        ledger (the relay, each projection and reaction) has applied the head, no routing timer and no
+        notification or 回访 is due at the demo time, and the head has not moved for `quiet` seconds;
+        and at least `at_least` seconds (after a clock move: every process has read the new anchor).
+        A fixed pause alone is not enough on a loaded machine: a sweep or an assignment that runs late
+        would then land after the simulated people act, and two runs of one seed would differ."""
         began = time.monotonic()
         try:
-            self._settle(first_wait, quiet, limit)
+            self._settle(began + at_least, quiet, limit)
         finally:
             self.timing["settling"] += time.monotonic() - began
+            self.counters["settles"] = self.counters.get("settles", 0) + 1
 
-    def _settle(self, first_wait: float, quiet: float, limit: float) -> None:
-        time.sleep(first_wait)
+    def _settle(self, not_before: float, quiet: float, limit: float) -> None:
         deadline = time.monotonic() + limit
         head, since = self.ledger.head()[0], time.monotonic()
         while time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(POLL)
             now_head = self.ledger.head()[0]
             if now_head != head:
                 head, since = now_head, time.monotonic()
-            elif time.monotonic() - since >= quiet:
+            elif time.monotonic() - since >= quiet and time.monotonic() >= not_before:
                 waiting = self.waiting_for(head)
                 if not waiting:
                     return
@@ -113,7 +122,7 @@ class Simulation:
 
     def waiting_for(self, head: int) -> str | None:
         """Read-only: what the stack still has to do — a reader behind `head` ("checkpoints"), or a
-        timer, notification or 回访 due at the demo time — or None."""
+        timer, notification or 回访 due at the demo time — or None. One read transaction."""
         from sqlalchemy import text
 
         from minqing.clock import isoformat
@@ -126,55 +135,102 @@ class Simulation:
                    "OR (status = 'pending' AND next_attempt_at <= :now)", {"now": now}),
                   ("follow-ups", "SELECT count(*) FROM notify_followups WHERE status IN ('scheduled', 'asked') "
                    "AND next_due <= :now", {"now": now}))
-        for name, query, params in checks:
-            try:
-                with read_transaction(self.ledger.engine) as conn:
-                    if conn.execute(text(query), params).scalar():
-                        return name
-            except Exception as exc:        # a table this deployment does not have
-                if "no such table" not in str(exc) and "does not exist" not in str(exc):
-                    raise
+        if self.tables is None:           # the tables this deployment has (a stack may lack one)
+            from sqlalchemy import inspect
+            self.tables = set(inspect(self.ledger.engine).get_table_names())
+        wanted = {"checkpoints": "checkpoints", "timers": "routing_timers", "notifications": "notify_outbox",
+                  "follow-ups": "notify_followups"}
+        with read_transaction(self.ledger.engine) as conn:
+            for name, query, params in checks:
+                if wanted[name] in self.tables and conn.execute(text(query), params).scalar():
+                    return name
         return None
+
+    def caught_up(self, reader: str, position: int, limit: float = 60.0) -> None:
+        """Wait until one reader of the ledger (e.g. routing's projection, which balances the cadres'
+        load) has applied `position`: a decision that reads it then sees every earlier event."""
+        from sqlalchemy import text
+
+        from minqing.db import read_transaction
+        began = time.monotonic()
+        try:
+            while time.monotonic() - began < limit:
+                with read_transaction(self.ledger.engine) as conn:
+                    at = conn.execute(text("SELECT position FROM checkpoints WHERE name = :n"), {"n": reader}).scalar()
+                if at is None or at >= position:
+                    return
+                time.sleep(POLL)
+            self.counters["settle_timeouts"] = self.counters.get("settle_timeouts", 0) + 1
+        finally:
+            self.timing["settling"] += time.monotonic() - began
 
     # ---- requests ---------------------------------------------------------------------------------
 
     def call(self, method: str, path: str, body=None, *, token: str, matter: Matter | None = None):
-        shown = path if matter is None or matter.case_id is None else path.replace(matter.case_id, f"#{matter.index}")
-        self.trail.update(json.dumps([method, shown, body], ensure_ascii=False, sort_keys=True).encode())
-        began = time.monotonic()
-        status, payload = self.api.call(method, path, body, token=self.tokens[token])
-        self.timing["requests"] += time.monotonic() - began
-        if status >= 400:
-            self.counters["requests_refused"] += 1
-        return status, payload
+        return self.calls([Request(method, path, body, token, matter)])[0]
 
-    def case(self, matter: Matter) -> dict | None:
-        status, body = self.call("GET", f"/api/v1/cases/{matter.case_id}", token="operator", matter=matter)
-        return body if status == 200 else None
+    def calls(self, requests: list["Request"]) -> list[tuple[int, object]]:
+        """Send independent requests at once (up to WORKERS), answers in the order given. The request
+        digest records them in that order, so it is the same whatever order the stack answers in.
+        Only requests whose effects no other one of the batch reads go together (see `run`)."""
+        for r in requests:
+            matter = r.matter
+            shown = r.path if matter is None or matter.case_id is None else r.path.replace(matter.case_id, f"#{matter.index}")
+            self.trail.update(json.dumps([r.method, shown, r.body], ensure_ascii=False, sort_keys=True).encode())
+        began = time.monotonic()
+        send = lambda r: self.api.call(r.method, r.path, r.body, token=self.tokens[r.token])     # noqa: E731
+        answers = [send(r) for r in requests] if len(requests) == 1 else list(self.pool.map(send, requests))
+        self.timing["requests"] += time.monotonic() - began
+        for r, (status, answer) in zip(requests, answers):
+            if status >= 400:
+                self.counters["requests_refused"] += 1
+                self.refused.append({"request": f"{r.method} {r.path.split('?')[0]}", "status": status,
+                                     "error": (answer.get("error") or {}).get("code") if isinstance(answer, dict) else None})
+        return answers
 
     # ---- the run ----------------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Each session, in an order chosen so that every decision the stack takes on the cadres' load
+        (assigning a report or a reopened case, a move by hand) sees the same history in every run:
+
+        1. the clock moves, the stack settles (timers fire: warnings, lapses, automatic escalations);
+        2. cadres (working days) read their matters (at once), then move some by hand one at a time
+           (escalate, transfer: each reads the load, so routing's projection must have the previous
+           one), then accept, resolve and start joint handling at once (nothing reads the load until
+           the next step, which comes after them in the ledger);
+        3. residents report, one at a time (each assignment reads the load the previous one left);
+        4. mornings of working days: the stack settles; supervisors read their worklists (at once),
+           then chase and supervise (at once); cadres log field visits (at once);
+        5. the 回访 desk: satisfied ratings at once (they close cases: no load changes), then the
+           unsatisfied ones one at a time (each reopening is assigned by the load);
+        6. the stack settles at the session's instant before the clock moves on."""
         total = self.days * len(SESSIONS)
-        for day in range(self.days):
-            today = self.start + timedelta(days=day)
-            working = today.weekday() < 5
-            for session in range(len(SESSIONS)):
-                self.move_clock(self.session_instant(day, session))
-                self.file_reports(today, session)
-                self.settle(0, quiet=0.3)
-                if working:
-                    self.work(today)
-                    if session == 0:
-                        self.settle(0, quiet=0.3)     # the worklists show what the cadres just did
+        try:
+            for day in range(self.days):
+                today = self.start + timedelta(days=day)
+                working = today.weekday() < 5
+                for session in range(len(SESSIONS)):
+                    self.move_clock(self.session_instant(day, session))
+                    if working:
+                        self.work(today)
+                    self.file_reports(today, session)
+                    if working and session == 0:
+                        self.settle()     # the worklists show today's reports and what the cadres just did
                         self.chase()
                         self.field_visits(today)
-                self.follow_ups()
-                self.session += 1
-                if self.progress:
-                    self.progress(self.session, total, today)
-        # let the last reactions land, and the timers of the final evening fire
-        self.move_clock(self.session_instant(self.days, 0) - timedelta(hours=1))
+                    self.follow_ups()
+                    # the session's reactions (assignments, reopenings, messages, deliveries) land at its
+                    # instant, before the clock moves on: else a message sent late would carry the next
+                    # session's time, and the 回访 asks scheduled from it would differ from run to run
+                    self.settle()
+                    self.session += 1
+                    if self.progress:
+                        self.progress(self.session, total, today)
+            # let the last reactions land, and the timers of the final evening fire
+            self.move_clock(self.session_instant(self.days, 0) - timedelta(hours=1))
+        finally:
+            self.pool.shutdown()
 
     def file_reports(self, today: date, session: int) -> None:
         for _ in range(self.traffic.volume(today.weekday(), session)):
@@ -201,59 +257,72 @@ class Simulation:
                                       "fields": sorted((answer or {}).get("fields", {})) if isinstance(answer, dict) else None})
 
     def work(self, today: date) -> None:
-        for matter in self.matters:
-            if matter.stage in ("accept", "work") and matter.fate != "never" and matter.due_session <= self.session:
-                self.act(matter)
+        due = [m for m in self.matters
+               if m.stage in ("accept", "work") and m.fate != "never" and m.due_session <= self.session]
+        views = self.calls([Request("GET", f"/api/v1/cases/{m.case_id}", None, "operator", m) for m in due])
+        steps = [step for m, (status, view) in zip(due, views) if status == 200
+                 for step in [self.decide(m, view)] if step is not None]
+        moves = [s for s in steps if s.request.path.endswith(("/escalate", "/transfer"))]
+        for number, step in enumerate(moves):
+            status, answer = self.calls([step.request])[0]
+            step.done(status)
+            if number + 1 < len(moves) and status == 200 and isinstance(answer, dict):
+                self.caught_up(ROUTING, answer.get("position", 0))      # the next move reads this one's load
+        rest = [s for s in steps if s not in moves]
+        for step, (status, _) in zip(rest, self.calls([s.request for s in rest])):
+            step.done(status)
 
-    def act(self, matter: Matter) -> None:
-        case = self.case(matter)
-        if case is None:
-            return
+    def decide(self, matter: Matter, case: dict) -> "Step | None":
+        """What the matter's holder does now, given the case as the stack shows it: a request and what
+        follows from its answer; None when there is nothing to send."""
         status, holder = case["status"], case.get("assignment") or {}
         cadre = holder.get("cadre")
         if status in ("resolved", "delivered"):
             matter.stage = "rate"
-            return
+            return None
         if status not in ("assigned", "accepted", "reopened") or cadre not in self.tokens:
             if status in ("closed", "withdrawn", "merged", "followed_up"):
                 matter.stage = "done"
-            return
+            return None
+        path = f"/api/v1/cases/{matter.case_id}"
+
+        def request(action, body):
+            return Request("POST", f"{path}/{action}", body, cadre, matter)
+
+        def then(stage=None, after=None, when_ok=False):
+            def done(code):
+                if when_ok and code != 200:
+                    return
+                if stage:
+                    matter.stage = stage
+                if after is not None:
+                    matter.due_session = self.session + after
+            return done
+
         if status in ("assigned", "reopened") and matter.stage == "accept":
-            code, _ = self.call("POST", f"/api/v1/cases/{matter.case_id}/accept", {}, token=cadre, matter=matter)
-            matter.stage, matter.due_session = "work", self.session + matter.work_after
-            return
+            return Step(request("accept", {}), then("work", matter.work_after))
         if status == "assigned":        # a new holder after an automatic move: they take it on next
             matter.stage, matter.due_session = "accept", self.session + 1
             if matter.fate == "late":   # the next holder is prompt
                 matter.fate, matter.work_after = "resolve", 2
-            return
-        path = f"/api/v1/cases/{matter.case_id}"
+            return None
         tier = self.tier_level.get(holder.get("tier"), "")
         if matter.fate == "escalate" and not matter.moved and tier != "department":
             matter.moved = True
-            self.call("POST", f"{path}/escalate", {"reason": "本级无法解决，上报上级"}, token=cadre, matter=matter)
-            matter.stage, matter.due_session = "accept", self.session + 1
-            return
+            return Step(request("escalate", {"reason": "本级无法解决，上报上级"}), then("accept", 1))
         if matter.fate == "transfer" and not matter.moved:
             matter.moved = True
             other = self.sideways(holder)
             if other:
-                self.call("POST", f"{path}/transfer", {"to_unit": other, "reason": "属地不符，转其他单位办理"},
-                          token=cadre, matter=matter)
-                matter.stage, matter.due_session = "accept", self.session + 1
-                return
+                return Step(request("transfer", {"to_unit": other, "reason": "属地不符，转其他单位办理"}),
+                            then("accept", 1))
         if matter.fate == "joint" and not matter.moved:
             matter.moved = True
             co = self.co_department(holder, case.get("category"))
-            self.call("POST", f"{path}/joint", {"co_units": [co], "reason": "需多部门会诊联办"}, token=cadre,
-                      matter=matter)
-            matter.due_session = self.session + 2
-            return
-        code, _ = self.call("POST", f"{path}/resolve", {"resolution": "已协调办结，结果已告知群众",
-                                                        "on_site": tier in ("hamlet", "village")},
-                            token=cadre, matter=matter)
-        if code == 200:
-            matter.stage, matter.due_session = "rate", self.session + 1
+            return Step(request("joint", {"co_units": [co], "reason": "需多部门会诊联办"}), then(None, 2))
+        return Step(request("resolve", {"resolution": "已协调办结，结果已告知群众",
+                                        "on_site": tier in ("hamlet", "village")}),
+                    then("rate", 1, when_ok=True))
 
     def sideways(self, holder: dict) -> str | None:
         tier = holder.get("tier")
@@ -268,15 +337,21 @@ class Simulation:
         return next(u for u in departments if u != holder.get("unit"))
 
     def follow_ups(self) -> None:
+        rated = []
         for matter in self.matters:
             if matter.stage != "rate" or matter.due_session > self.session:
                 continue
             rating = matter.rating if matter.reopened == 0 else matter.second_rating
             if matter.reopened >= 2:
                 rating = "basically_satisfied"
-            code, _ = self.call("POST", f"/api/v1/cases/{matter.case_id}/follow-up",
-                                {"rating": rating, "via": "call", "solved": rating != "unsatisfied"},
-                                token="operator", matter=matter)
+            rated.append((matter, rating, Request("POST", f"/api/v1/cases/{matter.case_id}/follow-up",
+                                                   {"rating": rating, "via": "call", "solved": rating != "unsatisfied"},
+                                                   "operator", matter)))
+        content = [r for r in rated if r[1] != "unsatisfied"]
+        answers = self.calls([request for _, _, request in content])
+        # each reopening is assigned by the cadres' load: one at a time, in filing order
+        answers += [self.calls([request])[0] for _, rating, request in rated if rating == "unsatisfied"]
+        for (matter, rating, _), (code, _) in zip(content + [r for r in rated if r[1] == "unsatisfied"], answers):
             self.counters["follow_ups"] += 1
             if code == 201 and rating == "unsatisfied":
                 matter.reopened += 1
@@ -285,10 +360,16 @@ class Simulation:
                 matter.stage = "done"
 
     def chase(self) -> None:
-        """Township supervisors chase overdue work (催办); the county supervises what chasing did not move."""
-        for key in sorted(k for k in self.tokens if k.startswith("supervisor:")):
+        """Township supervisors chase overdue work (催办); the county supervises what chasing did not move.
+        Every worklist is read first (at once), then the chases are sent (at once): a chase changes
+        only the pressure on its case, which no other supervisor's choice in this step reads (the
+        county supervises what was chased before today)."""
+        keys = sorted(k for k in self.tokens if k.startswith("supervisor:"))
+        lists = self.worklists(keys)
+        chases = []
+        for key in keys:
             county_level = key == "supervisor:county"
-            rows = self.whole_worklist(key)
+            rows = lists[key]
             if rows is None:
                 continue
             sent = 0
@@ -307,25 +388,46 @@ class Simulation:
                     level, extra = "chase", {}
                 else:
                     continue
-                code, _ = self.call("POST", f"/api/v1/cases/{row['case_id']}/supervise",
-                                    {"level": level, "note": "请抓紧办理并反馈", **extra}, token=key,
-                                    matter=self.by_case.get(row["case_id"]))
-                if code == 200:
-                    sent += 1
-                    self.counters["chases_sent"] += 1
+                chases.append(Request("POST", f"/api/v1/cases/{row['case_id']}/supervise",
+                                      {"level": level, "note": "请抓紧办理并反馈", **extra}, key,
+                                      self.by_case.get(row["case_id"])))
+                sent += 1
+        self.counters["chases_sent"] += sum(1 for code, _ in self.calls(chases) if code == 200)
 
-    def whole_worklist(self, key: str) -> list[dict] | None:
+    def whole_worklist(self, key: str) -> tuple[list[dict] | None, list[Request], list[int]]:
+        """Every page of a supervisor's worklist: (rows or None, the requests sent, their statuses).
+        Called from the pool: the caller records the requests in the digest, in supervisor order."""
         rows: list[dict] = []
+        sent: list[Request] = []
+        statuses: list[int] = []
         while True:
-            status, body = self.call("GET", f"/api/v1/worklist?limit=500&offset={len(rows)}", token=key)
+            sent.append(Request("GET", f"/api/v1/worklist?limit=500&offset={len(rows)}", None, key))
+            status, body = self.api.call("GET", sent[-1].path, token=self.tokens[key])
+            statuses.append(status)
             if status != 200:
-                return None
+                return None, sent, statuses
             page = body.get("cases", [])
             rows.extend(page)
             if len(page) < 500 or len(rows) >= body.get("total", 0):
-                return rows
+                return rows, sent, statuses
+
+    def worklists(self, keys: list[str]) -> dict[str, list[dict] | None]:
+        began = time.monotonic()
+        read = list(self.pool.map(self.whole_worklist, keys))
+        self.timing["requests"] += time.monotonic() - began
+        out = {}
+        for key, (rows, sent, statuses) in zip(keys, read):
+            for r in sent:
+                self.trail.update(json.dumps([r.method, r.path, r.body], ensure_ascii=False, sort_keys=True).encode())
+            for r, status in zip(sent, statuses):
+                if status >= 400:
+                    self.counters["requests_refused"] += 1
+                    self.refused.append({"request": f"GET {r.path.split('?')[0]}", "status": status, "error": None})
+            out[key] = rows
+        return out
 
     def field_visits(self, today: date) -> None:
+        visits = []
         for cadre in self.cadres:
             level = self.tier_level.get(self.units[cadre["unit"]]["tier"], "county")
             households = self.traffic.visits(cadre, level)
@@ -333,16 +435,28 @@ class Simulation:
                 continue
             covered = self.covered(self.units[cadre["unit"]])
             hamlet = self.traffic.visit_place(cadre, covered)
-            code, _ = self.call("POST", "/api/v1/visits", {"day": today.isoformat(), "hamlet": hamlet,
-                                                           "households": households}, token=cadre["id"])
-            if code in (200, 201):
-                self.counters["visits_logged"] += 1
+            visits.append(Request("POST", "/api/v1/visits", {"day": today.isoformat(), "hamlet": hamlet,
+                                                             "households": households}, cadre["id"]))
+        self.counters["visits_logged"] += sum(1 for code, _ in self.calls(visits) if code in (200, 201))
 
     def covered(self, unit: dict) -> list[dict]:
         codes = unit.get("covers", [])
         if "county" in codes:
             return self.traffic.hamlets
         return [h for h in self.traffic.hamlets if any(h[k] in codes for k in ("township", "village", "hamlet"))]
+
+
+class Request(NamedTuple):
+    method: str
+    path: str
+    body: object
+    token: str                      # the key of the simulated person's token
+    matter: Matter | None = None    # named by its number in the request digest
+
+
+class Step(NamedTuple):
+    request: Request
+    done: Callable[[int], None]     # what follows from the answer's status
 
 
 def matter_hash(text: str) -> int:
