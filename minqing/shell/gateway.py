@@ -20,6 +20,7 @@ import logging
 import re
 import threading
 import time
+from typing import Callable
 from urllib.parse import quote
 
 from werkzeug.serving import make_server

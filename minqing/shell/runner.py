@@ -56,16 +56,6 @@ RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)   # seconds before the n-th quick restar
 STEADY_SECONDS = 60                      # a child that ran this long starts the delays afresh
 
 
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Readers see the old content or the new one, never a half-written file: write a temporary file
-    beside `path`, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 class Watchdog:
     """The supervisor's side of minqing.watchdog: records process groups; its death is the signal."""
 

@@ -11,7 +11,6 @@ import hmac
 import json
 import logging
 import time
-import uuid
 
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
@@ -21,18 +20,18 @@ from werkzeug.wrappers import Request, Response
 from minqing import access
 from minqing import config as config_mod
 from minqing.clock import SYSTEM_CLOCK, Clock, parse_instant
-from minqing.personal_data import mask_name, mask_phone
 from services.console import accounts, sessions, web
 from services.console.api import Api
 from services.console.admin_pages import AdminPages
 from services.console.assessment_pages import AssessmentPages
 from services.console.audit_pages import AuditPages
+from services.console.board_pages import LEVELS, BoardPages
+from services.console.desk_pages import DeskPages
 from services.console.messages import text
 
 log = logging.getLogger("minqing.console")
 STATIC = web.HERE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
-OPERATOR_CHANNELS = ("hotline", "leader_phone", "service_hall", "field_visit", "market_post", "suggestion_box")
 ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve",      # console action → API path
            "supervise": "/supervise", "transfer": "/transfer", "escalate": "/escalate", "joint": "/joint",
            "return": "/return", "reply": "/notes"}
@@ -49,10 +48,6 @@ FORMS = {"accept": ({"note": "accept_note"}, ()), "note": ({"note": "note"}, ("n
          "reply": ({"note": "reply_note", "reply_to": "reply_note"}, ("note",))}
 HOME = {"operator": "/console/report", "cadre": "/console/worklist", "supervisor": "/console/board",
         "auditor": "/console/audit", "admin": "/console/admin/accounts"}
-LEVELS = ("chase", "supervise", "listed")        # 催办 → 督办 → 挂牌督办 (services/routing/timers.py)
-# The board's "at risk": not overdue yet, but the deadline that counts now (acceptance while assigned,
-# else resolution) falls within this many hours — 龙江县's warn_before_hours (response 4, resolution 24).
-AT_RISK_HOURS = {"response": 4, "resolution": 24}
 
 URLS = Map([
     Rule("/console/", endpoint="home"),
@@ -82,7 +77,7 @@ URLS = Map([
 ])
 
 
-class Console(AssessmentPages, AuditPages, AdminPages):
+class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}
@@ -208,77 +203,6 @@ class Console(AssessmentPages, AuditPages, AdminPages):
                     errors[exc.field] = "error.current" if exc.field == "current" else "error.password"
         return web.render(request, "password.html", status=422 if errors else 200, session=session, errors=errors)
 
-    # operator --------------------------------------------------------------------------------------
-
-    def page_report(self, request):
-        session, answer = self._require(request, "case.report")
-        if answer is not None:
-            return answer
-        catalogue = self.catalogue(session.account.county)
-        form = request.form if request.method == "POST" else {}
-        if request.method == "POST":
-            body, errors = self._report_body(session, form, catalogue)
-            if not errors:
-                sent = self.api.call("POST", "/api/v1/cases", token=session.token, body=body,
-                                     client=self._client(request), headers={"Idempotency-Key": form.get("idem", "")})
-                if sent.ok:
-                    return self._receipt(request, session, body, sent.body, catalogue)
-                if sent.status in (401, 403):
-                    return self._error(request, 403)
-                errors = self._field_errors(sent.error, web.language(request))
-                if not errors:
-                    return self._error(request, 503)
-            return web.render(request, "report.html", status=422, session=session, catalogue=catalogue, form=form,
-                              errors=errors, channels=OPERATOR_CHANNELS, idem=form.get("idem") or str(uuid.uuid4()))
-        return web.render(request, "report.html", session=session, catalogue=catalogue, form={}, errors={},
-                          channels=OPERATOR_CHANNELS, idem=str(uuid.uuid4()))
-
-    @staticmethod
-    def _report_body(session, form, catalogue) -> tuple[dict, dict]:
-        lang_free = {}
-        required = ("channel", "category", "township", "summary")
-        for name in required:
-            if not (form.get(name) or "").strip():
-                lang_free[name] = "form.required"
-        name, phone = (form.get("name") or "").strip(), (form.get("phone") or "").strip()
-        if form.get("channel") != "suggestion_box":
-            for field, value in (("name", name), ("phone", phone)):
-                if not value:
-                    lang_free[field] = "form.required"
-        category = (form.get("category") or "").strip()
-        for c in catalogue["categories"]:       # a name picked or typed counts as its code
-            if category in (c["name"], f"{c['code']} {c['name']}"):
-                category = c["code"]
-        body = {"county": session.account.county, "channel": form.get("channel"), "category": category,
-                "summary": (form.get("summary") or "").strip(), "urgency": form.get("urgency") or "normal",
-                "location": {k: form.get(k) for k in ("township", "village", "hamlet") if form.get(k)}}
-        if name or phone:
-            body["reporter"] = {"name": name, "phone": phone}
-        return body, lang_free
-
-    @staticmethod
-    def _field_errors(error: dict, lang: str) -> dict:
-        """The API's 422 field errors as the form's: field name → message key or words."""
-        out = {}
-        for field, problems in (error.get("fields") or {}).items():
-            name = field.removeprefix("location.").removeprefix("reporter.")
-            if error.get("code") == "unknown_category":
-                out["category"] = "error.unknown_category"
-            elif error.get("code") == "unknown_place":
-                out[name] = "error.unknown_place"
-            else:
-                out[name if name in ("channel", "category", "township", "village", "hamlet", "summary", "name",
-                                     "phone", "urgency") else "other"] = text(lang, "error.invalid",
-                                                                              detail="; ".join(problems))
-        return out
-
-    def _receipt(self, request, session, body, registered, catalogue):
-        category = next((c["name"] for c in catalogue["categories"] if c["code"] == body["category"]), body["category"])
-        reporter = body.get("reporter")
-        return web.render(request, "receipt.html", status=201, session=session, registered=registered,
-                          category=category, now=self.clock.now().isoformat(),
-                          reporter=f"{mask_name(reporter['name'])} {mask_phone(reporter['phone'])}" if reporter else "—")
-
     # cadre -----------------------------------------------------------------------------------------
 
     def page_worklist(self, request):
@@ -296,64 +220,6 @@ class Console(AssessmentPages, AuditPages, AdminPages):
             rows.append({**case, "kind": kind, "left": left, "over": over or case["overdue"]})
         return web.render(request, "worklist.html", session=session, rows=rows, total=listed.body["total"],
                           changed=bool(request.args.get("changed")))
-
-    # supervisor ------------------------------------------------------------------------------------
-
-    def page_board(self, request):
-        """Overdue and at-risk cases of the supervisor's townships, grouped by township and unit, and
-        the returned cases waiting for re-dispatch — from the same worklist API, with the supervisor's token."""
-        session, answer = self._require(request, "case.supervise")
-        if answer is not None:
-            return answer
-        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
-                               client=self._client(request))
-        if not listed.ok:
-            return self._error(request, listed.status if listed.status in (403, 404) else 503)
-        catalogue = self.catalogue(session.account.county)
-        townships = {t["code"]: t["name"] for t in catalogue["townships"]}
-        units = {u["code"]: u["name"] for u in catalogue["units"]}
-        lang, now = web.language(request), self.clock.now()
-        groups: dict[tuple[str, str], list] = {}
-        returned, counts = [], {"overdue": 0, "at_risk": 0}
-        for case in listed.body["cases"]:
-            if case["status"] == "returned":
-                returned.append({**case, "unit_name": units.get(case["unit"], case["unit"]),
-                                 "township_name": townships.get(case.get("township"), case.get("township") or "—")})
-                continue
-            kind = "response" if case["status"] == "assigned" else "resolution"
-            due = case[f"{kind}_due"]
-            left, over = web.time_left(due, now, lang)
-            if case["overdue"] or over:
-                state = "overdue"
-            elif due and (parse_instant(due) - now).total_seconds() <= AT_RISK_HOURS[kind] * 3600:
-                state = "at_risk"
-            else:
-                continue
-            counts[state] += 1
-            key = (townships.get(case.get("township"), case.get("township") or "—"), units.get(case["unit"], case["unit"] or "—"))
-            groups.setdefault(key, []).append({**case, "state": state, "left": left, "kind": kind})
-        ordered = sorted(groups.items(), key=lambda g: (-sum(r["state"] == "overdue" for r in g[1]), g[0]))
-        return web.render(request, "board.html", session=session, groups=ordered, returned=returned, counts=counts,
-                          units=catalogue["units"], levels=LEVELS)
-
-    def page_agenda(self, request):
-        """The agenda of each monthly dispatch meeting of the county (庐阳区's 一线办 on the 25th): the
-        open cases routing put before the meeting's tier, with the meeting's day as routing dates it."""
-        session, answer = self._require(request, "case.supervise")
-        if answer is not None:
-            return answer
-        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
-                               client=self._client(request))
-        if not listed.ok:
-            return self._error(request, listed.status if listed.status in (403, 404) else 503)
-        catalogue = self.catalogue(session.account.county)
-        townships = {t["code"]: t["name"] for t in catalogue["townships"]}
-        units = {u["code"]: u["name"] for u in catalogue["units"]}
-        meetings = [{**m, "cases": [{**c, "township_name": townships.get(c["township"], c["township"] or "—"),
-                                     "unit_name": units.get(c["unit"], c["unit"])}
-                                    for c in listed.body["cases"] if c.get("tier") == m["tier"]]}
-                    for m in listed.body.get("dispatch_meetings", [])]
-        return web.render(request, "agenda.html", session=session, meetings=meetings, county=catalogue["name"])
 
     def page_case(self, request, case_id, status: int = 200, errors=None, conflict: str | None = None):
         session, answer = self._require(request, "case.read")

@@ -178,14 +178,19 @@ def test_attribution_credits_the_holder_and_charges_a_lapse(policy):
                                         "holder_unit": "u9", "holder_cadre": "c9"}, META)
     recorded = MemoryLedger().append("case-c1", [overdue])[0]
     _, charged = attribution.attribute(state, recorded, policy.doc)
-    assert {(f.metric, f.subject) for f in charged} == {("overdue", "c9"), ("overdue", "u9")}
+    # a lapsed resolution deadline is also a broken promise (seed 003: 实行承诺服务，限时办结), for the holder
+    # and for the case's township and county
+    assert {(f.metric, f.subject) for f in charged} == {("overdue", "c9"), ("overdue", "u9"),
+                                                       ("deadline_lapsed", "c9"), ("deadline_lapsed", "u9"),
+                                                       ("deadline_lapsed", "heigang"), ("deadline_lapsed", "longjiang")}
 
 
 def test_scorecard_rates_and_the_seeds_thresholds():
     """Seed 001: 满意率低于80%的实行"一票否决"; seed 004: 低于90%取消评优资格, 低于70%予以调整."""
     rules = assessment_rules.default_rules("longjiang")
     counts = {"received": 10, "in_hand": 10, "response_base": 10, "responded_on_time": 9, "resolved": 8,
-              "resolved_on_time": 6, "satisfied": 6, "basically_satisfied": 2, "unsatisfied": 2}
+              "resolved_on_time": 6, "promised": 8, "kept": 6, "satisfied": 6, "basically_satisfied": 2,
+              "unsatisfied": 2}
     card = scorecards.card("unit", "u1", counts, rules, None, 1)
     assert card["rates"]["response_rate"] == 0.9 and card["rates"]["on_time_rate"] == 0.75
     w = rules["basically_satisfied_weight"]

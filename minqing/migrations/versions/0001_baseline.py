@@ -7,6 +7,9 @@ and nothing is changed —; tables that do not exist yet (a service that never s
 created. One older shape is upgraded rather than refused: consumer_parked without `stream` and
 `held_behind` (before held streams), which earlier releases altered at every start.
 
+Long because it is a frozen copy of 32 tables, written out column by column as Alembic renders
+them: a migration must not import today's models, which change after it.
+
 Only column names are compared: types are the backend's own spelling (SQLite reflects what it was
 told), and no release ever changed a column's type without renaming it.
 

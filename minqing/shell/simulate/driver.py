@@ -7,6 +7,10 @@ Only three things touch the database, none of them case data: tokens are issued 
 `minqing.access` (as `minqing token issue` does), the clock is moved with `minqing.democlock` (as
 `minqing clock` does), and the ledger's head, the checkpoints and what is due (routing's timers,
 notify's outbox and 回访 rows) are read to know when the stack has settled (`settle`).
+
+Long because one session's steps, and the order in which their requests may go out concurrently,
+have to be read together to see why a seed reproduces its run (`_concurrently` and the comments on
+which moves go one at a time); a split would scatter that ordering argument over modules.
 """
 from __future__ import annotations
 
