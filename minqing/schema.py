@@ -123,6 +123,12 @@ def state(engine: Engine) -> State:
         return State("behind" if revision in known else "ahead", revision, top)
 
 
+# The exit status of a process that refuses its database's schema (sysexits' EX_CONFIG): the systemd
+# units name it in RestartPreventExitStatus=, so a refusing process stays stopped, with its message in
+# the journal, instead of restarting every two seconds until someone runs `minqing db upgrade`.
+REFUSED_EXIT = 78
+
+
 class SchemaError(SystemExit):
     """The database's schema is not the one this code was written for: the message names the fix."""
 

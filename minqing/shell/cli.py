@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, None)
     settings = config_mod.load()     # bad configuration: every problem named, exit 1, no traceback
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    from minqing.schema import REFUSED_EXIT, SchemaError
     try:
         return args.func(args, settings)
+    except SchemaError as exc:     # an older (or newer) schema: the message names `minqing db upgrade`
+        print(exc, file=sys.stderr)
+        return REFUSED_EXIT
     except KeyboardInterrupt:
         return 130
     except Exception as exc:   # a clear message, never a stack trace, for operators

@@ -62,13 +62,13 @@ def main(argv=None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 1
     from minqing.db import make_engine
-    from minqing.schema import SchemaError, require_current
+    from minqing.schema import REFUSED_EXIT, SchemaError, require_current
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         require_current(engine, f"minqing service {name}")    # before the broker: refuse at once, with the fix
     except SchemaError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return REFUSED_EXIT          # the units do not restart on it (RestartPreventExitStatus=78)
     finally:
         engine.dispose()
     runner = ServiceRunner(nameko_config(name, settings, keys))

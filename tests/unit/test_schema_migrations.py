@@ -66,7 +66,8 @@ def test_every_process_refuses_a_database_older_than_its_code_naming_the_command
 
 
 def test_a_service_and_the_gateway_stop_at_start_with_the_command_to_run(tmp_path):
-    """Before touching the broker (none listens at the URI): the message, exit 1, no traceback."""
+    """Before touching the broker (none listens at the URI): the message, exit 78 (EX_CONFIG, which the
+    systemd units do not restart on), no traceback."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     eng = make_engine(url)
     ledger_tables.create_all(eng)
@@ -76,7 +77,7 @@ def test_a_service_and_the_gateway_stop_at_start_with_the_command_to_run(tmp_pat
            "MINQING_VAULT_KEY_FILE": ""}
     for command in (["-m", "minqing.shell.service_main", "intake"], ["-m", "minqing.shell.cli", "gateway"]):
         done = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert done.returncode == schema.REFUSED_EXIT == 78, (command, done.stdout, done.stderr)
         assert "made before migrations" in done.stderr and "run `minqing db upgrade`" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
 
