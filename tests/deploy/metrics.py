@@ -18,7 +18,7 @@ KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and
 
 def exported() -> set[str]:
     names = set(BUILTIN)
-    for path in [*ROOT.glob("minqing/*.py"), *ROOT.glob("services/*/*.py")]:
+    for path in [*ROOT.glob("minqing/**/*.py"), *ROOT.glob("services/**/*.py")]:
         for kind, name in _DECL.findall(path.read_text(encoding="utf-8")):
             names.add(name)
             if kind in ("Histogram", "Summary"):

@@ -44,7 +44,7 @@ class Ran:
 def _cli(env, *args, check=True) -> Ran:
     """`minqing ARGS` in this process (a process start costs seconds on a loaded machine): the same
     main() the command runs, with the environment it would see."""
-    from minqing import cli
+    from minqing.shell import cli
     saved = dict(os.environ)
     out, err = io.StringIO(), io.StringIO()
     try:
