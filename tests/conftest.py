@@ -68,6 +68,7 @@ def note(case_id: str = "c1", text: str = "已联系村民") -> NewEvent:
     return NewEvent("case.progress_noted", {"case_id": case_id, "cadre": "lj-c001", "note": text}, META)
 
 
+@pytest.hookimpl(tryfirst=True)     # before xdist's own hook, which reads the groups into node ids
 def pytest_collection_modifyitems(config, items):
     """Units of work for `pytest -n 2 --dist loadgroup` (make test): a module never splits across
     workers (its module-scoped stack starts once), and every module that uses a session-wide stack

@@ -207,6 +207,10 @@ class PostgreSQL(_Service):
             "listen_addresses": LOOPBACK,
             "logging_collector": "off",
             "log_destination": "stderr",
+            # the tests run several whole stacks on one development server at once, and every process of
+            # a stack keeps a pool and a LISTEN connection (minqing.ledger_listen): PostgreSQL's default
+            # of 100 ran out ("too many clients already")
+            "max_connections": 300,
         }
         if not self.durable:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")

@@ -239,7 +239,9 @@ def test_every_read_of_case_details_is_recorded(stack, world):
     assert code == 200
     readers = {(r["role"], r["action"]) for r in body["reads"]}
     assert ("supervisor", "case.read") in readers and ("operator", "case.read") in readers
-    assert all(r["case_id"] == case_id and r["at"].endswith("Z") for r in body["reads"])
+    # shown in the county's zone (issue #18.1); stored in UTC
+    assert body["timezone"] == "Asia/Shanghai"
+    assert all(r["case_id"] == case_id and r["at"].endswith("+08:00") for r in body["reads"])
     assert not any(r["role"] == "cadre" and r["actor"] == "cadre:lj-c003" for r in body["reads"])   # refused reads
 
 

@@ -95,6 +95,7 @@ def test_token_lifecycle_through_the_cli(pg_url, tmp_path):
     from minqing.http import ApiError
     env = {**os.environ, "MINQING_DATABASE_URL": pg_url, "MINQING_RUN_DIR": str(tmp_path)}
     policy = Path(__file__).resolve().parents[2] / "deploy" / "counties" / "longjiang.yaml"
+    assert _cli(env, "db", "upgrade").returncode == 0           # a new database: its tables come from migrations
     assert _cli(env, "county", "load", str(policy)).returncode == 0
     bad = _cli(env, "token", "issue", "--role", "cadre", "--county", "longjiang", "--cadre", "nobody")
     assert bad.returncode == 1 and "--cadre" in bad.stderr
