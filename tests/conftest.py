@@ -68,12 +68,20 @@ def note(case_id: str = "c1", text: str = "已联系村民") -> NewEvent:
     return NewEvent("case.progress_noted", {"case_id": case_id, "cadre": "lj-c001", "note": text}, META)
 
 
-@pytest.hookimpl(tryfirst=True)     # before xdist's own hook, which reads the groups into node ids
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Units of work for `pytest -n 2 --dist loadgroup` (make test): a module never splits across
     workers (its module-scoped stack starts once), and every module that uses a session-wide stack
     runs on one worker, so that stack starts once and tests/e2e/test_zz_personal_data.py, which
-    searches that stack's ledger, broker and logs, runs after the tests that fed it."""
+    searches that stack's ledger, broker and logs, runs after the tests that fed it.
+
+    xdist 3.8 writes a test's group into `item._nodeid`, which pytest 9 no longer reads (node ids live
+    in `item._id`), so the group is written here, as the `@group` suffix xdist's loadgroup splits on.
+    Schemathesis gives all its generated tests one node id (they differ in name only); xdist tells
+    tests apart by node id, so each gets its own here too."""
+    from _pytest.nodeid import coerce_node_id
+    if not hasattr(config, "workerinput"):     # only xdist workers collect for the scheduler
+        return
     by_module: dict[str, list] = {}
     for item in items:
         by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
@@ -81,4 +89,5 @@ def pytest_collection_modifyitems(config, items):
         used = set().union(*(item.fixturenames for item in module_items))
         group = "pg-stack" if "stack" in used else "sqlite-stack" if "sqlite_stack" in used else module
         for item in module_items:
-            item.add_marker(pytest.mark.xdist_group(group))
+            base = f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}" if "::" in item.nodeid else item.nodeid
+            item._id = coerce_node_id(f"{base}@{group}")
