@@ -17,13 +17,9 @@ class BoardPages:
     def page_board(self, request):
         """Overdue and at-risk cases of the supervisor's townships, grouped by township and unit, and
         the returned cases waiting for re-dispatch — from the same worklist API, with the supervisor's token."""
-        session, answer = self._require(request, "case.supervise")
+        session, answer, listed = self._supervised_worklist(request)
         if answer is not None:
             return answer
-        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
-                               client=self._client(request))
-        if not listed.ok:
-            return self._error(request, listed.status if listed.status in (403, 404) else 503)
         catalogue = self.catalogue(session.account.county)
         townships = {t["code"]: t["name"] for t in catalogue["townships"]}
         units = {u["code"]: u["name"] for u in catalogue["units"]}
@@ -54,13 +50,9 @@ class BoardPages:
     def page_agenda(self, request):
         """The agenda of each monthly dispatch meeting of the county (庐阳区's 一线办 on the 25th): the
         open cases routing put before the meeting's tier, with the meeting's day as routing dates it."""
-        session, answer = self._require(request, "case.supervise")
+        session, answer, listed = self._supervised_worklist(request)
         if answer is not None:
             return answer
-        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
-                               client=self._client(request))
-        if not listed.ok:
-            return self._error(request, listed.status if listed.status in (403, 404) else 503)
         catalogue = self.catalogue(session.account.county)
         townships = {t["code"]: t["name"] for t in catalogue["townships"]}
         units = {u["code"]: u["name"] for u in catalogue["units"]}
@@ -69,3 +61,15 @@ class BoardPages:
                                     for c in listed.body["cases"] if c.get("tier") == m["tier"]]}
                     for m in listed.body.get("dispatch_meetings", [])]
         return web.render(request, "agenda.html", session=session, meetings=meetings, county=catalogue["name"])
+
+    def _supervised_worklist(self, request):
+        """(session, an answer to return instead, the worklist): the supervisor's open cases, read
+        from routing's worklist API with the supervisor's own token."""
+        session, answer = self._require(request, "case.supervise")
+        if answer is not None:
+            return session, answer, None
+        listed = self.api.call("GET", "/api/v1/worklist", token=session.token, query={"limit": 500},
+                               client=self._client(request))
+        if not listed.ok:
+            return session, self._error(request, listed.status if listed.status in (403, 404) else 503), None
+        return session, None, listed
