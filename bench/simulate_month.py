@@ -42,7 +42,7 @@ BAR_SECONDS = 300
 def _start_stack(run_dir: Path, env: dict) -> subprocess.Popen:
     out_path = run_dir / "run.out"
     with open(out_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "minqing.cli", "run"], env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
     while b"Minqing is running" not in out_path.read_bytes():
@@ -62,7 +62,7 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 def one_run(days: int, seed: int, per_day: float | None) -> dict:
-    from minqing.devstack import _port_is_free, free_port
+    from minqing.shell.devstack import _port_is_free, free_port
     base_dir = ROOT / ".run" / "bench"
     base_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="simulate-month-", dir=base_dir))
@@ -73,7 +73,7 @@ def one_run(days: int, seed: int, per_day: float | None) -> dict:
             port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
         env.update(MINQING_RUN_DIR=str(tmp), MINQING_CLOCK="demo", MINQING_CLOCK_START="2026-10-31T20:00+08:00",
-                   MINQING_CLOCK_RATE="1", MINQING_SWEEP_SECONDS="0.5", MINQING_NOTIFY_SECONDS="0.3", MINQING_HTTP_PORT=str(port),
+                   MINQING_CLOCK_RATE="1", MINQING_SWEEP_SECONDS="0.5", MINQING_NOTIFY_SECONDS="0.3", MINQING_FOLLOW_SECONDS="0.25", MINQING_HTTP_PORT=str(port),
                    MINQING_LOG_LEVEL="WARNING", MINQING_AMQP_PORT=str(free_port()))
         proc = _start_stack(tmp, env)
         out = tmp / "figures.json"
@@ -81,7 +81,7 @@ def one_run(days: int, seed: int, per_day: float | None) -> dict:
                 "--json", str(out), "--quiet"] + (["--per-day", str(per_day)] if per_day else [])
         load_before = os.getloadavg()[0]
         began = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "minqing.cli", "simulate", *args], env=env,
+        done = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "simulate", *args], env=env,
                               capture_output=True, text=True, timeout=3600)
         wall = time.monotonic() - began
         load_after = os.getloadavg()[0]
@@ -90,7 +90,7 @@ def one_run(days: int, seed: int, per_day: float | None) -> dict:
         result = json.loads(out.read_text())
         print(done.stdout, f"\n{wall:.1f} s (load {load_before:.1f} → {load_after:.1f})", flush=True)
         # the demo tokens expire in demo time: an auditor token issued at the clock's new date
-        issued = subprocess.run([sys.executable, "-m", "minqing.cli", "token", "issue", "--role", "auditor",
+        issued = subprocess.run([sys.executable, "-m", "minqing.shell.cli", "token", "issue", "--role", "auditor",
                                  "--county", "longjiang", "--label", "bench"], env=env, capture_output=True,
                                 text=True, timeout=120)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/assessment/longjiang/rankings?period=2026-11",

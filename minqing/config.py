@@ -212,9 +212,23 @@ def load(environ=None) -> Settings:
     # read where it is used (minqing.clock, before any settings exist), checked here with the rest
     if (r.text("MINQING_CLOCK") or "system").strip().lower() not in ("system", "demo"):
         r.problems.append(f"MINQING_CLOCK must be demo or system (or unset), got {r.text('MINQING_CLOCK')!r}")
+    r.number("MINQING_FOLLOW_SECONDS", 2.0, 0.05, 60)      # read where it is used (follow_seconds), checked here
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def follow_seconds() -> float:
+    """MINQING_FOLLOW_SECONDS: how often a follower reads the ledger when nothing woke it (default 2 s).
+    A follower is woken by the broker message of an event it follows (and, on PostgreSQL, by the
+    append's NOTIFY), so this only bounds how long its checkpoint may stay behind events of types it
+    does not follow, and how late a lost wake-up is made good. A demo-clock stack (`make demo`,
+    bench.simulate_month) sets 0.25: the simulator waits for every reader to reach the head."""
+    r = Reader()
+    value = r.number("MINQING_FOLLOW_SECONDS", 2.0, 0.05, 60)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return value
 
 
 def gateway_secret() -> str | None:
@@ -251,6 +265,7 @@ def describe(settings: Settings) -> list[tuple[str, str]]:
              ("MINQING_ASSESSMENT_DIR", str(settings.assessment_dir)),
              ("MINQING_LOG_LEVEL", settings.log_level),
              ("MINQING_SWEEP_SECONDS", f"{settings.sweep_seconds:g}"),
+             ("MINQING_FOLLOW_SECONDS", os.environ.get("MINQING_FOLLOW_SECONDS") or "2"),
              ("MINQING_CLOCK", os.environ.get("MINQING_CLOCK") or "system"),
              ("MINQING_GATEWAY_SECRET", "****" if settings.gateway_secret else "(unset)"),
              ("MINQING_VAULT_KEY", "****" if settings.vault_key else "(unset)"),

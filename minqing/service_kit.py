@@ -24,6 +24,7 @@ from sqlalchemy import MetaData
 
 from minqing import access, checkpoints, cloudevents, consumer, ledger as ledger_mod, parking, vault as vault_mod
 from minqing import ledger_listen
+from minqing.config import follow_seconds
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import make_engine
 from minqing.ledger import Ledger, RecordedEvent
@@ -150,15 +151,17 @@ class Following(DependencyProvider):
     message wakes it, and every `poll_interval` seconds (so even a lost message delays an event by at
     most that much). Stopping interrupts it at once, whatever it is waiting for."""
 
-    def __init__(self, projection_factory: Callable, poll_interval: float = 2.0):
+    def __init__(self, projection_factory: Callable, poll_interval: float | None = None):
         self.projection_factory = projection_factory
-        self.poll_interval = poll_interval
+        self.poll_interval = poll_interval      # None: MINQING_FOLLOW_SECONDS (minqing.config.follow_seconds)
 
     def setup(self):
         provider = next(d for d in self.container.dependencies if isinstance(d, LedgerProvider))
         dead = next((d for d in self.container.dependencies if isinstance(d, DeadLetters)), None)
         self.ledger = provider.ledger
         self.projection = self.projection_factory(self.ledger, self.container.config)
+        if self.poll_interval is None:
+            self.poll_interval = follow_seconds()
 
         def on_parked(event: RecordedEvent, error: str) -> None:
             if dead is not None:

@@ -20,11 +20,22 @@ def test_every_bad_variable_is_named_at_once(tmp_path):
     with pytest.raises(config.ConfigError) as err:
         config.load({"MINQING_RUN_DIR": str(tmp_path), "MINQING_HTTP_PORT": "eighty", "MINQING_SWEEP_SECONDS": "0",
                      "MINQING_LOG_LEVEL": "chatty", "MINQING_AMQP_URI": "http://x", "MINQING_ROUTING_PORT": "70000",
-                     "MINQING_VAULT_KEY": "k", "MINQING_VAULT_KEY_FILE": "/k"})
-    names = ("MINQING_HTTP_PORT", "MINQING_SWEEP_SECONDS", "MINQING_LOG_LEVEL", "MINQING_AMQP_URI",
+                     "MINQING_VAULT_KEY": "k", "MINQING_VAULT_KEY_FILE": "/k",
+                     "MINQING_FOLLOW_SECONDS": "0"})
+    names = ("MINQING_HTTP_PORT", "MINQING_SWEEP_SECONDS", "MINQING_FOLLOW_SECONDS", "MINQING_LOG_LEVEL", "MINQING_AMQP_URI",
              "MINQING_ROUTING_PORT", "MINQING_VAULT_KEY_FILE")
     assert all(any(n in p for p in err.value.problems) for n in names), err.value.problems
     assert isinstance(err.value, SystemExit) and "MINQING_HTTP_PORT" in str(err.value.code)
+
+
+def test_follow_seconds_default_and_bounds(monkeypatch):
+    monkeypatch.delenv("MINQING_FOLLOW_SECONDS", raising=False)
+    assert config.follow_seconds() == 2.0
+    monkeypatch.setenv("MINQING_FOLLOW_SECONDS", "0.25")
+    assert config.follow_seconds() == 0.25
+    monkeypatch.setenv("MINQING_FOLLOW_SECONDS", "61")
+    with pytest.raises(config.ConfigError, match="MINQING_FOLLOW_SECONDS"):
+        config.follow_seconds()
 
 
 def test_secrets_from_files(tmp_path):
