@@ -24,11 +24,12 @@ import time
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 _WRITE = "minqing_write"
 SQLITE_BUSY_MS = 20                 # the longest one wait inside SQLite (it blocks the OS thread)
 SQLITE_LOCK_WAIT_SECONDS = 30.0     # how long a write transaction waits for the lock in all
+PING_AFTER_IDLE_SECONDS = 1.0       # PostgreSQL: a pooled connection idle this long is pinged before use
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -52,7 +53,30 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
                 conn.exec_driver_sql("BEGIN DEFERRED")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+    # Ping a pooled connection only when it has been idle (issue #16). SQLAlchemy's pool_pre_ping
+    # pings at every checkout: one more round trip and one more transaction each time — half of the
+    # ~100 transactions a report cost the stack (bench/statements.py). A connection checked in less
+    # than PING_AFTER_IDLE_SECONDS ago was working then; one idle longer may have been cut (a
+    # PostgreSQL restart, a failover, a firewall) and is pinged, and a dead one is replaced before
+    # use. A connection cut within that second fails its statement instead: every caller already
+    # handles that (followers retry in place, minqing.consumer.retry_in_place; requests answer 503).
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, _proxy):
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:        # the pool replaces the connection and checks out again
+            raise DisconnectionError(str(exc)) from exc
+
+    return engine
 
 
 def _begin_immediate(conn) -> None:

@@ -128,11 +128,16 @@ class Relay:
     def publish_pending(self, producer, exchange, confirms: Confirms | None = None, connection=None) -> int:
         """Publish everything after the checkpoint; return how many events were confirmed."""
         total = 0
+        position = None
         while True:
+            # One read transaction per batch: the checkpoint is read once per call, then kept — each
+            # batch moves it by compare-and-set from the position published from, so another relay
+            # having moved it meanwhile still ends this one's leadership (LostLeadership below).
             with read_transaction(self.ledger.engine) as conn:
-                position = conn.execute(select(checkpoints.checkpoints_table.c.position)
-                                        .where(checkpoints.checkpoints_table.c.name == CHECKPOINT)).scalar_one()
-            events = self.ledger.read_all(position, self.batch)
+                if position is None:
+                    position = conn.execute(select(checkpoints.checkpoints_table.c.position)
+                                            .where(checkpoints.checkpoints_table.c.name == CHECKPOINT)).scalar_one()
+                events = self.ledger.read_all(position, self.batch, conn=conn)
             if not events:
                 return total
             self._returned.clear()
@@ -157,6 +162,11 @@ class Relay:
             for event in events:
                 EVENTS.info("published %s", event.type, extra=event_fields(event))
             total += len(events)
+            position = events[-1].position
+            if len(events) < self.batch:
+                # all there was: what is appended from now on wakes the relay again (NOTIFY, or the
+                # SQLite poll), so no second look now — it was two more transactions per wake-up
+                return total
 
     def run(self, stop: threading.Event) -> None:
         with write_transaction(self.ledger.engine) as conn:
@@ -185,13 +195,18 @@ class Relay:
                     log.info("relay connected to the broker")
                     backoff = 0.5
                     checked = time.monotonic()
+                    look = True
                     while not stop.is_set():
                         if time.monotonic() - checked > 1.0:
                             if not still_leader():
                                 raise LostLeadership("the leadership lock was lost")
                             checked = time.monotonic()
-                        if self.publish_pending(producer, exchange, confirms, connection) == 0:
-                            self._idle(connection, listener)
+                        if look:
+                            self.publish_pending(producer, exchange, confirms, connection)
+                            looked = time.monotonic()
+                        # and a look at least every poll interval, however busy the broker's socket
+                        look = self._idle(connection, listener) or time.monotonic() - looked >= (
+                            self.sqlite_poll if listener is None else self.idle_sleep)
             except LostLeadership:
                 raise
             except Exception as exc:   # broker or database away: nothing is advanced, so retry
@@ -216,24 +231,30 @@ class Relay:
         finally:
             pg.close()
 
-    def _idle(self, connection, listener) -> None:
+    def _idle(self, connection, listener) -> bool:
         """Sleep until an append is notified (or the fallback poll is due), reading the broker's socket
-        meanwhile so its heartbeats are seen and ours sent."""
+        meanwhile so its heartbeats are seen and ours sent. True when the ledger is worth a look: an
+        append was notified, or the poll is due. Only the broker's socket woke it (a heartbeat, a late
+        confirm): False — publish_pending took everything there was when it returned, and what was
+        appended since was notified (LISTEN came first), so a look now would find nothing."""
         amqp_sock = connection.connection.sock
         if listener is None:
             readable, _, _ = selectmod.select([amqp_sock], [], [], self.sqlite_poll)
+            look = not readable
         else:
             readable, _, _ = selectmod.select([amqp_sock, listener.fileno()], [], [], self.idle_sleep)
+            look = not readable
             if listener.fileno() in readable:
                 listener.pgconn.consume_input()
                 while listener.pgconn.notifies() is not None:
-                    pass                      # one wake-up covers every append notified so far
+                    look = True               # one wake-up covers every append notified so far
         if amqp_sock in readable:
             try:
                 connection.drain_events(timeout=0.01)
             except socket.timeout:
                 pass
         connection.heartbeat_check()
+        return look
 
     @contextlib.contextmanager
     def _leadership(self, stop: threading.Event) -> Iterator:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -44,14 +43,23 @@ from services.notify.tables import contacts_table, followups_table, outbox_table
 log = logging.getLogger("minqing.notify")
 
 
-@lru_cache(maxsize=64)
-def _policy(county: str, version: int, document: str) -> CountyPolicy:
-    return CountyPolicy(json.loads(document), version)
+_POLICIES: dict[tuple[str, int], CountyPolicy] = {}      # (county, version) → its parsed policy
 
 
 def policy_for(conn: Connection, county: str) -> CountyPolicy | None:
-    row = conn.execute(select(policies_table).where(policies_table.c.county == county)).first()
-    return _policy(row.county, row.version, row.document) if row else None
+    """The county's latest policy notify has seen. Only its version is read each time (notify asks
+    several times per report); the document — tens of KB — only for a version not parsed yet."""
+    version = conn.execute(select(policies_table.c.version).where(policies_table.c.county == county)).scalar()
+    if version is None:
+        return None
+    policy = _POLICIES.get((county, version))
+    if policy is None:
+        document = conn.execute(select(policies_table.c.document).where(
+            policies_table.c.county == county, policies_table.c.version == version)).scalar()
+        if document is None:        # replaced by a newer version between the two reads
+            return policy_for(conn, county)
+        policy = _POLICIES[(county, version)] = CountyPolicy(json.loads(document), version)
+    return policy
 
 
 def supervisor_of(policy: CountyPolicy, unit: str | None) -> str:
