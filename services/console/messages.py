@@ -1,6 +1,9 @@
 """The console's one message catalogue: every string a page shows, in Simplified Chinese (the
 default) and English. Templates and code name a key; `text(lang, key, **values)` fills it in.
-A unit test checks that every key has both languages and that templates use only known keys."""
+A unit test checks that every key has both languages and that templates use only known keys.
+
+Long because it is the one catalogue (issue #14: every string in one place): each page's words, in
+both languages, side by side."""
 from __future__ import annotations
 
 LANGS = ("zh", "en")
