@@ -147,8 +147,8 @@ def _upgrade_and_check(url: str, env: dict, expected_tables: set[str]) -> None:
     for name in expected_tables:
         assert after[name] == before[name], name              # every row of every table, unchanged
     for name, columns in ADDED_COLUMNS.items():                # … and what later migrations added is empty
-        rows = _contents(url, {name}, added=True)[name]
-        assert rows and all(value is None for row in rows for value in row[-len(columns):]), name
+        rows = _contents(url, {name}, added=True)[name]       # (on PostgreSQL the release made no console tables)
+        assert len(rows) == len(before.get(name, [])) and all(v is None for row in rows for v in row[-len(columns):])
 
     head = before["ledger_head"][0]
     verified = _cli(env, "audit", "verify", "--expect-head", f"{head[1]}:{head[2]}")
