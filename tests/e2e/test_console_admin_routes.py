@@ -136,7 +136,7 @@ def test_the_admin_pages_and_a_login_with_a_code(stack, heping_v2, people, tmp_p
 
     # the second factor: enrol (the secret shown once), then the login asks for the code
     person = Browser(stack.base)
-    person.login("totp-op", PASSWORD, "totp-operator-pw-1")
+    person.login("totp-op", PASSWORD, "second-factor-pw-1")
     status, html, _ = person.open("/console/totp", keep="totp-enrol")
     secret = re.search(r'id="totp-text">([A-Z2-7]+)<', html).group(1)
     status, html, url = person.open("/console/totp", {"csrf": Browser.csrf(html), "secret": secret,
@@ -145,7 +145,7 @@ def test_the_admin_pages_and_a_login_with_a_code(stack, heping_v2, people, tmp_p
     again = Browser(stack.base)
     _, html, _ = again.open("/console/login")
     status, html, url = again.open("/console/login", {"csrf": Browser.csrf(html), "username": "totp-op",
-                                                      "password": "totp-operator-pw-1"}, keep="login-code")
+                                                      "password": "second-factor-pw-1"}, keep="login-code")
     assert 'name="code"' in html and url.endswith("/console/login"), html
     pending = re.search(r'name="pending" value="([^"]+)"', html).group(1)
     # the enrolment took this step's code; the next step's is within the window of one step either side
@@ -156,7 +156,7 @@ def test_the_admin_pages_and_a_login_with_a_code(stack, heping_v2, people, tmp_p
     replayed = Browser(stack.base)                       # the same code again: refused
     _, html, _ = replayed.open("/console/login")
     _, html, _ = replayed.open("/console/login", {"csrf": Browser.csrf(html), "username": "totp-op",
-                                                  "password": "totp-operator-pw-1"})
+                                                  "password": "second-factor-pw-1"})
     status, html, _ = replayed.open("/console/login/code", {"csrf": Browser.csrf(html), "pending": re.search(
         r'name="pending" value="([^"]+)"', html).group(1), "code": next_code})
     assert status == 401 and "已使用过" in html
