@@ -47,7 +47,7 @@ class BoardPages:
             groups.setdefault(key, []).append({**case, "state": state, "left": left, "kind": kind})
         ordered = sorted(groups.items(), key=lambda g: (-sum(r["state"] == "overdue" for r in g[1]), g[0]))
         return web.render(request, "board.html", session=session, groups=ordered, returned=returned, counts=counts,
-                          units=catalogue["units"], levels=LEVELS)
+                          units=catalogue["units"], levels=LEVELS, windows=windows)
 
     def page_agenda(self, request):
         """The agenda of each monthly dispatch meeting of the county (庐阳区's 一线办 on the 25th): the

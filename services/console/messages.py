@@ -418,6 +418,9 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     "policy.key.villages": ("村", "villages"), "policy.key.hamlets": ("屯", "hamlets"),
     "policy.key.dispatch_day": ("调度会日期（每月）", "dispatch meeting (day of month)"),
     "policy.key.joint": ("会诊", "joint handling"), "policy.key.level": ("级别", "level"),
+    "board.rule_hours": ("临近期限（按本县政策的预警时间）：待接单的诉求在接单期限前 {r} 小时内，办理中的诉求在办结期限前 {s} 小时内。",
+                         "At risk (the county policy's warning times): within {r} hours of the acceptance deadline "
+                         "(not yet accepted), or within {s} hours of the resolution deadline."),
     "parked.title": ("搁置事件", "Parked events"),
     "parked.intro": ("各服务处理失败而搁置（parked）的本县事件，以及因排在其后而暂缓（held）的同一诉求的事件。排除原因后点“重试”，该诉求的事件按顺序重新处理。",
                      "Events of the county a service set aside because applying them kept failing (parked), and later "

@@ -127,3 +127,4 @@ def test_the_board_takes_its_at_risk_window_from_the_countys_policy(engine):
         client = _client(engine, api, "supervisor", f"s-{hours}")       # the manual clock: 2026-01-05 09:00Z
         html = client.get("/console/board").get_data(as_text=True)
         assert ("LJ-soon" in html) is shown, hours
+        assert f"待接单的诉求在接单期限前 {hours} 小时内" in html         # the rule stated with the county's hours
