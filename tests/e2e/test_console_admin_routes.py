@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.e2e.test_console import Browser, _keep_screenshots, _screenshots
+from tests.e2e.test_console import PAGE_BUDGET, Browser, _keep_screenshots, _screenshots
 from tests.support import fresh_phone
 
 PASSWORD = "temporary-pw-2026"
@@ -162,6 +162,10 @@ def test_the_admin_pages_and_a_login_with_a_code(stack, heping_v2, people, tmp_p
     assert status == 401 and "已使用过" in html
     pages = {k: v for k, v in {**admin.pages, **person.pages, **again.pages}.items()
              if k.startswith(("admin-", "totp-", "login-code"))}
+    import urllib.request
+    static = sum(len(urllib.request.urlopen(stack.base + f"/static/console.{ext}").read()) for ext in ("css", "js"))
+    heavy = {k: len(v.encode()) for k, v in pages.items() if len(v.encode()) + static > PAGE_BUDGET}
+    assert not heavy, f"over the page budget of {PAGE_BUDGET} bytes with CSS and JS: {heavy}"
     _keep_screenshots(_screenshots(stack, pages, tmp_path))
 
 
