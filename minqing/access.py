@@ -55,6 +55,8 @@ POLICY: dict[str, frozenset[str]] = {
     "subscriptions.manage": frozenset({"integrator", "admin"}),
     "visit.log": frozenset({"cadre"}),                             # a cadre's own field visits
     "open311.submit": frozenset({"operator", "integrator"}),    # an Open311 api_key
+    "policy.read": frozenset({"admin", "auditor"}),             # published policy versions and their diff
+    "parked.manage": frozenset({"admin"}),                       # parked events of the county, and their retry
 }
 
 TOKEN_PREFIX = "mq_"

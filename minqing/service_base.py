@@ -16,7 +16,9 @@ gives the class, from minqing.service_kit:
 - `on_event`: the broker entrypoint on `minqing.<name>`, bound to the event types the projection
   follows; a message only wakes the follower;
 - `GET /metrics` and `GET /health` (the ledger, the broker, the projection's lag, parked events);
-  a service adds checks of its own by overriding `more_health(body)`.
+  a service adds checks of its own by overriding `more_health(body)`;
+- `GET /api/v1/parked/<name>` and `POST /api/v1/parked/<name>/<position>/retry`: the county's
+  parked events of the projection and their retry, for its admin (minqing.parked_api).
 
 The entrypoints are made per class (nameko registers an entrypoint on the function it decorates), so
 two services never share one.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+from minqing import parked_api
 from minqing.endpoints import route
 from minqing.http import json_response
 from minqing.service_kit import (DeadLetters, Following, LedgerProvider, VaultProvider, consume_events, health,
@@ -48,6 +51,7 @@ class Service:
         cls.on_event = _on_event(name, follows)
         cls.metrics = _metrics()
         cls.health = _health(name)
+        cls.parked, cls.retry_parked = parked_api.list_route(name), parked_api.retry_route(name)
 
     def more_health(self, body: dict) -> None:
         """Add checks of the service's own to its /health body (`body["checks"]`); none by default."""

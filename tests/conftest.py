@@ -87,7 +87,8 @@ def pytest_collection_modifyitems(config, items):
         by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
     for module, module_items in by_module.items():
         used = set().union(*(item.fixturenames for item in module_items))
-        group = "pg-stack" if "stack" in used else "sqlite-stack" if "sqlite_stack" in used else module
+        group = ("pg-stack" if "stack" in used else "sqlite-stack" if "sqlite_stack" in used
+                 else "demo-stack" if "demo_stack" in used else module)
         for item in module_items:
             base = f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}" if "::" in item.nodeid else item.nodeid
             item._id = coerce_node_id(f"{base}@{group}")

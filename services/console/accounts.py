@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Boolean, Column, Connection, Engine, Integer, MetaData, String, Table, select, update
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Engine, Integer, MetaData, String, Table, select, update
 
 from minqing import access
 from minqing.clock import SYSTEM_CLOCK, Clock, isoformat, parse_instant
@@ -41,6 +41,8 @@ accounts_table = Table(
     Column("failed_attempts", Integer, nullable=False, default=0),
     Column("locked_until", String(32), nullable=True),
     Column("created_at", String(32), nullable=False),
+    Column("totp_secret", String(64), nullable=True),        # base32; NULL: no second factor (services/console/totp.py)
+    Column("totp_last_step", BigInteger, nullable=True),     # the last TOTP step taken: never accepted again
 )
 
 
@@ -177,8 +179,9 @@ def login(engine: Engine, username: str, password: str, clock: Clock = SYSTEM_CL
         raise LoginRefused("wrong")
     with write_transaction(engine) as conn:
         if ok:
-            conn.execute(update(accounts_table).where(accounts_table.c.account_id == row.account_id)
-                         .values(failed_attempts=0, locked_until=None))
+            if row.totp_secret is None:      # with a second factor, only the right code clears the count (totp.py)
+                conn.execute(update(accounts_table).where(accounts_table.c.account_id == row.account_id)
+                             .values(failed_attempts=0, locked_until=None))
             return _account(row)
         failures = conn.execute(select(accounts_table.c.failed_attempts)
                                 .where(accounts_table.c.account_id == row.account_id)).scalar() + 1

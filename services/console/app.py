@@ -28,6 +28,9 @@ from services.console.audit_pages import AuditPages
 from services.console.board_pages import LEVELS, BoardPages
 from services.console.desk_pages import DeskPages
 from services.console.messages import text
+from services.console.parked_pages import ParkedPages
+from services.console.policy_pages import PolicyPages
+from services.console.totp_pages import TotpPages
 
 log = logging.getLogger("minqing.console")
 STATIC = web.HERE / "static"
@@ -72,12 +75,17 @@ URLS = Map([
     Rule("/console/admin/accounts", endpoint="accounts", methods=["GET", "POST"]),
     Rule("/console/admin/subscriptions", endpoint="subscriptions", methods=["GET", "POST"]),
     Rule("/console/admin/tokens", endpoint="tokens", methods=["GET", "POST"]),
+    # admin: policy versions, parked events; the optional second factor (helper `admin`, issue #14 §1, §7)
+    Rule("/console/admin/policy", endpoint="policy"),
+    Rule("/console/admin/parked", endpoint="parked", methods=["GET", "POST"]),
+    Rule("/console/totp", endpoint="totp", methods=["GET", "POST"]),
+    Rule("/console/login/code", endpoint="login_code", methods=["GET", "POST"]),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
-class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages):
+class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages, PolicyPages, ParkedPages, TotpPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}
@@ -164,6 +172,8 @@ class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages):
             try:
                 account = accounts.login(self.engine, request.form.get("username", "").strip(),
                                          request.form.get("password", ""), self.clock)
+                if self.needs_code(account):      # the second factor (services/console/totp_pages.py)
+                    return self.ask_code(request, account)
             except accounts.LoginRefused as refused:
                 lang = web.language(request)
                 error = (text(lang, "login.locked", minutes=refused.minutes) if refused.reason == "locked"

@@ -7,8 +7,9 @@ from services.console import web
 
 LEVELS = ("chase", "supervise", "listed")        # 催办 → 督办 → 挂牌督办 (services/routing/timers.py)
 # The board's "at risk": not overdue yet, but the deadline that counts now (acceptance while assigned,
-# else resolution) falls within this many hours — 龙江县's warn_before_hours (response 4, resolution 24).
-AT_RISK_HOURS = {"response": 4, "resolution": 24}
+# else resolution) falls within the county's warning window — its policy's escalation.warn_before_hours,
+# which routing's worklist carries; these hours (the policy schema's defaults) only when it does not.
+AT_RISK_HOURS = {"response": 2, "resolution": 24}
 
 
 class BoardPages:
@@ -26,6 +27,7 @@ class BoardPages:
         lang, now = web.language(request), self.clock.now()
         groups: dict[tuple[str, str], list] = {}
         returned, counts = [], {"overdue": 0, "at_risk": 0}
+        windows = {**AT_RISK_HOURS, **(listed.body.get("warn_before_hours") or {})}
         for case in listed.body["cases"]:
             if case["status"] == "returned":
                 returned.append({**case, "unit_name": units.get(case["unit"], case["unit"]),
@@ -36,7 +38,7 @@ class BoardPages:
             left, over = web.time_left(due, now, lang)
             if case["overdue"] or over:
                 state = "overdue"
-            elif due and (parse_instant(due) - now).total_seconds() <= AT_RISK_HOURS[kind] * 3600:
+            elif due and (parse_instant(due) - now).total_seconds() <= windows[kind] * 3600:
                 state = "at_risk"
             else:
                 continue
@@ -45,7 +47,7 @@ class BoardPages:
             groups.setdefault(key, []).append({**case, "state": state, "left": left, "kind": kind})
         ordered = sorted(groups.items(), key=lambda g: (-sum(r["state"] == "overdue" for r in g[1]), g[0]))
         return web.render(request, "board.html", session=session, groups=ordered, returned=returned, counts=counts,
-                          units=catalogue["units"], levels=LEVELS)
+                          units=catalogue["units"], levels=LEVELS, windows=windows)
 
     def page_agenda(self, request):
         """The agenda of each monthly dispatch meeting of the county (庐阳区's 一线办 on the 25th): the

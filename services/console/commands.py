@@ -1,4 +1,4 @@
-"""`minqing account add|disable|enable|reset`: people's console accounts (services/console/accounts.py).
+"""`minqing account add|disable|enable|reset|totp-reset`: people's console accounts (services/console/accounts.py).
 
 A new or reset account gets a temporary password, printed once (or read from stdin with
 --password-stdin), which must be changed at the first login."""
@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("username")
     p.add_argument("--password-stdin", action="store_true")
     p.set_defaults(func=cmd_account)
+    p = account.add_parser("totp-reset", help="remove the account's two-step login (a lost phone); its sessions end")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_account)
 
 
 def _password(args) -> tuple[str, bool]:
@@ -45,6 +48,12 @@ def cmd_account(args, settings) -> int:
             account_id = accounts.set_disabled(engine, args.username, args.action == "disable")
             ended = sessions.end_all(engine, account_id) if args.action == "disable" else 0
             print(f"account {args.username} {args.action}d" + (f"; {ended} session(s) ended" if ended else ""))
+            return 0
+        if args.action == "totp-reset":
+            from services.console import totp
+            ended = sessions.end_all(engine, totp.reset(engine, args.username))
+            print(f"account {args.username}: two-step login removed; {ended} session(s) ended; "
+                  f"the person may enrol again at /console/totp")
             return 0
         password, generated = _password(args)
         if args.action == "reset":

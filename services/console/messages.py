@@ -1,6 +1,9 @@
 """The console's one message catalogue: every string a page shows, in Simplified Chinese (the
 default) and English. Templates and code name a key; `text(lang, key, **values)` fills it in.
-A unit test checks that every key has both languages and that templates use only known keys."""
+A unit test checks that every key has both languages and that templates use only known keys.
+
+Long because it is the one catalogue (issue #14: every string in one place): each page's words, in
+both languages, side by side."""
 from __future__ import annotations
 
 LANGS = ("zh", "en")
@@ -374,6 +377,85 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     "error.404": ("没有这个页面，或您无权查看。", "No such page, or it is not yours to see."),
     "error.503": ("系统暂时无法应答，请稍后再试。", "The system is not answering right now; try again shortly."),
     "error.back": ("返回首页", "Back to the start"),
+    # ---- helper `admin`: policy versions, parked events, the second factor (issue #14 §1, §7) ----
+    "policy.title": ("政策版本", "Policy versions"),
+    "policy.intro": ("本县已发布的每个政策版本（层级、单位、干部名册、诉求类别、时限、督办规则、工作日历……），以及任意两个版本之间改了什么。",
+                     "Every published version of the county's policy (tiers, units, roster, categories, time limits, "
+                     "supervision rules, calendar…), and what changed between any two."),
+    "field.from": ("旧版本", "Older version"), "field.to": ("新版本", "Newer version"),
+    "policy.version": ("第 {n} 版", "version {n}"), "policy.compare": ("比较", "Compare"),
+    "policy.diff_title": ("第 {a} 版 → 第 {b} 版的变化", "From version {a} to version {b}"),
+    "policy.same": ("两个版本内容相同。", "The two versions are the same."),
+    "policy.summary": ("共 {n} 处变化，涉及：{sections}。", "{n} changes, in: {sections}."),
+    "policy.only_one": ("本县只发布过一个版本，暂无可比较的内容。", "Only one version is published: nothing to compare yet."),
+    "policy.versions": ("已发布版本（{n} 个，最新在前）", "Published versions ({n}, newest first)"),
+    "policy.version_col": ("版本", "Version"), "policy.published_at": ("发布时间", "Published"),
+    "policy.actor": ("发布人", "Published by"), "policy.digest": ("摘要值", "Digest"),
+    "policy.change.added": ("新增", "Added"), "policy.change.removed": ("删除", "Removed"),
+    "policy.change.changed": ("修改", "Changed"),
+    "policy.section.county": ("县代码", "County code"), "policy.section.name": ("县名", "County name"),
+    "policy.section.tracking_prefix": ("受理编号前缀", "Tracking number prefix"),
+    "policy.section.timezone": ("时区", "Time zone"), "policy.section.tiers": ("办理层级", "Tiers"),
+    "policy.section.escalation": ("预警、升级与督办", "Warnings, escalation and supervision"),
+    "policy.section.calendar": ("工作日历", "Working calendar"), "policy.section.townships": ("乡镇、村、屯", "Places"),
+    "policy.section.units": ("承办单位", "Units"), "policy.section.cadres": ("干部名册", "Cadre roster"),
+    "policy.section.categories": ("诉求类别与时限", "Categories and time limits"),
+    "policy.section.notify": ("通知与回访", "Notifications and follow-up"),
+    "policy.section.duplicates": ("重复诉求识别", "Duplicate detection"),
+    "policy.key.warn_before_hours": ("提前预警（小时）", "warning ahead (hours)"),
+    "policy.key.response": ("受理", "acceptance"), "policy.key.resolution": ("办结", "resolution"),
+    "policy.key.pressure": ("督办阶梯", "pressure ladder"), "policy.key.after_hours": ("超期后（小时）", "after (hours)"),
+    "policy.key.reply_within_hours": ("书面答复时限（小时）", "written reply within (hours)"),
+    "policy.key.on_resolution_overdue": ("办结超期时", "when resolution is overdue"),
+    "policy.key.reopen": ("不满意重办", "reopening"), "policy.key.holidays": ("节假日", "holidays"),
+    "policy.key.workdays": ("调休上班日", "make-up working days"), "policy.key.covers": ("覆盖范围", "covers"),
+    "policy.key.unit": ("所属单位", "unit"), "policy.key.name": ("名称", "name"), "policy.key.role": ("职务", "post"),
+    "policy.key.tier": ("层级", "tier"), "policy.key.time_limits": ("各层级时限（天）", "time limits per tier (days)"),
+    "policy.key.response_hours": ("受理时限（小时）", "acceptance within (hours)"),
+    "policy.key.start_tier": ("起始层级", "starting tier"), "policy.key.department": ("主管部门", "department"),
+    "policy.key.co_departments": ("协办部门", "co-departments"), "policy.key.day_kind": ("计日方式", "day kind"),
+    "policy.key.liaison": ("包保", "liaison"), "policy.key.duty": ("值班", "on duty"),
+    "policy.key.villages": ("村", "villages"), "policy.key.hamlets": ("屯", "hamlets"),
+    "policy.key.dispatch_day": ("调度会日期（每月）", "dispatch meeting (day of month)"),
+    "policy.key.joint": ("会诊", "joint handling"), "policy.key.level": ("级别", "level"),
+    "board.rule_hours": ("临近期限（按本县政策的预警时间）：待接单的诉求在接单期限前 {r} 小时内，办理中的诉求在办结期限前 {s} 小时内。",
+                         "At risk (the county policy's warning times): within {r} hours of the acceptance deadline "
+                         "(not yet accepted), or within {s} hours of the resolution deadline."),
+    "parked.title": ("搁置事件", "Parked events"),
+    "parked.intro": ("各服务处理失败而搁置（parked）的本县事件，以及因排在其后而暂缓（held）的同一诉求的事件。排除原因后点“重试”，该诉求的事件按顺序重新处理。",
+                     "Events of the county a service set aside because applying them kept failing (parked), and later "
+                     "events of the same stream kept back behind them (held). Fix the cause, then retry: the stream is "
+                     "applied again, in order."),
+    "parked.none": ("没有搁置的事件，各服务运行正常。", "No parked event: every service is keeping up."),
+    "parked.empty": ("无。", "None."),
+    "parked.service.intake": ("受理服务", "Intake"), "parked.service.routing": ("派单与督办服务", "Routing"),
+    "parked.service.assessment": ("考核服务", "Assessment"), "parked.service.notify": ("通知服务", "Notify"),
+    "parked.state.parked": ("已搁置", "Parked"), "parked.state.held": ("暂缓（排在搁置事件之后）", "Held (behind a parked event)"),
+    "parked.position": ("账本第 {n} 条", "ledger position {n}"), "parked.stream": ("所属流", "Stream"),
+    "parked.behind": ("等待第 {n} 条", "waiting behind {n}"), "parked.at": ("搁置时间", "Set aside at"),
+    "parked.error": ("错误", "Error"), "parked.retry": ("重试", "Retry"),
+    "parked.outcome.applied": ("{service}：第 {position} 条所在流已重新处理成功。", "{service}: the stream of position {position} is applied."),
+    "parked.outcome.failed": ("{service}：第 {position} 条所在流重试仍然失败，错误见下方。",
+                              "{service}: retrying the stream of position {position} failed again; the error is below."),
+    "parked.outcome.gone": ("{service}：第 {position} 条已不在搁置列表中（可能已被重试）。",
+                            "{service}: position {position} is no longer parked (retried already?)."),
+    "totp.nav": ("两步验证", "Two-step login"),
+    "totp.title": ("两步验证（动态验证码）", "Two-step login (one-time codes)"),
+    "totp.intro": ("用手机上的验证器应用（支持 TOTP 的任意应用）添加下面的密钥，然后输入应用显示的 6 位验证码完成绑定。密钥只显示这一次。",
+                   "Add the key below to an authenticator app on your phone (any app that supports TOTP), then type "
+                   "the 6-digit code it shows. The key is shown this once."),
+    "totp.uri": ("密钥链接（可复制到验证器应用）：", "Key URI (paste it into the authenticator app):"),
+    "totp.text": ("或手动输入密钥：", "Or type the key by hand:"),
+    "field.code": ("6 位验证码", "6-digit code"),
+    "totp.code_hint": ("验证器应用中显示的 6 位数字，每 30 秒更换一次。", "The 6 digits the app shows; they change every 30 seconds."),
+    "totp.enrol": ("绑定", "Turn on"),
+    "totp.done": ("两步验证已开启。以后登录时，输入密码后还须输入验证码。", "Two-step login is on: after your password, the login asks for a code."),
+    "totp.enrolled": ("两步验证已开启。手机丢失时，请管理员执行 minqing account totp-reset 解除。",
+                      "Two-step login is on. If the phone is lost, an administrator removes it with "
+                      "`minqing account totp-reset`."),
+    "totp.wrong": ("验证码不正确或已使用过。连续输错 5 次，账号将锁定 15 分钟。",
+                   "The code is not right, or was used already. After 5 wrong tries the account is locked for 15 minutes."),
+    "totp.login_title": ("输入验证码", "Enter your code"),
 }
 
 

@@ -14,7 +14,7 @@ from minqing.casefile import fold, stream_of
 from minqing.clock import SYSTEM_CLOCK
 from minqing.db import read_transaction, write_transaction
 from minqing.endpoints import route
-from minqing.http import ApiError, json_response, load_json, read_body, read_json
+from minqing.http import ApiError, json_response, load_json, read_body, read_json, read_query
 from minqing.service_base import Service
 from minqing.localtime import local_fields, zone_of
 from services.intake.projection import CountyCatalogue, load_county
@@ -22,7 +22,7 @@ from services.intake.registration import hash_pin, new_credentials, register
 from services.intake.schemas import (AccessLogOut, AccessLogQuery, CaseOut, CatalogueOut, ReportIn, ReportOut,
                                      TrackOut, TrackQuery, WeChatOut)
 from services.intake.tables import case_access_table, metadata_obj
-from services.intake import idempotency, open311, wechat
+from services.intake import idempotency, open311, policy_versions, wechat
 from services.intake.duplicates import find_requests
 from services.intake.caseview import present_case
 from services.intake.tracking import present_tracking
@@ -269,6 +269,39 @@ class IntakeService(Service, name="intake", follows=CountyCatalogue, tables=meta
         if policy is None:
             raise ApiError(404, "not_found", "no such county is configured", {"county": ["unknown"]})
         return json_response(200, policy.catalogue())
+
+    # ---- published policy versions and their diff (issue #14 §7; services/intake/policy_versions.py) ----
+
+    def _policy_events(self, principal, county: str) -> tuple[list, str]:
+        """The county's published versions and its zone; 404 for another county's (as for a case)."""
+        events = policy_versions.published(self.ledger, county) if county == principal.county else []
+        if not events:
+            raise ApiError(404, "not_found", "no such county is configured", {"county": ["unknown"]})
+        return events, zone_of(events[-1].data["policy"])
+
+    @route("GET", "/api/v1/counties/<string:county>/policy/versions", action="policy.read",
+           summary="The county's published policy versions: number, digest, when and by whom",
+           response=policy_versions.VersionsOut)
+    def list_policy_versions(self, request, principal, county):
+        events, zone = self._policy_events(principal, county)
+        versions = [local_fields(policy_versions.describe(e), ("published_at",), zone) for e in reversed(events)]
+        return json_response(200, {"county": county, "timezone": zone, "versions": versions})
+
+    @route("GET", "/api/v1/counties/<string:county>/policy/diff", action="policy.read",
+           summary="What changed between two published policy versions (?from=&to=): sections, keys, old → new",
+           query=policy_versions.DiffQuery, response=policy_versions.DiffOut)
+    def diff_policy_versions(self, request, principal, county):
+        events, zone = self._policy_events(principal, county)       # another county's: 404 before any 422
+        query = read_query(request, policy_versions.DiffQuery())
+        try:
+            body = policy_versions.compare(events, query["from_"], query["to"])
+        except KeyError as exc:
+            latest = events[-1].data["version"]
+            raise ApiError(422, "invalid_fields", "no such published version",
+                           {name: [f"not a published version (1 to {latest})"] for name in exc.args[0]}) from None
+        for side in ("from", "to"):
+            body[side] = local_fields(body[side], ("published_at",), zone)
+        return json_response(200, {"county": county, "timezone": zone, **body})
 
     @route("GET", "/api/v1/access-log", action="access_log.read",
            summary="Who read which case's details, when (?case_id=)", query=AccessLogQuery, response=AccessLogOut)

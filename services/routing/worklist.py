@@ -96,6 +96,8 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
     return {
         "county": principal.county, "unit": unit, "as_of": local_iso(now, zone), "timezone": zone, "total": total,
         "warnings": [warning] if warning else [], "dispatch_meetings": dispatch_meetings(policy, now),
+        # the county's warning windows (escalation.warn_before_hours): a board's "at risk" (issue #14 §4)
+        "warn_before_hours": dict(policy.escalation["warn_before_hours"]) if policy is not None else None,
         "cases": [{
             "case_id": r["case_id"], "tracking_no": r["tracking_no"], "category": r["category"],
             "status": r["status"], "tier": r["tier"], "township": r["township"], "unit": r["unit"], "cadre": r["cadre"],

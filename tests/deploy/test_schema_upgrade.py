@@ -74,8 +74,14 @@ def _load_sqlite_fixture(path: Path) -> None:
     db.close()
 
 
-def _contents(url: str, only: set[str] | None = None) -> dict[str, list[tuple]]:
-    """Every row of every table (or of those `only`) but the version's, in primary-key order."""
+# Columns later migrations added to tables of the previous release: NULL in every upgraded row, and
+# left out when rows are compared with the release's own.
+ADDED_COLUMNS = {"console_accounts": ("totp_secret", "totp_last_step")}      # 0002
+
+
+def _contents(url: str, only: set[str] | None = None, *, added: bool = False) -> dict[str, list[tuple]]:
+    """Every row of every table (or of those `only`) but the version's, in primary-key order; the
+    columns of ADDED_COLUMNS only with `added`."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -85,7 +91,9 @@ def _contents(url: str, only: set[str] | None = None) -> dict[str, list[tuple]]:
                     continue
                 table = Table(name, MetaData(), autoload_with=conn)
                 order = list(table.primary_key.columns) or list(table.columns)
-                out[name] = [tuple(_plain(v) for v in row) for row in conn.execute(select(table).order_by(*order))]
+                columns = [c for c in table.columns if added or c.name not in ADDED_COLUMNS.get(name, ())]
+                out[name] = [tuple(_plain(v) for v in row)
+                             for row in conn.execute(select(*columns).order_by(*order))]
             return out
     finally:
         engine.dispose()
@@ -138,6 +146,9 @@ def _upgrade_and_check(url: str, env: dict, expected_tables: set[str]) -> None:
     assert set(after) == schema.model_tables()                # the tables the old database lacked are made
     for name in expected_tables:
         assert after[name] == before[name], name              # every row of every table, unchanged
+    for name, columns in ADDED_COLUMNS.items():                # … and what later migrations added is empty
+        rows = _contents(url, {name}, added=True)[name]       # (on PostgreSQL the release made no console tables)
+        assert len(rows) == len(before.get(name, [])) and all(v is None for row in rows for v in row[-len(columns):])
 
     head = before["ledger_head"][0]
     verified = _cli(env, "audit", "verify", "--expect-head", f"{head[1]}:{head[2]}")

@@ -182,3 +182,16 @@ def sqlite_stack(tmp_path_factory, rabbit):
     s = Stack(run_dir, env, port).start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_stack(tmp_path_factory, postgres, rabbit, sms_gateway):
+    """The whole stack on the demo clock, stopped (rate 0) at 2026-09-30 08:00 in China and moved only
+    forward by the tests (tests/e2e/demo_stacks.py): shared by tests/e2e/test_demo_clock.py, which sets
+    it to fixed instants in time order, and the modules after it, which advance it from wherever it is.
+    One stack for all of them (a stack costs about a minute); they run on one xdist worker (tests/conftest.py)."""
+    from tests.e2e.demo_stacks import start_demo_stack
+    stack = start_demo_stack(tmp_path_factory, postgres, rabbit, name="democlock", start="2026-09-30T08:00+08:00",
+                             extra_env={"MINQING_SMS_URL": sms_gateway.url + "/sms"})
+    yield stack
+    stack.stop()

@@ -89,6 +89,15 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/assessment/{county}/rankings"): ASSESSMENT_READERS,
     ("GET", "/api/v1/assessment/{county}/explain"): ASSESSMENT_READERS,    # a cadre: their own figures only
     ("POST", "/api/v1/visits"): {"cadre@holding-unit", "cadre@other-unit", "cadre@other-county"},
+    # the admin's (issue #14 §7): policy versions (auditors read them too) and parked events per service;
+    # another county's admin gets an empty list of their own, and 404 for this county's policy or event
+    ("GET", "/api/v1/counties/{county}/policy/versions"): {"admin", "auditor"},
+    ("GET", "/api/v1/counties/{county}/policy/diff"): {"admin", "auditor"},
+    **{("GET", f"/api/v1/parked/{service}"): {"admin", "admin@other-county"}
+       for service in ("intake", "routing", "notify", "assessment")},
+    # a position of this county with nothing parked: the allowed admin gets 409 (not_parked), not a refusal
+    **{("POST", f"/api/v1/parked/{service}/{{position}}/retry"): {"admin"}
+       for service in ("intake", "routing", "notify", "assessment")},
 }
 
 
@@ -134,6 +143,7 @@ BODIES = {
     "/follow-up": {"rating": "1"},
     "/visits": {"day": "2026-11-20", "hamlet": "heigang.kaoshan.3", "households": 3},
     "/subscriptions": {"url": PUBLIC_HOOK},
+    "/retry": {},
     "/{county}": {"msg_id": "m1", "openid": "o1", "timestamp": 0, "category": "202", "summary": "x",
                   "location": {"township": "heigang"}, "reporter": {"name": "王五", "phone": "13900000000"}},
 }
@@ -166,6 +176,13 @@ def _call(stack, world, method: str, path: str, who: str):
         filled += "?pin=" + case["pin"]
     if path.endswith("/explain"):
         filled += "?figure=resolution_rate"
+    if path.endswith("/policy/diff"):
+        filled += "?from=1&to=1"
+    if "{position}" in path:         # the case's first event: this county's, nothing parked there
+        if "position" not in world:
+            world["position"] = stack.request("GET", f"/api/v1/cases/{case['case_id']}",
+                                              token=world["tokens"]["auditor"])[1]["history"][0]["position"]
+        filled = filled.replace("{position}", str(world["position"]))
     body = None
     if (method, path) == ("POST", "/api/v1/cases"):
         body = report(summary=f"矩阵测试：{who}")

@@ -219,8 +219,9 @@ def test_supervisor_board_chase_supervise_list_and_redispatch(stack, tmp_path):
     words); a case a cadre returned waits under 'returned' and the supervisor re-dispatches it.
 
     Overdue needs time to pass: the stack runs on the system clock and no command moves it yet, so the
-    at-risk case is 和平县's 道路抢修 (accept within 1 hour — within the board's 4-hour window as soon as
-    it is assigned); the overdue grouping is covered by tests/unit/test_console.py on a manual clock."""
+    at-risk case is 和平县's 道路抢修 (accept within 1 hour — within 和平县's 1-hour warning window, which the
+    board takes from the policy, as soon as it is assigned); an overdue case is chased in the browser on
+    the demo clock (tests/e2e/test_demo_clock_supervisor.py)."""
     sup_pw = _account(stack, "sup-heping", "--role", "supervisor", county="heping")
     code, urgent = stack.request("POST", "/api/v1/cases", {
         "county": "heping", "channel": "hotline", "category": "203", "summary": "东村桥头路面塌陷",

@@ -32,6 +32,9 @@ PAGES = {
     "/console/admin/accounts": {"admin"},
     "/console/admin/subscriptions": {"admin"},
     "/console/admin/tokens": {"admin"},
+    "/console/admin/policy": {"admin", "auditor"},        # policy.read
+    "/console/admin/parked": {"admin"},                   # parked.manage
+    "/console/totp": set(ROLES),                          # everyone's own second factor
 }
 # pages where the API's object rule answers a role the page is offered to: 404, as for what does not exist
 NOT_FOUND = {("/console/assessment/explain?kind=cadre&subject=lj-c002&figure=received", "other_cadre")}
@@ -99,6 +102,14 @@ def test_case_pages_and_actions_follow_the_api_rules(stack, people):
                                                                         "note": "请尽快"})
     assert status == 200 and url.endswith("?done=supervise"), html
     assert Browser(stack.base).open(path + "/supervise", {"csrf": "x"})[2].endswith("/console/login")
+
+
+def test_only_an_admin_retries_a_parked_event(stack, people):
+    for name in ("operator", "cadre", "supervisor", "auditor"):
+        _, html, _ = people[name].open("/console/totp")
+        assert people[name].open("/console/admin/parked", {"csrf": Browser.csrf(html), "service": "routing",
+                                                           "position": "1"})[0] == 403, name
+    assert Browser(stack.base).open("/console/admin/parked", {"csrf": "x"})[2].endswith("/console/login")
 
 
 def test_only_an_auditor_runs_the_ledger_verification(stack, people):

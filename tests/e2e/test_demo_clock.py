@@ -1,7 +1,8 @@
 """The running stack on the demo clock, at fixed instants (issue #12: the suite passes at any instant;
 issue #17.1: every timer, deadline, quiet hour and follow-up follows the demo clock).
 
-One stack for the module, its clock stopped (rate 0) and set forward from test to test, in time order:
+One stack (the session's `demo_stack`, tests/e2e/conftest.py), its clock stopped (rate 0) and set forward
+from test to test, in time order:
 a public holiday, three working days of a neglected dispute, 03:00 inside quiet hours, a month's last
 evening in UTC (already December in China), and New Year's Eve."""
 from __future__ import annotations
@@ -11,21 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.demo_stacks import clock, set_clock, start_demo_stack, utc, wait_for
+from tests.e2e.demo_stacks import clock, set_clock, utc, wait_for
 from tests.support import fresh_phone
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbit]
 CHINA = ZoneInfo("Asia/Shanghai")
 CADRE = "lj-c002"            # 靠山村代理代办服务站, the demo cadre token's holder
-
-
-@pytest.fixture(scope="module")
-def demo_stack(tmp_path_factory, postgres, rabbit, sms_gateway):
-    stack = start_demo_stack(tmp_path_factory, postgres, rabbit, name="democlock",
-                             start="2026-09-30T08:00+08:00",
-                             extra_env={"MINQING_SMS_URL": sms_gateway.url + "/sms"})
-    yield stack
-    stack.stop()
 
 
 def report(stack, phone: str, category: str = "202", place: dict | None = None) -> dict:

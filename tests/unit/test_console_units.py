@@ -219,7 +219,8 @@ def test_the_board_groups_overdue_and_at_risk_cases_and_lists_returned_ones(engi
             _row("back", "returned", None, None)]
     catalogue = {"categories": [], "townships": [{"code": "heigang", "name": "黑岗乡", "villages": []}],
                  "units": [{"code": "u1", "name": "靠山村代理代办服务站", "tier": "village"}]}
-    api = FakeApi({("GET", "/api/v1/worklist"): Answer(200, {"cases": rows, "total": 4}),
+    api = FakeApi({("GET", "/api/v1/worklist"): Answer(200, {"cases": rows, "total": 4,      # 龙江县's windows
+                                                             "warn_before_hours": {"response": 4, "resolution": 24}}),
                    ("GET", "/api/v1/counties/longjiang"): Answer(200, catalogue)})
     account = accounts.add(engine, "s1", "first-password", "supervisor", "longjiang", clock=clock)
     accounts.change_password(engine, account.account_id, "first-password", "second-password")
