@@ -28,6 +28,7 @@ from services.console.audit_pages import AuditPages
 from services.console.board_pages import LEVELS, BoardPages
 from services.console.desk_pages import DeskPages
 from services.console.messages import text
+from services.console.resident_pages import ResidentPages
 
 log = logging.getLogger("minqing.console")
 STATIC = web.HERE / "static"
@@ -72,12 +73,15 @@ URLS = Map([
     Rule("/console/admin/accounts", endpoint="accounts", methods=["GET", "POST"]),
     Rule("/console/admin/subscriptions", endpoint="subscriptions", methods=["GET", "POST"]),
     Rule("/console/admin/tokens", endpoint="tokens", methods=["GET", "POST"]),
+    # residents: the 民生在线 form and the signed rating link (services/console/resident_pages.py)
+    Rule("/console/online/<county>", endpoint="online", methods=["GET", "POST"]),
+    Rule("/console/rate/<token>", endpoint="rate", methods=["GET", "POST"]),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
-class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages):
+class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages, ResidentPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}

@@ -27,7 +27,7 @@ from minqing.casefile import fold, stream_of
 from minqing.clock import Clock, isoformat
 from minqing.db import write_transaction
 from minqing.ledger import ConcurrencyError, DuplicateEventIdError, Ledger, Metadata, NewEvent
-from services.notify.rules import case_context, compose, policy_for
+from services.notify.rules import case_context, compose, policy_for, rate_url
 from services.notify.tables import followups_table
 
 log = logging.getLogger("minqing.notify")
@@ -101,7 +101,8 @@ def advance(ledger: Ledger, clock: Clock) -> int:
             if row.asks < follow["attempts"]:
                 history = ledger.read_stream(stream_of(row.case_id), conn=conn)
                 case = fold(row.case_id, history)
-                ctx = case_context(policy, case, history[0].data["reporter"]["phone_masked"])
+                ctx = {**case_context(policy, case, history[0].data["reporter"]["phone_masked"]),
+                       "rate_url": rate_url(policy, row.case_id, history)}
                 compose(conn, policy, case, "follow_up", f"resident:{row.subject}", ctx,
                         key=f"{row.id}:follow_up:{row.asks + 1}", caused_by=row.id, at=isoformat(now))
                 conn.execute(update(followups_table).where(followups_table.c.id == row.id).values(

@@ -89,6 +89,11 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/assessment/{county}/rankings"): ASSESSMENT_READERS,
     ("GET", "/api/v1/assessment/{county}/explain"): ASSESSMENT_READERS,    # a cadre: their own figures only
     ("POST", "/api/v1/visits"): {"cadre@holding-unit", "cadre@other-unit", "cadre@other-county"},
+    # residents' doors (issue #14 §8): no token; limited per address (online) or admitted by a signed link
+    # (rate), both tested in tests/e2e/test_console_resident.py
+    ("POST", "/api/v1/channels/online/{county}"): None,
+    ("GET", "/api/v1/rate/{token}"): None,
+    ("POST", "/api/v1/rate/{token}"): None,
 }
 
 
