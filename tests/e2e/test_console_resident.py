@@ -60,7 +60,7 @@ def wait_heping_case(stack, tracking_no: str, status: str, timeout: float = 30.0
     case_id = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        code, worklist = stack.request("GET", "/api/v1/worklist", token=operator)
+        code, worklist = stack.request("GET", "/api/v1/worklist?limit=500", token=operator)
         found = next((c for c in worklist.get("cases", []) if c["tracking_no"] == tracking_no), None) if code == 200 else None
         case_id = case_id or (found or {}).get("case_id")
         if case_id:
