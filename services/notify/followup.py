@@ -63,15 +63,20 @@ def reply_code(text: str) -> Reply | None:
 
 def record_follow_up(ledger: Ledger, case_id: str, rating: str, via: str, *, actor: str, county: str,
                      asks: int | None = None, by: str | None = None, event_id: str | None = None,
-                     solved: bool | None = None) -> int:
+                     solved: bool | None = None, resolved_position: int | None = None) -> int:
     """Append `case.followed_up` if the case still awaits its rating; return its ledger position.
-    `solved` is recorded only when the resident answered it (the event's field is absent otherwise)."""
+    `solved` is recorded only when the resident answered it (the event's field is absent otherwise).
+    With `resolved_position` (a rating link's), only while that `case.resolved` is still the latest:
+    checked on the history the append is made against, so a reopening in between cannot be rated."""
     stream = stream_of(case_id)
     for _ in range(10):
         history = ledger.read_stream(stream)
         case = fold(case_id, history)
         if case.status not in AWAITING:
             raise NotAwaiting(case.status)
+        latest = [e.position for e in history if e.type == "case.resolved"][-1:]
+        if resolved_position is not None and latest != [resolved_position]:
+            raise NotAwaiting("resolved again")
         data = {"case_id": case_id, "rating": rating, "via": via, "asks": asks, "by": by}
         if solved is not None:
             data["solved"] = solved

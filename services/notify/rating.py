@@ -142,7 +142,7 @@ class RatingRoutes:
                 followups_table.c.status.in_(("scheduled", "asked")))).scalar()
         try:
             followup.record_follow_up(self.ledger, link.case_id, given["rating"], VIA, actor=ACTOR, county=county,
-                                      asks=asks, solved=given["solved"])
+                                      asks=asks, solved=given["solved"], resolved_position=link.resolved_position)
         except followup.NotAwaiting:
             again, _, _ = self._rating_view(token, lang)
             raise ApiError(409, "already_answered" if again["state"] == "answered" else "not_awaiting",
