@@ -109,7 +109,8 @@ def test_online_report_then_rating_through_the_signed_link(stack, sms_gateway):
 
     status, html, _ = browser.open(path, keep="rate")
     assert status == 200 and "已设置警示并修复桥头路面" in html and "实际解决了吗" in html
-    status, html, _ = browser.open(path, {"csrf": Browser.csrf(html), "rating": "unsatisfied"})
+    csrf = Browser.csrf(html)            # the form token stays the browser's (a cookie): a second tab sends it too
+    status, html, _ = browser.open(path, {"csrf": csrf, "rating": "unsatisfied"})
     assert status == 422 and ">问题是否解决</a>：请选择一项" in html
     status, html, _ = browser.open(path, {"csrf": Browser.csrf(html), "solved": "no", "rating": "unsatisfied"},
                                    keep="rated")
@@ -121,7 +122,7 @@ def test_online_report_then_rating_through_the_signed_link(stack, sms_gateway):
     assert len(rated) == 1 and rated[0].data["via"] == "online" and rated[0].data["rating"] == "unsatisfied"
     assert rated[0].data["solved"] is False and rated[0].metadata.actor == "channel:rating_link"
 
-    status, html, _ = browser.open(path, {"csrf": Browser.csrf(html), "solved": "yes", "rating": "satisfied"})
+    status, html, _ = browser.open(path, {"csrf": csrf, "solved": "yes", "rating": "satisfied"})
     assert status == 409 and "已经评价过，不能重复评价" in html and "未解决，不满意" in html
     assert [e.type for e in case_events(stack, case["case_id"])].count("case.followed_up") == 1
 
