@@ -7,7 +7,8 @@ answer is refused in words, a tampered link is 404 and an expired one 410.
 
 In 和平县 (tests/fixtures/counties/heping.yaml: no quiet hours, the 回访 asked at delivery), so the
 result SMS goes out at any hour. The resident browses from an address of their own (127.0.0.61),
-so the per-address limits they meet are theirs, not the test session's.
+so the per-address limits they meet are theirs, not the test session's; a neighbour flooding the
+form from 127.0.0.62 meets intake's limit while the resident is served.
 """
 from __future__ import annotations
 
@@ -86,6 +87,21 @@ def test_online_report_then_rating_through_the_signed_link(stack, sms_gateway):
         "village": "nowhere", "summary": "桥面塌陷", "phone": "12345"})
     assert status == 422 and ">手机号</a>" in html and ">村（社区）</a>" in html, html
 
+    # intake's per-address limit counts the resident, not the console: a neighbour (another address)
+    # flooding the form with what only intake refuses meets the limit, in words …
+    flooder = resident(stack, "127.0.0.62")
+    _, html, _ = flooder.open("/console/online/heping")
+    bad = {"csrf": Browser.csrf(html), "idem": "e2e-flood", "category": "203", "township": "hp-town", "summary": "x",
+           "phone": "12345"}
+    statuses, words = [], ""
+    for i in range(30):                 # a burst of 20, then one every 10 s
+        status, words, _ = flooder.open("/console/online/heping", {**bad, "idem": f"e2e-flood-{i}"})
+        statuses.append(status)
+        if status == 429:
+            break
+    assert statuses[0] == 422 and statuses[-1] == 429 and "提交过于频繁" in words, statuses
+
+    # … while this resident, from their own address, is served
     phone = fresh_phone()
     made, done = file_online_report(browser, phone, "东村桥头<script>x</script>路面塌陷，请尽快修")
     assert phone not in done and "查询码只在此显示" in done
