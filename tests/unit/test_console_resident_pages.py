@@ -167,3 +167,12 @@ def test_a_forged_expired_or_flooded_link_is_a_clear_4xx_page(console, status, w
     api.answers[("GET", f"/api/v1/rate/{TOKEN}")] = Answer(status, {"error": {"code": "x"}})
     page = client.get(f"/console/rate/{TOKEN}")
     assert page.status_code == status and words in page.get_data(as_text=True)
+
+
+def test_the_residents_pages_speak_english_when_asked(console):
+    client, api = console
+    api.answers[("GET", f"/api/v1/rate/{TOKEN}")] = Answer(200, VIEW)
+    html = client.get(f"/console/rate/{TOKEN}?lang=en").get_data(as_text=True)
+    assert "Was the matter actually solved?" in html and "Basically satisfied" in html
+    assert api.calls[-1][2]["query"] == {"lang": "en"}       # notify words the times in English too
+    assert "Report a matter online" in client.get("/console/online/longjiang?lang=en").get_data(as_text=True)
