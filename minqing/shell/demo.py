@@ -111,11 +111,11 @@ def _print_welcome(settings: Settings, log_dir: Path, tokens: dict[str, str],
     if logins:
         login_lines = "\n".join(f"  {role:<11} {login['username']:<16} {login['password']}"
                                 for role, login in logins.items())
-        console = (f"Console: {base}/console/   (resident tracking page: {base}/console/track)\n"
+        console = (f"Console: {base}/console/   (residents: {base}/console/track, 民生在线 {base}/console/online/longjiang)\n"
                    f"Demo logins for 龙江县 (kept in {settings.run_dir / 'demo-accounts.json'}; cadre = lj-c002,\n"
                    f"supervisor = 黑岗乡; no password change asked):\n{login_lines}")
     else:
-        console = (f"Console: {base}/console/   (resident tracking page: {base}/console/track)\n"
+        console = (f"Console: {base}/console/   (residents: {base}/console/track, 民生在线 {base}/console/online/longjiang)\n"
                    f"  logins: .venv/bin/minqing account add NAME --county longjiang --role operator\n"
                    f"  (a temporary password, changed at the first login; see docs/console.md)")
     print(f"""

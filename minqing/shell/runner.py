@@ -378,6 +378,11 @@ def run_stack(settings: Settings) -> int:
         env["MINQING_RUN_DIR"] = str(settings.run_dir)
         if not env.get("MINQING_GATEWAY_SECRET_FILE"):      # a secret from a file is kept; else one per run
             env["MINQING_GATEWAY_SECRET"] = secrets.token_urlsafe(32)
+        if not (env.get("MINQING_RATING_LINK_SECRET") or env.get("MINQING_RATING_LINK_SECRET_FILE")):
+            kept = settings.run_dir / "rating-link.secret"     # links already sent stay valid across restarts
+            if not kept.exists():
+                write_atomically(kept, secrets.token_urlsafe(32) + "\n", mode=0o600)
+            env["MINQING_RATING_LINK_SECRET_FILE"] = str(kept)
         write_atomically(broker_file, settings.effective_amqp_uri() + "\n", mode=0o600)
 
         engine, ledger = _engine_and_ledger(settings)     # upgraded by cmd_run (minqing.schema_run)

@@ -31,6 +31,7 @@ from services.console.messages import text
 from services.console.parked_pages import ParkedPages
 from services.console.policy_pages import PolicyPages
 from services.console.totp_pages import TotpPages
+from services.console.resident_pages import ResidentPages
 
 log = logging.getLogger("minqing.console")
 STATIC = web.HERE / "static"
@@ -80,12 +81,16 @@ URLS = Map([
     Rule("/console/admin/parked", endpoint="parked", methods=["GET", "POST"]),
     Rule("/console/totp", endpoint="totp", methods=["GET", "POST"]),
     Rule("/console/login/code", endpoint="login_code", methods=["GET", "POST"]),
+    # residents: the 民生在线 form and the signed rating link (services/console/resident_pages.py)
+    Rule("/console/online/<county>", endpoint="online", methods=["GET", "POST"]),
+    Rule("/console/rate/<token>", endpoint="rate", methods=["GET", "POST"]),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
-class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages, PolicyPages, ParkedPages, TotpPages):
+class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages, PolicyPages, ParkedPages, TotpPages,
+              ResidentPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}

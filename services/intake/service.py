@@ -27,6 +27,7 @@ from services.intake.duplicates import find_requests
 from services.intake.caseview import present_case
 from services.intake.tracking import present_tracking
 from services.intake.open311_http import OPEN311, _o311, _open311
+from services.intake.online import OnlineChannel
 
 TRACKING_NO = re.compile(r"^[A-Z]{2,4}-\d{8}-\d{4,6}$")
 CATALOGUE_LIMIT = access.RateLimiter(rate_per_second=10.0, burst=50)   # per client address
@@ -35,7 +36,7 @@ TRACK_LIMIT = access.RateLimiter(rate_per_second=5.0, burst=30)       # per clie
 WECHAT_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the account's server)
 
 
-class IntakeService(Service, name="intake", follows=CountyCatalogue, tables=metadata_obj, vault=True):
+class IntakeService(OnlineChannel, Service, name="intake", follows=CountyCatalogue, tables=metadata_obj, vault=True):
 
     @route("POST", "/api/v1/cases", action="case.report", summary="Register a resident's report",
            limiter=REPORT_LIMIT, body=ReportIn, response=ReportOut, status=201)

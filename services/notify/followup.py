@@ -27,7 +27,7 @@ from minqing.casefile import fold, stream_of
 from minqing.clock import Clock, isoformat
 from minqing.db import write_transaction
 from minqing.ledger import ConcurrencyError, DuplicateEventIdError, Ledger, Metadata, NewEvent
-from services.notify.rules import case_context, compose, policy_for
+from services.notify.rules import case_context, compose, policy_for, rate_url
 from services.notify.tables import followups_table
 
 log = logging.getLogger("minqing.notify")
@@ -63,15 +63,20 @@ def reply_code(text: str) -> Reply | None:
 
 def record_follow_up(ledger: Ledger, case_id: str, rating: str, via: str, *, actor: str, county: str,
                      asks: int | None = None, by: str | None = None, event_id: str | None = None,
-                     solved: bool | None = None) -> int:
+                     solved: bool | None = None, resolved_position: int | None = None) -> int:
     """Append `case.followed_up` if the case still awaits its rating; return its ledger position.
-    `solved` is recorded only when the resident answered it (the event's field is absent otherwise)."""
+    `solved` is recorded only when the resident answered it (the event's field is absent otherwise).
+    With `resolved_position` (a rating link's), only while that `case.resolved` is still the latest:
+    checked on the history the append is made against, so a reopening in between cannot be rated."""
     stream = stream_of(case_id)
     for _ in range(10):
         history = ledger.read_stream(stream)
         case = fold(case_id, history)
         if case.status not in AWAITING:
             raise NotAwaiting(case.status)
+        latest = [e.position for e in history if e.type == "case.resolved"][-1:]
+        if resolved_position is not None and latest != [resolved_position]:
+            raise NotAwaiting("resolved again")
         data = {"case_id": case_id, "rating": rating, "via": via, "asks": asks, "by": by}
         if solved is not None:
             data["solved"] = solved
@@ -101,7 +106,8 @@ def advance(ledger: Ledger, clock: Clock) -> int:
             if row.asks < follow["attempts"]:
                 history = ledger.read_stream(stream_of(row.case_id), conn=conn)
                 case = fold(row.case_id, history)
-                ctx = case_context(policy, case, history[0].data["reporter"]["phone_masked"])
+                ctx = {**case_context(policy, case, history[0].data["reporter"]["phone_masked"]),
+                       "rate_url": rate_url(policy, row.case_id, history)}
                 compose(conn, policy, case, "follow_up", f"resident:{row.subject}", ctx,
                         key=f"{row.id}:follow_up:{row.asks + 1}", caused_by=row.id, at=isoformat(now))
                 conn.execute(update(followups_table).where(followups_table.c.id == row.id).values(

@@ -36,7 +36,7 @@ from minqing.county import CountyPolicy
 from minqing.db import upsert
 from minqing.ledger import Ledger, RecordedEvent
 from minqing.pins import PIN_SLOT
-from services.notify import templates
+from services.notify import rating_link, settings, templates
 from services.notify.quiet import defer_for_quiet
 from services.notify.tables import contacts_table, followups_table, outbox_table, policies_table
 
@@ -103,6 +103,12 @@ def compose(conn: Connection, policy: CountyPolicy, case: CaseFile, template: st
     return enqueue(conn, key=key, county=policy.county, case_id=case.case_id, template=template, recipient=recipient,
                    recipient_masked=masked, channel=channel, body=body, caused_by=caused_by,
                    not_before=isoformat(due), quiet=quiet)
+
+
+def rate_url(policy: CountyPolicy, case_id: str, history) -> str:
+    """The signed link to rate the case's latest result on the console (rating_link.py); '' when off."""
+    link = settings.rating_link()
+    return rating_link.url_for(link.secret, link.public_url, case_id, history, policy.notify["follow_up"])
 
 
 def case_context(policy: CountyPolicy, case: CaseFile, phone_masked: str | None = None) -> dict[str, Any]:
@@ -195,7 +201,8 @@ class NotificationRules:
             for recipient in (f"cadre:{d['to_cadre']}", supervisor_of(policy, d["to_unit"])):
                 self._send(conn, event, policy, case, "escalation", recipient, more)
         elif event.type == "case.resolved" and resident:
-            self._send(conn, event, policy, case, "result", resident, {**ctx, "resolution": d["resolution"]})
+            self._send(conn, event, policy, case, "result", resident,
+                       {**ctx, "resolution": d["resolution"], "rate_url": rate_url(policy, case.case_id, history)})
         elif event.type == "case.delivered" and resident:
             due = parse_instant(event.recorded_at) + timedelta(minutes=policy.notify["follow_up"]["after_minutes"])
             exists = select(followups_table.c.id).where(followups_table.c.id == event.event_id)

@@ -16,6 +16,7 @@ from minqing.service_base import Service
 from services.notify import followup, inbound, subscriptions
 from services.notify.followup_queue import FollowUpsQuery, follow_up_queue
 from services.notify.outbox import list_outbox
+from services.notify.rating import RatingRoutes
 from services.notify.rules import NotificationRules, policy_for
 from services.notify.schemas import (EventsQuery, FollowUpIn, FollowUpOut, OutboxQuery, SubscriptionIn, SubscriptionList,
                                      SubscriptionOut)
@@ -26,7 +27,7 @@ log = logging.getLogger("minqing.notify")
 SMS_LIMIT = access.RateLimiter(rate_per_second=20.0, burst=100)    # per client address (the SMS gateway)
 
 
-class NotifyService(Service, name="notify", follows=NotificationRules, tables=metadata_obj, vault=True):
+class NotifyService(RatingRoutes, Service, name="notify", follows=NotificationRules, tables=metadata_obj, vault=True):
     worker = Worker()
 
     @route("GET", "/api/v1/events", action="events.read", query=EventsQuery,

@@ -44,7 +44,7 @@ class NotifySettings:
     lease_seconds: float        # how long a claimed or sending row is this sender's before it counts as abandoned
 
 
-SECRETS = ("MINQING_SMS_URL", "MINQING_SMS_AUTHORIZATION", "MINQING_SMTP_PASSWORD")   # each also as NAME_FILE
+SECRETS = ("MINQING_SMS_URL", "MINQING_SMS_AUTHORIZATION", "MINQING_SMTP_PASSWORD", "MINQING_RATING_LINK_SECRET")   # each also as NAME_FILE
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -88,6 +88,45 @@ def load(environ=None) -> NotifySettings:
                               interval=r.number("MINQING_NOTIFY_SECONDS", 0.5, 0.1, 60),
                               webhook_timeout=r.number("MINQING_WEBHOOK_TIMEOUT", 10, 0.5, 120),
                               lease_seconds=r.number("MINQING_NOTIFY_LEASE_SECONDS", 120, 1, 3600))
+    try:                    # checked with the rest at start, not first when a result is composed
+        load_rating_link(environ)
+    except ConfigError as exc:
+        r.problems.extend(exc.problems)
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+@dataclass(frozen=True)
+class RatingLinkSettings:
+    """The signed rating link (services/notify/rating_link.py): `secret` signs it (None: no links are
+    sent and every link is refused), `public_url` is where residents reach the console."""
+    secret: bytes | None
+    public_url: str
+
+
+def load_rating_link(environ=None) -> RatingLinkSettings:
+    """MINQING_RATING_LINK_SECRET(_FILE), at least 32 characters (`minqing run` keeps one in its run
+    directory when neither is set); MINQING_PUBLIC_URL, the console's address as residents reach it
+    (default http://127.0.0.1:<MINQING_HTTP_PORT>)."""
+    r = Reader(environ)
+    secret = r.secret("MINQING_RATING_LINK_SECRET")
+    if secret is not None and len(secret) < 32:
+        r.problems.append("MINQING_RATING_LINK_SECRET must be at least 32 characters (a random one: "
+                          "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    public_url = r.text("MINQING_PUBLIC_URL") or f"http://127.0.0.1:{r.port('MINQING_HTTP_PORT', 8000) or 8000}"
+    if urlsplit(public_url).scheme not in ("http", "https") or not urlsplit(public_url).netloc:
+        r.problems.append("MINQING_PUBLIC_URL must be an http:// or https:// address, such as https://12345.example.gov.cn")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return RatingLinkSettings(secret.encode() if secret else None, public_url.rstrip("/"))
+
+
+_RATING_LINK: list[RatingLinkSettings] = []
+
+
+def rating_link() -> RatingLinkSettings:
+    """This process's rating-link settings, read once."""
+    if not _RATING_LINK:
+        _RATING_LINK.append(load_rating_link())
+    return _RATING_LINK[0]

@@ -98,6 +98,11 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     # a position of this county with nothing parked: the allowed admin gets 409 (not_parked), not a refusal
     **{("POST", f"/api/v1/parked/{service}/{{position}}/retry"): {"admin"}
        for service in ("intake", "routing", "notify", "assessment")},
+    # residents' doors (issue #14 §8): no token; limited per address (online) or admitted by a signed link
+    # (rate), both tested in tests/e2e/test_console_resident.py
+    ("POST", "/api/v1/channels/online/{county}"): None,
+    ("GET", "/api/v1/rate/{token}"): None,
+    ("POST", "/api/v1/rate/{token}"): None,
 }
 
 

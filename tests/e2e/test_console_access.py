@@ -120,3 +120,17 @@ def test_only_an_auditor_runs_the_ledger_verification(stack, people):
     _, html, _ = people["auditor"].open("/console/audit")
     status, html, _ = people["auditor"].open("/console/audit", {"csrf": Browser.csrf(html), "what": "verify"})
     assert status == 200 and "核验通过" in html
+
+
+# the residents' public pages (issue #14 §8): the same answer whoever asks, logged in or not
+PUBLIC = {"/console/track": 200, "/console/online/longjiang": 200, "/console/online/nowhere": 404,
+          "/console/rate/not-a-link": 404}
+
+
+@pytest.mark.parametrize("path", sorted(PUBLIC))
+def test_public_pages_answer_everyone_alike(stack, people, path):
+    for name, browser in [*people.items(), ("anonymous", Browser(stack.base))]:
+        status, html, url = browser.open(path)
+        assert status == PUBLIC[path] and url.endswith(path), (name, path, status)
+    if path in ("/console/online/longjiang", "/console/rate/not-a-link"):
+        assert Browser(stack.base).open(path, {"summary": "x"})[0] == 403      # no form token: nothing is sent
