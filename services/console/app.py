@@ -27,11 +27,13 @@ from services.console.assessment_pages import AssessmentPages
 from services.console.audit_pages import AuditPages
 from services.console.board_pages import LEVELS, BoardPages
 from services.console.desk_pages import DeskPages
+from services.console.field_pages import FieldPages
 from services.console.messages import text
 
 log = logging.getLogger("minqing.console")
 STATIC = web.HERE / "static"
-STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".webmanifest": "application/manifest+json",
+                ".svg": "image/svg+xml", ".png": "image/png"}
 ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve",      # console action → API path
            "supervise": "/supervise", "transfer": "/transfer", "escalate": "/escalate", "joint": "/joint",
            "return": "/return", "reply": "/notes"}
@@ -72,12 +74,18 @@ URLS = Map([
     Rule("/console/admin/accounts", endpoint="accounts", methods=["GET", "POST"]),
     Rule("/console/admin/subscriptions", endpoint="subscriptions", methods=["GET", "POST"]),
     Rule("/console/admin/tokens", endpoint="tokens", methods=["GET", "POST"]),
+    # field capture without a network, live worklists (services/console/field_pages.py)
+    Rule("/console/field/", endpoint="field", methods=["GET", "POST"]),
+    Rule("/console/field/sw.js", endpoint="field_sw"),
+    Rule("/console/field/token", endpoint="field_token"),
+    Rule("/console/field/sync", endpoint="field_sync", methods=["POST"]),
+    Rule("/console/live/<any(worklist, board):view>", endpoint="live"),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
-class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages):
+class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages, FieldPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}
