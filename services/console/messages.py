@@ -380,6 +380,7 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     "capture.intro": ("在村屯走访或便民服务岗上，没有信号也可以登记群众诉求和走访记录：先保存在本机，联网后自动上传，保留原始记录时间。",
                       "On a field visit or at a market-day post, record residents' reports and your visits with no "
                       "signal: they are kept on this phone and sent when the network returns, with the time you recorded them."),
+    "capture.name": ("群众姓名", "Resident's name"), "capture.phone": ("群众电话", "Resident's phone"),
     "capture.personal": ("群众姓名和电话上传后即从本机删除。", "The resident's name and phone leave this phone once sent."),
     "capture.save": ("保存（联网后上传）", "Save (sent when online)"),
     "capture.visit": ("走访记录", "Field visit"),

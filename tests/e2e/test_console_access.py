@@ -32,6 +32,11 @@ PAGES = {
     "/console/admin/accounts": {"admin"},
     "/console/admin/subscriptions": {"admin"},
     "/console/admin/tokens": {"admin"},
+    # field capture (a cadre's own: visit.log) and the live lists' polls (as their pages)
+    "/console/field/": {"cadre", "other_cadre"},
+    "/console/field/token": {"cadre", "other_cadre"},
+    "/console/live/worklist": {"operator", "cadre", "other_cadre", "supervisor"},
+    "/console/live/board": {"supervisor"},
 }
 # pages where the API's object rule answers a role the page is offered to: 404, as for what does not exist
 NOT_FOUND = {("/console/assessment/explain?kind=cadre&subject=lj-c002&figure=received", "other_cadre")}
@@ -109,3 +114,28 @@ def test_only_an_auditor_runs_the_ledger_verification(stack, people):
     _, html, _ = people["auditor"].open("/console/audit")
     status, html, _ = people["auditor"].open("/console/audit", {"csrf": Browser.csrf(html), "what": "verify"})
     assert status == 200 and "核验通过" in html
+
+
+def test_only_a_cadre_syncs_field_captures(stack, people):
+    """The sync takes JSON with the session's CSRF token in X-CSRF-Token: every other role is refused
+    before anything is read, a cadre with a forged token too, and a visitor without a session gets 401
+    (the page's script then asks the cadre to log in again)."""
+    import json
+    import urllib.error
+    import urllib.request
+    entry = json.dumps({"key": "0b7d4c1e-5f7a-4b1c-9a52-2f8e7d6c5b4a", "kind": "visit", "hamlet": "heigang.kaoshan",
+                        "households": 3}).encode()
+    for name, browser in people.items():
+        request = urllib.request.Request(stack.base + "/console/field/sync", data=entry, method="POST",
+                                         headers={"Content-Type": "application/json", "X-CSRF-Token": "forged"})
+        try:
+            status = browser.opener.open(request, timeout=30).status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        assert status == 403, (name, status)
+    try:
+        status = urllib.request.urlopen(urllib.request.Request(stack.base + "/console/field/sync", data=entry,
+                                                               method="POST"), timeout=30).status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    assert status == 401

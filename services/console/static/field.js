@@ -101,6 +101,7 @@
     var entries = load();
     entries.forEach(function (e) { if (e.key === key) { Object.keys(change).forEach(function (k) { e[k] = change[k]; }); } });
     save(entries);
+    render();
   }
 
   // One entry after another, each under its own key: a lost answer is sent again and the server
