@@ -112,18 +112,13 @@ def _json(status: int, body: dict, headers: dict | None = None) -> Response:
 
 
 class FieldPages:
+    """Mixed into services.console.app.Console. The field pages are a cadre's alone: `visit.log` (field
+    visits are a cadre's own), and reports through `case.report`, which cadres hold."""
+
     # cadre in the field ------------------------------------------------------------------------------
 
-    def _field_session(self, request):
-        """The cadre's session, or an answer (login, password change, 403) — as `_require` does, for a
-        page only cadres get: field visits are a cadre's own (`visit.log`)."""
-        session, answer = self._require(request, "visit.log")
-        if answer is None and session.account.role != "cadre":
-            return None, self._error(request, 403)
-        return session, answer
-
     def page_field(self, request):
-        session, answer = self._field_session(request)
+        session, answer = self._require(request, "visit.log")
         if answer is not None:
             return answer
         catalogue = self.catalogue(session.account.county)
@@ -152,7 +147,7 @@ class FieldPages:
     def page_field_token(self, request):
         """The session's CSRF token and username for the page's script, read just before it syncs (the
         page itself may come from the phone's cache, from an older session)."""
-        session, answer = self._field_session(request)
+        session, answer = self._require(request, "visit.log")
         if answer is not None:
             return answer
         return _json(200, {"user": session.account.username, "csrf": session.csrf})

@@ -24,6 +24,7 @@ from services.console import accounts, sessions, web
 from services.console.api import Answer
 from services.console.app import Console
 from services.console.field_pages import CAPTURE_WINDOW, TooEarly, capture_time, worklist_digest
+from tests.unit.test_console_units import FakeApi
 
 NOW = datetime(2026, 1, 5, 17, 30, tzinfo=timezone.utc)      # 01:30 on 6 January in Beijing
 CATALOGUE = {"county": "longjiang", "name": "龙江县",
@@ -33,15 +34,6 @@ CATALOGUE = {"county": "longjiang", "name": "龙江县",
                   "hamlets": [{"code": "heigang.kaoshan.11", "name": "靠山村11屯"}]}]}],
              "units": []}
 REGISTERED = Answer(201, {"case_id": "c-9", "tracking_no": "LJ-20260106-0001", "pin": "123456", "status": "reported"})
-
-
-class FakeApi:
-    def __init__(self, answers: dict):
-        self.answers, self.calls = answers, []
-
-    def call(self, method, path, **kwargs):
-        self.calls.append((method, path, kwargs))
-        return self.answers.get((method, path), Answer(404, {"error": {"code": "not_found"}}))
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@
     var li = document.createElement("li"), what = document.createElement("strong"), line = document.createElement("span");
     li.className = "card" + (entry.state === "refused" ? " over" : "");
     li.setAttribute("data-key", entry.key);
-    what.textContent = entry.tracking_no || (entry.kind === "visit" ? label("visit") : (entry.summary || "").slice(0, 40));
+    what.textContent = entry.tracking_no ||
+      (entry.kind === "visit" ? label("visit") + (entry.place ? " · " + entry.place : "") : (entry.summary || "").slice(0, 40));
     line.textContent = label("captured") + "：" + local(entry.captured_at) + " · " + label(entry.state) +
       (entry.kind === "visit" ? " · " + label("households") + " " + entry.households : "");
     li.appendChild(what); li.appendChild(line);
@@ -75,6 +76,9 @@
       if (el.type === "checkbox") { if (el.checked) { entry[el.name] = el.value; } return; }
       entry[el.name] = el.value;
     });
+    if (kind === "visit" && form.elements.hamlet.selectedIndex > 0) {     // shown on the phone, not sent on
+      entry.place = form.elements.hamlet.options[form.elements.hamlet.selectedIndex].text;
+    }
     var entries = load();
     entries.push(entry);
     save(entries);
