@@ -212,3 +212,20 @@ def test_a_worklist_digest_changes_with_what_the_page_shows():
     assert worklist_digest([{**row, "status": "accepted"}], 1) != same
     assert worklist_digest([{**row, "overdue": True}], 1) != same
     assert worklist_digest([{**row, "summary": "other words"}], 1) == same    # not shown as a change
+
+
+def test_the_worklist_and_the_board_load_the_live_script_and_stay_plain_pages(setup):
+    """Without JavaScript nothing changes (the lists are the plain pages they were); with it, live.js
+    polls the view the page names."""
+    engine, clock, api = setup
+    api.answers[("GET", "/api/v1/worklist")] = Answer(200, {"cases": [], "total": 0})
+    cadre = _client(engine, clock, api)
+    html = cadre.get("/console/worklist").get_data(as_text=True)
+    assert '<script src="/static/live.js" defer data-live="worklist"' in html
+    supervisor = _client(engine, clock, api, role="supervisor", name="sv1")
+    html = supervisor.get("/console/board").get_data(as_text=True)
+    assert '<script src="/static/live.js" defer data-live="board"' in html
+    polled = supervisor.get("/console/live/board?after=-1").get_json()
+    assert polled == {"position": 41, "digest": worklist_digest([], 0)}
+    assert api.calls[-1][2]["query"] == {"limit": 500}           # what the board itself reads
+    assert supervisor.get("/static/live.js").mimetype == "text/javascript"
