@@ -145,6 +145,7 @@ def test_a_report_captured_offline_registers_once_with_its_original_time(stack, 
                                                                            "/static/field.js"))
     assert weight <= PAGE_BUDGET, weight
     worker = _worker_session(b)
+    assert b.send("Page.getInstallabilityErrors")["installabilityErrors"] == []       # Chromium would install it
 
     # no network at all: the page comes from the worker's cache, the report stays on the phone
     b.offline(True, worker)
