@@ -9,7 +9,7 @@
   var view = me.getAttribute("data-live"), said = me.getAttribute("data-updated") || "";
   // each ledger position is looked at by two polls in a row: the read models follow the ledger a
   // moment later, so a change may show one poll after the position moved
-  var positions = [-1, -1], digest = null, last = 0, busy = false;
+  var positions = [-1, -1], digest = null, last = 0, busy = false, shown = Date.now();
   var note = document.createElement("p");
   note.className = "hint live-note"; note.setAttribute("role", "status");
   main.insertBefore(note, main.firstChild);
@@ -17,6 +17,7 @@
   function every() { return 1000 * (parseFloat(main.getAttribute("data-live-every")) || 15); }
 
   function refresh() {
+    shown = Date.now();
     return fetch(location.href, {credentials: "same-origin", cache: "no-store"}).then(function (r) {
       if (!r.ok || r.redirected) { return; }
       return r.text().then(function (html) {
@@ -49,7 +50,9 @@
   }
 
   setInterval(function () {
-    if (!busy && !document.hidden && Date.now() - last >= every()) { poll(); }
+    if (busy || document.hidden) { return; }
+    if (Date.now() - shown >= 300000) { busy = true; refresh().catch(function () {}).then(function () { busy = false; }); }
+    else if (Date.now() - last >= every()) { poll(); }        // the time left to each deadline, every 5 minutes
   }, 1000);
   document.addEventListener("visibilitychange", function () { if (!document.hidden && !busy) { poll(); } });
   poll();
