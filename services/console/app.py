@@ -27,6 +27,7 @@ from services.console.assessment_pages import AssessmentPages
 from services.console.audit_pages import AuditPages
 from services.console.board_pages import LEVELS, BoardPages
 from services.console.desk_pages import DeskPages
+from services.console.field_pages import FieldPages
 from services.console.messages import text
 from services.console.parked_pages import ParkedPages
 from services.console.policy_pages import PolicyPages
@@ -35,7 +36,8 @@ from services.console.resident_pages import ResidentPages
 
 log = logging.getLogger("minqing.console")
 STATIC = web.HERE / "static"
-STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".webmanifest": "application/manifest+json",
+                ".svg": "image/svg+xml", ".png": "image/png"}
 ACTIONS = {"accept": "/accept", "note": "/notes", "resolve": "/resolve",      # console action → API path
            "supervise": "/supervise", "transfer": "/transfer", "escalate": "/escalate", "joint": "/joint",
            "return": "/return", "reply": "/notes"}
@@ -84,13 +86,19 @@ URLS = Map([
     # residents: the 民生在线 form and the signed rating link (services/console/resident_pages.py)
     Rule("/console/online/<county>", endpoint="online", methods=["GET", "POST"]),
     Rule("/console/rate/<token>", endpoint="rate", methods=["GET", "POST"]),
+    # field capture without a network, live worklists (services/console/field_pages.py)
+    Rule("/console/field/", endpoint="field", methods=["GET", "POST"]),
+    Rule("/console/field/sw.js", endpoint="field_sw"),
+    Rule("/console/field/token", endpoint="field_token"),
+    Rule("/console/field/sync", endpoint="field_sync", methods=["POST"]),
+    Rule("/console/live/<any(worklist, board):view>", endpoint="live"),
     Rule("/static/<name>", endpoint="static"),
     Rule("/health", endpoint="health"),
 ])
 
 
 class Console(DeskPages, BoardPages, AssessmentPages, AuditPages, AdminPages, PolicyPages, ParkedPages, TotpPages,
-              ResidentPages):
+              ResidentPages, FieldPages):
     def __init__(self, engine, api: Api, clock: Clock = SYSTEM_CLOCK):
         self.engine, self.api, self.clock = engine, api, clock
         self._catalogues: dict[str, tuple[float, dict]] = {}

@@ -48,20 +48,53 @@ class Chromium:
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout,
                                               suppress_origin=True)
         self._id = 0
+        self.events: list[dict] = []      # protocol events that arrived while waiting for an answer
         self.send("Page.enable")
         self.size("desktop")
 
     # ---- protocol ---------------------------------------------------------------------------------
 
-    def send(self, method: str, **params) -> dict:
+    def send(self, method: str, session: str | None = None, **params) -> dict:
+        """A command to the page (or, with `session`, to a target attached in flat mode: a service worker)."""
         self._id += 1
-        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params,
+                                 **({"sessionId": session} if session else {})}))
         while True:
             message = json.loads(self.ws.recv())
             if message.get("id") == self._id:
                 if "error" in message:
                     raise BrowserError(f"{method}: {message['error']}")
                 return message.get("result", {})
+            if "method" in message:
+                self.events.append(message)
+                del self.events[:-500]
+
+    def wait_event(self, method: str, seconds: float | None = None) -> dict:
+        """The next protocol event `method` (kept while commands were answered, else read as it comes)."""
+        deadline = time.monotonic() + (seconds or self.timeout)
+        while True:
+            for i, message in enumerate(self.events):
+                if message["method"] == method:
+                    return self.events.pop(i)
+            if time.monotonic() > deadline:
+                raise BrowserError(f"no {method} event")
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                message = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                continue
+            finally:
+                self.ws.settimeout(self.timeout)
+            if "method" in message:
+                self.events.append(message)
+
+    def offline(self, yes: bool, *sessions: str) -> None:
+        """Cut the network (or give it back) for the page and each attached target (its service worker:
+        the page's emulation does not cover the worker's own fetches)."""
+        for session in (None, *sessions):
+            self.send("Network.enable", session=session)
+            self.send("Network.emulateNetworkConditions", session=session, offline=yes, latency=0,
+                      downloadThroughput=-1, uploadThroughput=-1)
 
     def js(self, expression: str):
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)

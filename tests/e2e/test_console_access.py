@@ -35,6 +35,11 @@ PAGES = {
     "/console/admin/policy": {"admin", "auditor"},        # policy.read
     "/console/admin/parked": {"admin"},                   # parked.manage
     "/console/totp": set(ROLES),                          # everyone's own second factor
+    # field capture (a cadre's own: visit.log) and the live lists' polls (as their pages)
+    "/console/field/": {"cadre", "other_cadre"},
+    "/console/field/token": {"cadre", "other_cadre"},
+    "/console/live/worklist": {"operator", "cadre", "other_cadre", "supervisor"},
+    "/console/live/board": {"supervisor"},
 }
 # pages where the API's object rule answers a role the page is offered to: 404, as for what does not exist
 NOT_FOUND = {("/console/assessment/explain?kind=cadre&subject=lj-c002&figure=received", "other_cadre")}
@@ -134,3 +139,26 @@ def test_public_pages_answer_everyone_alike(stack, people, path):
         assert status == PUBLIC[path] and url.endswith(path), (name, path, status)
     if path in ("/console/online/longjiang", "/console/rate/not-a-link"):
         assert Browser(stack.base).open(path, {"summary": "x"})[0] == 403      # no form token: nothing is sent
+def test_only_a_cadre_syncs_field_captures(stack, people):
+    """The sync takes JSON with the session's CSRF token in X-CSRF-Token: every other role is refused
+    before anything is read, a cadre with a forged token too, and a visitor without a session gets 401
+    (the page's script then asks the cadre to log in again)."""
+    import json
+    import urllib.error
+    import urllib.request
+    entry = json.dumps({"key": "0b7d4c1e-5f7a-4b1c-9a52-2f8e7d6c5b4a", "kind": "visit", "hamlet": "heigang.kaoshan",
+                        "households": 3}).encode()
+    for name, browser in people.items():
+        request = urllib.request.Request(stack.base + "/console/field/sync", data=entry, method="POST",
+                                         headers={"Content-Type": "application/json", "X-CSRF-Token": "forged"})
+        try:
+            status = browser.opener.open(request, timeout=30).status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        assert status == 403, (name, status)
+    try:
+        status = urllib.request.urlopen(urllib.request.Request(stack.base + "/console/field/sync", data=entry,
+                                                               method="POST"), timeout=30).status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    assert status == 401
