@@ -218,13 +218,17 @@ def load(environ=None) -> Settings:
     return settings
 
 
-def follow_seconds() -> float:
-    """MINQING_FOLLOW_SECONDS: how often a follower reads the ledger when nothing woke it (default 2 s).
-    A follower is woken by the broker message of an event it follows (and, on PostgreSQL, by the
-    append's NOTIFY), so this only bounds how long its checkpoint may stay behind events of types it
-    does not follow, and how late a lost wake-up is made good. A demo-clock stack (`make demo`,
-    bench.simulate_month) sets 0.25: the simulator waits for every reader to reach the head."""
+def follow_seconds() -> float | None:
+    """MINQING_FOLLOW_SECONDS, or None when unset: how often a follower reads the ledger when nothing
+    woke it. Unset, a follower looks every 2 s, and on PostgreSQL — where the append's NOTIFY wakes
+    it — every 10 s (minqing.ledger_listen.FALLBACK_POLL_SECONDS). A follower is woken only by events
+    of the types it follows, so this bounds how long its checkpoint stays behind events of other
+    types, and how late a lost wake-up is made good. Set, it is the poll on every backend: a
+    demo-clock stack (`make demo`, bench.simulate_month, the demo-clock tests) sets 0.25, because
+    the simulator waits for every reader to reach the ledger's head after each move of the clock."""
     r = Reader()
+    if r.text("MINQING_FOLLOW_SECONDS") is None:
+        return None
     value = r.number("MINQING_FOLLOW_SECONDS", 2.0, 0.05, 60)
     if r.problems:
         raise ConfigError(r.problems)

@@ -157,15 +157,17 @@ class Following(DependencyProvider):
 
     def __init__(self, projection_factory: Callable, poll_interval: float | None = None):
         self.projection_factory = projection_factory
-        self.poll_interval = poll_interval      # None: MINQING_FOLLOW_SECONDS (minqing.config.follow_seconds)
+        self.poll_interval = poll_interval
 
     def setup(self):
         provider = next(d for d in self.container.dependencies if isinstance(d, LedgerProvider))
         dead = next((d for d in self.container.dependencies if isinstance(d, DeadLetters)), None)
         self.ledger = provider.ledger
         self.projection = self.projection_factory(self.ledger, self.container.config)
+        # None: MINQING_FOLLOW_SECONDS if set (then on every backend), else 2 s or, under LISTEN, 10 s
+        self._poll_set = self.poll_interval is not None or follow_seconds() is not None
         if self.poll_interval is None:
-            self.poll_interval = follow_seconds()
+            self.poll_interval = follow_seconds() or 2.0
 
         def on_parked(event: RecordedEvent, error: str) -> None:
             if dead is not None:
@@ -179,7 +181,8 @@ class Following(DependencyProvider):
         self._running = True
         # PostgreSQL: woken when an append of a followed type commits (minqing.ledger_listen), so the
         # poll is only a fallback, seconds apart.
-        if ledger_listen.subscribe(self.ledger.engine, self._wakeup.set, self.projection.event_types):
+        if ledger_listen.subscribe(self.ledger.engine, self._wakeup.set, self.projection.event_types) \
+                and not self._poll_set:
             self.poll_interval = max(self.poll_interval, ledger_listen.FALLBACK_POLL_SECONDS)
         self.container.spawn_managed_thread(self._follow, identifier=f"{self.projection.name}-follow")
 

@@ -40,7 +40,8 @@ def start_demo_stack(tmp_path_factory, postgres, rabbit, *, name: str, start: st
     database = postgres.create_database(f"{name}_{os.getpid()}_{int(time.time() * 1000) % 10**8}")
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": database,
            "MINQING_AMQP_URI": own_vhost(rabbit), "MINQING_COUNTIES_DIR": str(counties),
-           "MINQING_SWEEP_SECONDS": "0.5", "MINQING_NOTIFY_SECONDS": "0.3", "MINQING_CLOCK": "demo",
+           "MINQING_SWEEP_SECONDS": "0.5", "MINQING_NOTIFY_SECONDS": "0.3", "MINQING_FOLLOW_SECONDS": "0.25",
+           "MINQING_CLOCK": "demo",
            "MINQING_CLOCK_START": start, "MINQING_CLOCK_RATE": "0", **(extra_env or {})}
     for attempt in range(3):
         # The free block is found in the ephemeral range, where another process's outgoing connection

@@ -30,7 +30,7 @@ def test_every_bad_variable_is_named_at_once(tmp_path):
 
 def test_follow_seconds_default_and_bounds(monkeypatch):
     monkeypatch.delenv("MINQING_FOLLOW_SECONDS", raising=False)
-    assert config.follow_seconds() == 2.0
+    assert config.follow_seconds() is None          # unset: 2 s, or 10 s under LISTEN (service_kit)
     monkeypatch.setenv("MINQING_FOLLOW_SECONDS", "0.25")
     assert config.follow_seconds() == 0.25
     monkeypatch.setenv("MINQING_FOLLOW_SECONDS", "61")
