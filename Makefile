@@ -24,6 +24,7 @@ bench: debian-deps deps
 	$(PY) -m bench.run
 	$(PY) -m bench.assessment
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.statements
 	$(PY) -m bench.idle_stack
 
 deps: $(STAMP)

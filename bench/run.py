@@ -453,8 +453,12 @@ def print_bars(bars: list[dict]) -> None:
         if "at_least_ratio" in b:
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: measured {b['measured_ratio']}x")
         elif "at_most_ms" in b:
+            where = f" at {b['open_cases']:,} open" if "open_cases" in b else ""
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: <= {b['at_most_ms']:,.0f} ms, "
-                  f"measured {b['measured_ms'] if b['measured_ms'] is not None else float('nan'):,.1f} ms at {b['open_cases']:,} open ({b['workload']})")
+                  f"measured {b['measured_ms'] if b['measured_ms'] is not None else float('nan'):,.1f} ms{where} ({b['workload']})")
+        elif "at_most_percent" in b:     # kept from bench.idle_stack
+            print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: <= {b['at_most_percent']}%, "
+                  f"measured {b['measured_percent']}% ({b['workload']})")
         else:
             print(f"  {'MET ' if b['met'] else 'MISS'}  {b['bar']}: >= {b['at_least_per_s']:,}/s, "
                   f"measured {b['measured_per_s']:,.0f}/s ({b['workload']}, minqing/postgresql)")
