@@ -20,6 +20,8 @@ class DeskPages:
             return answer
         catalogue = self.catalogue(session.account.county)
         form = request.form if request.method == "POST" else {}
+        if request.method == "POST" and form.get("action") == "check":
+            return self._possible_duplicates(request, session, form, catalogue)
         if request.method == "POST":
             body, errors = self._report_body(session, form, catalogue)
             if not errors:
@@ -36,6 +38,34 @@ class DeskPages:
                               errors=errors, channels=OPERATOR_CHANNELS, idem=form.get("idem") or str(uuid.uuid4()))
         return web.render(request, "report.html", session=session, catalogue=catalogue, form={}, errors={},
                           channels=OPERATOR_CHANNELS, idem=str(uuid.uuid4()))
+
+    def _possible_duplicates(self, request, session, form, catalogue):
+        """Before saving (issue #14 §2): the open cases of the chosen category in the chosen township,
+        as routing's worklist shows them to this person (an operator sees the county's, a cadre their
+        unit's). Nothing is registered; the form comes back as typed, with the list above the button.
+        Intake still links a true duplicate (same resident or same spot) to its original when saved."""
+        body, _ = self._report_body(session, form, catalogue)
+        errors = {}
+        if not body["category"]:
+            errors["category"] = "form.required"
+        if not body["location"].get("township"):
+            errors["township"] = "form.required"
+        similar = None
+        if not errors:
+            listed = self.api.call("GET", "/api/v1/worklist", token=session.token, client=self._client(request),
+                                   query={"category": body["category"], "township": body["location"]["township"],
+                                          "limit": 20})
+            if listed.status in (401, 403):
+                return self._error(request, 403)
+            if listed.status == 422:
+                errors = {"category": "error.unknown_category"}
+            elif not listed.ok:
+                return self._error(request, 503)
+            else:
+                similar = listed.body.get("cases", [])
+        return web.render(request, "report.html", status=422 if errors else 200, session=session,
+                          catalogue=catalogue, form=form, errors=errors, channels=OPERATOR_CHANNELS,
+                          idem=form.get("idem") or str(uuid.uuid4()), similar=similar)
 
     @staticmethod
     def _report_body(session, form, catalogue) -> tuple[dict, dict]:

@@ -28,6 +28,10 @@ class WorklistQuery(Schema):
     unit = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
     cadre = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
     status = fields.String(load_default=None, validate=validate.OneOf(("assigned", "accepted", "returned")))
+    # the console's "possible duplicates" before an operator saves a call (issue #14 §2): open cases
+    # of one category in one township
+    category = fields.String(load_default=None, validate=validate.Length(min=1, max=50))
+    township = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
 
@@ -84,6 +88,10 @@ def worklist(conn: Connection, principal: access.Principal, policy, query: dict,
         filters.append(c.cadre == query["cadre"])
     if query["status"]:
         filters.append(c.status == query["status"])
+    if query["category"]:
+        filters.append(c.category == query["category"])
+    if query["township"]:
+        filters.append(c.township == query["township"])
     stamp = isoformat(now)
     lapsed = (c.resolution_due < stamp) | (c.response_due < stamp)
     rows = conn.execute(select(cases_table).where(*filters)

@@ -130,6 +130,13 @@ def test_operator_cadre_and_resident_loop(stack, tmp_path):
     assert tracking_no in html, "the case did not reach the cadre's worklist"
     assert "<script>alert" not in html and "&lt;script&gt;" in html
     cadre.pages["worklist"] = html
+    # the next caller about the same road: the operator checks for duplicates first (nothing is saved)
+    _, form, _ = operator.open("/console/report")
+    status, checked, _ = operator.open("/console/report", {
+        "csrf": Browser.csrf(form), "idem": "console-e2e-2", "action": "check", "channel": "hotline",
+        "category": "202 道路及水毁修复", "township": "heigang", "summary": "桥那边的路又冲坏了"})
+    assert status == 200 and "可能重复的诉求" in checked and tracking_no in checked, checked
+    operator.pages["report-possible-duplicates"] = checked
     case_id = re.search(r'href="/console/cases/([0-9a-f-]{36})"><strong>' + re.escape(tracking_no), html).group(1)
     _, html, _ = cadre.open(f"/console/cases/{case_id}", keep="case")
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html and "<script>alert" not in html
