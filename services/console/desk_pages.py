@@ -8,6 +8,7 @@ from minqing.personal_data import mask_name, mask_phone
 from services.console import web
 from services.console.messages import text
 
+SIMILAR_SHOWN = 20          # possible duplicates listed before saving, newest first
 OPERATOR_CHANNELS = ("hotline", "leader_phone", "service_hall", "field_visit", "market_post", "suggestion_box")
 
 
@@ -54,7 +55,7 @@ class DeskPages:
         if not errors:
             listed = self.api.call("GET", "/api/v1/worklist", token=session.token, client=self._client(request),
                                    query={"category": body["category"], "township": body["location"]["township"],
-                                          "limit": 20})
+                                          "limit": 500})
             if listed.status in (401, 403):
                 return self._error(request, 403)
             if listed.status == 422:
@@ -62,10 +63,14 @@ class DeskPages:
             elif not listed.ok:
                 return self._error(request, 503)
             else:
-                similar = listed.body.get("cases", [])
+                # newest first (a county's tracking numbers sort by day, then by count): the worklist
+                # orders by deadline, but the caller most likely means a matter reported lately
+                cases = sorted(listed.body.get("cases", []), key=lambda c: c.get("tracking_no") or "", reverse=True)
+                similar = cases[:SIMILAR_SHOWN]
         return web.render(request, "report.html", status=422 if errors else 200, session=session,
                           catalogue=catalogue, form=form, errors=errors, channels=OPERATOR_CHANNELS,
-                          idem=form.get("idem") or str(uuid.uuid4()), similar=similar)
+                          idem=form.get("idem") or str(uuid.uuid4()), similar=similar,
+                          similar_total=len(listed.body.get("cases", [])) if similar is not None else 0)
 
     @staticmethod
     def _report_body(session, form, catalogue) -> tuple[dict, dict]:

@@ -68,6 +68,7 @@ M: dict[str, tuple[str, str]] = {     # key: (zh, en)
     "report.similar_title": ("可能重复的诉求", "Possible duplicates"),
     "report.similar_hint": ("同一乡镇、同一类别的在办诉求如下。若来电反映的是同一件事，请告知群众受理编号；仍登记时，同一群众或同一地点的重复诉求会自动并入原件。",
                             "Open cases of this category in this township. If the caller means one of them, give them its tracking number; if you register anyway, a report by the same resident or at the same spot is linked to the original automatically."),
+    "report.similar_more": ("共 {total} 件，按受理编号从新到旧列出前 {shown} 件。", "{total} in all; the newest {shown} by tracking number."),
     "report.similar_none": ("同一乡镇、同一类别暂无在办诉求。", "No open case of this category in this township."),
     "field.channel": ("受理渠道", "Channel"), "field.category": ("诉求类别", "Category"),
     "field.township": ("乡镇", "Township"), "field.village": ("村（社区）", "Village"), "field.hamlet": ("屯", "Hamlet"),

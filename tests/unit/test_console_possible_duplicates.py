@@ -54,7 +54,19 @@ def test_the_check_lists_open_cases_of_the_category_in_the_township_and_saves_no
     assert 'href="/console/cases/c-7">LJ-20260105-0003</a>' in html and "办理中" in html
     assert "桥面又塌了" in html and 'value="k-1"' in html            # the form as typed, the same idempotency key
     sent = [(m, p, k.get("query")) for m, p, k in api.calls if p != "/api/v1/counties/longjiang"]
-    assert sent == [("GET", "/api/v1/worklist", {"category": "202", "township": "heigang", "limit": 20})]
+    assert sent == [("GET", "/api/v1/worklist", {"category": "202", "township": "heigang", "limit": 500})]
+
+
+def test_the_newest_come_first_and_the_count_is_said(operator):
+    client, api, csrf, _ = operator
+    api.answers[("GET", "/api/v1/worklist")] = Answer(200, {"cases": [
+        {"case_id": f"c-{n}", "tracking_no": f"LJ-202601{d:02d}-{n:04d}", "summary": f"第{n}件", "status": "assigned"}
+        for d, n in [(3, 1), (5, 9), (4, 2)] + [(2, k) for k in range(10, 40)]], "total": 33})
+    html = client.post("/console/report", data={"csrf": csrf, "action": "check", "category": "202",
+                                                "township": "heigang"}).get_data(as_text=True)
+    listed = re.findall(r">(LJ-\d{8}-\d{4})</a>", html)
+    assert listed[:3] == ["LJ-20260105-0009", "LJ-20260104-0002", "LJ-20260103-0001"] and len(listed) == 20
+    assert "共 33 件" in html
 
 
 def test_nothing_open_says_so_and_missing_fields_are_named(operator):
