@@ -16,7 +16,14 @@ SECRET = b"k" * 32
 
 @pytest.fixture
 def links_on(monkeypatch):
-    monkeypatch.setattr(settings, "_RATING_LINK", [settings.RatingLinkSettings(SECRET, "https://12345.example.gov.cn")])
+    """The link's configuration as a deployment gives it: the environment, read by notify's settings
+    (its once-per-process copy emptied before and after, so this process reads these values)."""
+    monkeypatch.setenv("MINQING_RATING_LINK_SECRET", SECRET.decode())
+    monkeypatch.setenv("MINQING_PUBLIC_URL", "https://12345.example.gov.cn")
+    monkeypatch.delenv("MINQING_RATING_LINK_SECRET_FILE", raising=False)
+    settings._RATING_LINK.clear()
+    yield
+    settings._RATING_LINK.clear()
 
 
 def test_the_result_and_the_follow_up_carry_a_link_to_this_resolution(world, links_on):
