@@ -98,14 +98,15 @@ def cmd_resident(args, settings) -> int:
 def cmd_channel(args, settings) -> int:
     from minqing import vault as vault_mod
     from minqing.clock import SYSTEM_CLOCK
+    from importlib.metadata import entry_points
+
     from minqing.db import write_transaction
-    from services.intake import wechat
-    from services.notify import inbound
     engine, ledger = engine_and_ledger(settings)
     if published_policy(ledger, args.county) is None:
         return fail(f"--county: no policy is published for {args.county!r} (minqing county load FILE)")
     vault = vault_mod.Vault(vault_mod.master_keys(settings))
-    issue = {"wechat": wechat.new_secret, "sms": inbound.new_secret}[args.channel]     # each service keeps its own
+    # each service keeps its own channel's secret (entry points `minqing.channel_secrets`)
+    issue = entry_points(group="minqing.channel_secrets")[args.channel].load()
     with write_transaction(engine) as conn:
         secret = issue(conn, vault, args.county, SYSTEM_CLOCK.now())
     print(f"new {args.channel} signing secret for {args.county} (any earlier one stops working); "

@@ -52,13 +52,14 @@ def cmd_config(args, settings) -> int:
     except vault_mod.VaultError as exc:
         problems.append(f"vault key: {exc}")
         keys = []
-    try:
-        from services.notify import settings as notify_settings
-        notify_settings.load()
-    except config_mod.ConfigError as exc:       # every bad notify variable, each on its line
-        problems.extend(exc.problems)
-    except SystemExit as exc:
-        problems.append(str(exc.code).removeprefix("configuration error:").strip())
+    from importlib.metadata import entry_points
+    for check in sorted(entry_points(group="minqing.settings_checks"), key=lambda ep: ep.name):
+        try:
+            check.load()()          # a service's own settings (notify's), read where they are used
+        except config_mod.ConfigError as exc:       # every bad variable, each on its line
+            problems.extend(exc.problems)
+        except SystemExit as exc:
+            problems.append(str(exc.code).removeprefix("configuration error:").strip())
     if problems:
         print("configuration error:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 1
