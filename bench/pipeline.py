@@ -163,6 +163,16 @@ def start_stack(run_dir: Path, pg: PostgreSQL, mq: RabbitMQ) -> tuple[subprocess
     return proc, database, port
 
 
+def stop_stack(proc: subprocess.Popen | None) -> None:
+    """Stop `minqing run` (SIGTERM, then SIGKILL after 60 s): the benches that start a stack share it."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run_load(base: str, tokens: list[str], assignments: Assignments, rate: float, probe=None) -> dict:
     for i in range(WARMUP):
         post_report(base, tokens[i % len(tokens)], -i)
@@ -257,12 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "the broker (see bench/pipeline.py)",
                         "notes": NOTES})
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_stack(proc)
         mq.stop()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)

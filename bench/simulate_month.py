@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bench.pipeline import stop_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -50,15 +51,6 @@ def _start_stack(run_dir: Path, env: dict) -> subprocess.Popen:
             raise RuntimeError("the stack did not start: " + out_path.read_text()[-2000:])
         time.sleep(0.3)
     return proc
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def one_run(days: int, seed: int, per_day: float | None) -> dict:
@@ -105,7 +97,7 @@ def one_run(days: int, seed: int, per_day: float | None) -> dict:
                 "load_1min_after": round(load_after, 1), "summary": done.stdout, "result": result,
                 "ranked_cadres": ranked}
     finally:
-        _stop(proc)
+        stop_stack(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ from sqlalchemy import text
 from minqing import access
 from minqing.db import make_engine
 from minqing.shell.devstack import PostgreSQL, RabbitMQ
-from bench.pipeline import Assignments, post_report, start_stack
+from bench.pipeline import Assignments, post_report, start_stack, stop_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -125,12 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
         assignments.close()
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_stack(proc)
         mq.stop()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
