@@ -148,20 +148,33 @@ def smtp_server():
     server.close()
 
 
+def start_on_free_ports(make, env: dict, attempts: int = 3):
+    """Start the stack `make(port)` builds on a free block of ports. The block is found in the
+    ephemeral range, where another process's outgoing connection may take one of its ports before
+    `minqing run` binds it: then it refuses to start ("are in use"), and a new block is tried."""
+    for attempt in range(attempts):
+        port = free_port_block()
+        env["MINQING_HTTP_PORT"] = str(port)
+        try:
+            return make(port).start()
+        except RuntimeError as exc:
+            if "are in use" not in str(exc) or attempt == attempts - 1:
+                raise
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, stack_db, rabbit, broker_tap, sms_gateway, smtp_server):
     run_dir = tmp_path_factory.mktemp("stack")
     counties = county_dir(tmp_path_factory.mktemp("policies"), "deploy/counties/longjiang.yaml",
                           "tests/fixtures/counties/heping.yaml")
-    port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": stack_db,
-           "MINQING_AMQP_URI": rabbit.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties),
+           "MINQING_AMQP_URI": rabbit.uri, "MINQING_COUNTIES_DIR": str(counties),
            "MINQING_VAULT_KEY": Fernet.generate_key().decode(),
            "MINQING_SWEEP_SECONDS": "1", "MINQING_SMS_URL": sms_gateway.url + "/sms",
            "MINQING_SMTP_HOST": "127.0.0.1", "MINQING_SMTP_PORT": str(smtp_server.port),
            "MINQING_SMTP_FROM": "minqing@heping.example", "MINQING_NOTIFY_SECONDS": "0.3",
            "MINQING_NOTIFY_BACKOFF_SECONDS": "0.5"}
-    s = Stack(run_dir, env, port).start()
+    s = start_on_free_ports(lambda port: Stack(run_dir, env, port), env)
     yield s
     s.stop()
 
@@ -174,12 +187,10 @@ def sqlite_stack(tmp_path_factory, rabbit):
     run_dir = tmp_path_factory.mktemp("sqlite-stack")
     counties = county_dir(tmp_path_factory.mktemp("sqlite-policies"), "deploy/counties/longjiang.yaml",
                           "tests/fixtures/counties/heping.yaml")
-    port = free_port_block()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
     env.update({"MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": f"sqlite:///{run_dir / 'ledger.db'}",
-                "MINQING_AMQP_URI": private_vhost(rabbit), "MINQING_HTTP_PORT": str(port),
-                "MINQING_COUNTIES_DIR": str(counties)})
-    s = Stack(run_dir, env, port).start()
+                "MINQING_AMQP_URI": private_vhost(rabbit), "MINQING_COUNTIES_DIR": str(counties)})
+    s = start_on_free_ports(lambda port: Stack(run_dir, env, port), env)
     yield s
     s.stop()
 

@@ -9,7 +9,7 @@ import sys
 import time
 from datetime import datetime
 
-from tests.e2e.conftest import Stack, free_port_block
+from tests.e2e.conftest import Stack, start_on_free_ports
 from tests.support import county_dir
 
 from minqing import democlock
@@ -43,17 +43,7 @@ def start_demo_stack(tmp_path_factory, postgres, rabbit, *, name: str, start: st
            "MINQING_SWEEP_SECONDS": "0.5", "MINQING_NOTIFY_SECONDS": "0.3", "MINQING_FOLLOW_SECONDS": "0.25",
            "MINQING_CLOCK": "demo",
            "MINQING_CLOCK_START": start, "MINQING_CLOCK_RATE": "0", **(extra_env or {})}
-    for attempt in range(3):
-        # The free block is found in the ephemeral range, where another process's outgoing connection
-        # may take one of its ports before `minqing run` binds it: then it refuses to start, and a
-        # new block is tried.
-        port = free_port_block()
-        env["MINQING_HTTP_PORT"] = str(port)
-        try:
-            return DemoStack(run_dir, env, port).start()
-        except RuntimeError as exc:
-            if "are in use" not in str(exc) or attempt == 2:
-                raise
+    return start_on_free_ports(lambda port: DemoStack(run_dir, env, port), env)
 
 
 def own_vhost(rabbit) -> str:
