@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from minqing import audit
 from minqing.db import make_engine, write_transaction
-from minqing.ledger import NO_STREAM, ConcurrencyError, Ledger, NewEvent, StreamWrite, chain_hash
+from minqing.ledger import ANY, NO_STREAM, ConcurrencyError, Ledger, NewEvent, StreamWrite, chain_hash
 from minqing.service_kit import create_tables
 from tests.conftest import META, note
 
@@ -128,7 +128,7 @@ def test_the_checks_scan_indexes_even_when_first_planned_on_a_tiny_table(pg_url)
         for t in threads:
             t.join()
         # the appending connections flush their statistics when idle; force it through a fresh append
-        from minqing.ledger import _append_engine
+        from minqing.ledger_group import append_engine as _append_engine
         fast = _append_engine(engine)
         for _ in range(fast.pool.size()):
             fast_engines.append(fast.raw_connection())
@@ -139,5 +139,77 @@ def test_the_checks_scan_indexes_even_when_first_planned_on_a_tiny_table(pg_url)
         seq_after, idx_after = _scans(engine)
         assert seq_after == seq_before, "an append scanned ledger_events sequentially"
         assert idx_after - idx_before >= 80        # 80 appends, each with index lookups
+    finally:
+        engine.dispose()
+
+
+def test_one_call_of_several_groups_decides_each_on_its_own_in_order(pg_url):
+    """Group commit (minqing.ledger_group): one minqing_append call carries several callers' appends.
+    A conflict or an already-recorded group is refused alone; the others append, a later group
+    sees the versions an earlier one took, and the chain verifies."""
+    from minqing import ledger_group
+    engine = _engine(pg_url)
+    try:
+        ledger = Ledger(engine)
+        first = note("x")
+        ledger.append("case-x", [first], NO_STREAM)
+
+        def encoded(stream, events, expected):
+            writes = [StreamWrite(stream, events, expected)]
+            return ledger_group.encode(writes, [(writes[0], e) for e in events], "2026-03-02T01:00:00.000000Z",
+                                       [None if expected is ANY else expected])
+        groups = [encoded("case-y", [note("y"), note("y")], NO_STREAM),     # ok: y at 1, 2
+                  encoded("case-x", [note("x")], NO_STREAM),                # conflict: x is at 1
+                  encoded("case-x", [first], ANY),                          # recorded already
+                  encoded("case-y", [note("y")], 2),                        # ok: sees the first group's 2
+                  encoded("case-y", [note("y")], 2)]                        # conflict: y is now at 3
+        with write_transaction(engine) as conn:
+            got = ledger_group.call_in(conn.connection.dbapi_connection, groups)
+        assert [o.status for o in got] == ["ok", "conflict", "recorded", "ok", "conflict"]
+        assert (got[1].stream, got[1].expected, got[1].actual) == ("case-x", 0, 1)
+        assert (got[4].stream, got[4].expected, got[4].actual) == ("case-y", 2, 3)
+        assert got[0].positions == [2, 3] and got[0].versions == [1, 2]
+        assert got[3].positions == [4] and got[3].versions == [3]
+        assert ledger.head()[0] == 4 and [e.version for e in ledger.read_stream("case-y")] == [1, 2, 3]
+        assert audit.verify(engine).ok
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_writers_grouped_keep_versions_order_and_chain(pg_url):
+    """Eight threads append at once, most to their own streams and some to one shared stream with
+    expected versions (so some lose): every success is in the ledger once, gap-free, every loser got
+    ConcurrencyError, the shared stream's versions have no hole, and appends were grouped."""
+    from minqing.ledger_group import combiner as _combiner
+    engine = _engine(pg_url)
+    try:
+        ledger = Ledger(engine)
+        combiner = _combiner(engine)
+        calls = []
+        real = combiner._call
+        combiner._call = lambda groups: calls.append(len(groups)) or real(groups)
+        won, lost = [], []
+
+        def writer(k: int) -> None:
+            for i in range(30):
+                ledger.append(f"case-own-{k}", [note(f"{k}")], i)
+                version = ledger.stream_version("case-shared")
+                try:
+                    won.append(ledger.append("case-shared", [note("shared", f"{k}-{i}")], version)[0])
+                except ConcurrencyError:
+                    lost.append((k, i))
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        shared = ledger.read_stream("case-shared")
+        assert [e.version for e in shared] == list(range(1, len(shared) + 1))
+        assert sorted(e.event_id for e in shared) == sorted(e.event_id for e in won)
+        assert len(won) + len(lost) == 240
+        everything = list(ledger.iter_all())
+        assert [e.position for e in everything] == list(range(1, 240 + len(won) + 1))
+        assert audit.verify(engine).ok
+        assert sum(calls) == 240 + 240 and max(calls) > 1      # every append sent once; some together
     finally:
         engine.dispose()
