@@ -71,6 +71,7 @@ def arguments(groups: Sequence[Group]) -> tuple:
     w_expected: list[int | None] = []
     g_writes: list[int] = []
     e_stream: list[int] = []
+    e_group: list[int] = []
     g_events: list[int] = []
     g_at: list[str] = []
     ids: list[str] = []
@@ -86,6 +87,7 @@ def arguments(groups: Sequence[Group]) -> tuple:
         w_expected += group.w_expected
         g_writes.append(len(w_stream))
         e_stream += [index[i - 1] for i in group.e_stream]
+        e_group += [len(g_events) + 1] * len(group.e_stream)
         g_events.append(len(e_stream))
         g_at.append(group.recorded_at)
         ids += group.ids
@@ -95,8 +97,8 @@ def arguments(groups: Sequence[Group]) -> tuple:
         metas += group.metas
         heads += group.heads
         tails += group.tails
-    return (list(streams), w_stream, w_expected, g_writes, e_stream, g_events, g_at,
-            ids, types, schemas, datas, metas, heads, tails)
+    return (list(streams), w_stream, w_expected, g_writes, e_stream, e_group, g_events, g_at,
+            ids, types, schemas, datas, metas, heads, tails, ",".join(dict.fromkeys(types)))
 
 
 def outcomes(groups: Sequence[Group], row: Sequence[Any]) -> list[Outcome]:
@@ -242,7 +244,7 @@ def encode(writes: Sequence[Any], pairs: Sequence[tuple[Any, Any]], recorded_at:
 
 def call_in(dbapi_connection: Any, groups: Sequence[Group]) -> list[Outcome]:
     """One minqing_append call on a psycopg connection, in whatever transaction it is in."""
-    return outcomes(groups, dbapi_connection.execute(ledger_pg.CALL, arguments(groups)).fetchone())
+    return outcomes(groups, dbapi_connection.execute(ledger_pg.CALL, ledger_pg.wire(arguments(groups))).fetchone())
 
 
 _APPEND_ENGINES: "weakref.WeakKeyDictionary[Engine, Engine]" = weakref.WeakKeyDictionary()
@@ -276,7 +278,7 @@ def combiner(engine: Engine) -> Combiner:
 
     def call(groups: Sequence[Group]) -> Sequence[Any]:
         import psycopg
-        args = arguments(groups)
+        args = ledger_pg.wire(arguments(groups))
         for attempt in (1, 2):
             raw = fast.raw_connection()
             try:

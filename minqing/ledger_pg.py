@@ -38,8 +38,10 @@ planned as scans of the unique indexes even when their plans were first cached o
 with plan_cache_mode = force_generic_plan: its statements are planned once per session, not at every
 call (with the default, PostgreSQL kept planning the array-parameter statements anew each time:
 about 130 µs of the function's 330 µs per call on the reference machine). Its own work is kept to
-plain PL/pgSQL expressions where it can (the NOTIFY's list of types is built in the loop, not by a
-subquery), since each SQL statement costs tens of µs of executor start-up.
+plain PL/pgSQL expressions where it can, since each SQL statement costs tens of µs of executor
+start-up, and its loop does per event only what needs the lock: the position, the version and the
+chain (the client sends each event's group, so the INSERT finds its recorded_at, and the NOTIFY's
+list of types).
 """
 from __future__ import annotations
 
@@ -52,11 +54,13 @@ CREATE OR REPLACE FUNCTION minqing_append(
     w_expected int[],          -- per write: expected version, NULL for ANY
     g_writes int[],            -- per group: index of its last write (a group's writes are contiguous)
     e_stream int[],            -- per event: index into p_streams
+    e_group int[],             -- per event: its group (1-based)
     g_events int[],            -- per group: index of its last event (a group's events are contiguous)
     g_at text[],               -- per group: recorded_at
     e_ids text[], e_types text[], e_schema int[], e_data text[], e_meta text[],
     e_head text[],             -- per event: JSON of [event_id, stream] without the brackets
     e_tail text[],             -- per event: JSON of [type, schema_version, data, metadata, recorded_at], likewise
+    p_types text,              -- the call's event types, comma-separated: the NOTIFY's payload
     OUT statuses text[],       -- per group: 'ok', 'recorded' or 'conflict'
     OUT details text[],        -- per group: the conflicting stream
     OUT expected int[], OUT actual int[],   -- per group: the conflicting write's versions
@@ -71,8 +75,6 @@ DECLARE
     prev text;
     current int[];
     found text[];
-    e_at text[];
-    appended_types text[] := '{}';
     n int := cardinality(e_ids);
     groups int := cardinality(g_events);
     g int;
@@ -99,7 +101,6 @@ BEGIN
     positions := array_fill(0::bigint, ARRAY[n]);
     versions := array_fill(0, ARRAY[n]);
     hashes := array_fill(NULL::text, ARRAY[n]);
-    e_at := array_fill(NULL::text, ARRAY[n]);
     -- Each group is one caller's append, decided on its own, in order: a later group sees the
     -- versions an earlier group of the same call took.
     FOR g IN 1 .. groups LOOP
@@ -128,10 +129,6 @@ BEGIN
                 pos := pos + 1;
                 positions[i] := pos;
                 versions[i] := current[s];
-                e_at[i] := g_at[g];
-                IF NOT e_types[i] = ANY(appended_types) THEN
-                    appended_types := appended_types || e_types[i];
-                END IF;
                 prev := encode(sha256(convert_to(
                     prev || '|[' || pos || ',' || e_head[i] || ',' || current[s] || ',' || e_tail[i] || ']',
                     'UTF8')), 'hex');
@@ -148,22 +145,49 @@ BEGIN
     INSERT INTO ledger_events (position, event_id, stream, version, type, schema_version, data, metadata,
                                recorded_at, hash)
     SELECT u.position, u.event_id, p_streams[u.s], u.version, u.type, u.schema_version, u.data, u.metadata,
-           u.recorded_at, u.hash
-      FROM unnest(positions, e_ids, e_stream, versions, e_types, e_schema, e_data, e_meta, e_at, hashes)
-           AS u(position, event_id, s, version, type, schema_version, data, metadata, recorded_at, hash)
+           g_at[u.g], u.hash
+      FROM unnest(positions, e_ids, e_stream, e_group, versions, e_types, e_schema, e_data, e_meta, hashes)
+           AS u(position, event_id, s, g, version, type, schema_version, data, metadata, hash)
      WHERE u.position > 0;
     UPDATE ledger_head SET position = pos, hash = prev WHERE id = 1;
-    -- '<head position> <types appended, comma-separated>': followers wake only for types they follow
-    PERFORM pg_notify('minqing_ledger', pos::text || ' ' || array_to_string(appended_types, ','));
+    -- '<head position> <types, comma-separated>': followers wake only for types they follow. The
+    -- types are the whole call's, so a group refused may add a type nothing of which was appended:
+    -- a follower of it wakes, finds nothing new and sleeps again (the client lists them, so that the
+    -- loop above does no work per event beyond the chain).
+    PERFORM pg_notify('minqing_ledger', pos::text || ' ' || p_types);
 END
 $fn$
 """
 
-# Parameters in binary (%b): psycopg's text format escapes every quote and backslash of every array
-# element with a regular expression, which cost more than all the rest of a 100-event append.
+# The call's arrays travel as text, each joined by one separator and split by the server
+# (string_to_array, in C): psycopg dumps a Python list element by element in Python, which cost
+# ~50 µs per call even for one-element lists, and ~10 µs per event of a 100-event append — more than
+# the rest of the client's work. SEP never occurs inside an element: data, metadata and the chain's
+# texts are JSON, whose strings escape every control character, and the other texts (streams, ids,
+# types, times) are checked by `wire`. Integers are joined by commas; an empty element is NULL (an
+# expected version of "any").
+SEP = "\x1f"
+_TEXT, _INTS = "string_to_array(%b::text, E'\\x1f')", "string_to_array(%b::text, ',', '')::int[]"
+_KINDS = (_TEXT, _INTS, _INTS, _INTS, _INTS, _INTS, _INTS, _TEXT, _TEXT, _TEXT, _INTS, _TEXT, _TEXT, _TEXT, _TEXT,
+          "%b::text")
 CALL = ("SELECT statuses, details, expected, actual, positions, versions, hashes FROM minqing_append("
-        "%b::text[], %b::int[], %b::int[], %b::int[], %b::int[], %b::int[], %b::text[], "
-        "%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[], %b::text[])")
+        + ", ".join(_KINDS) + ")")
+_CHECKED = (0, 7, 8, 9)          # p_streams, g_at, e_ids, e_types: texts that are not JSON
+
+
+def wire(args: tuple) -> tuple:
+    """minqing_append's arguments (lists, as minqing.ledger_group.arguments gives them) as CALL's."""
+    out = []
+    for i, (kind, value) in enumerate(zip(_KINDS, args)):
+        if kind is _TEXT:
+            if i in _CHECKED and any(SEP in v for v in value):
+                raise ValueError(f"a stream, event id, type or time holds the control character U+001F: {value!r}")
+            out.append(SEP.join(value))
+        elif kind is _INTS:
+            out.append(",".join("" if v is None else str(int(v)) for v in value))
+        else:
+            out.append(value)
+    return tuple(out)
 
 
 def function_matches(conn) -> bool:

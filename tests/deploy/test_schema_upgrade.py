@@ -233,8 +233,8 @@ def test_on_postgresql_the_migrations_head_is_the_models_and_a_stale_append_func
         assert schema.state(engine).kind == "current"
         with engine.begin() as conn:          # an append function from another release
             conn.exec_driver_sql("CREATE OR REPLACE FUNCTION minqing_append() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-            conn.exec_driver_sql("DROP FUNCTION minqing_append(text[], int[], int[], int[], int[], int[], text[], "
-                                 "text[], text[], int[], text[], text[], text[], text[])")
+            conn.exec_driver_sql("DROP FUNCTION minqing_append(text[], int[], int[], int[], int[], int[], int[], "
+                                 "text[], text[], text[], int[], text[], text[], text[], text[], text)")
         with pytest.raises(schema.SchemaError, match="append function differs.*minqing db upgrade"):
             schema.require_current(engine)
         schema.upgrade(engine)

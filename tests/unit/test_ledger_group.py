@@ -22,11 +22,13 @@ def group(name: str, events: int = 1, streams: tuple[str, ...] | None = None, ex
 def test_arguments_concatenate_groups_with_shared_stream_indexes_and_cumulative_bounds():
     a = group("a", 2, ("s1", "s2"), expected=0)
     b = group("b", 3, ("s2", "s3"))
-    (streams, w_stream, w_expected, g_writes, e_stream, g_events, g_at, ids, *_rest) = arguments([a, b])
+    (streams, w_stream, w_expected, g_writes, e_stream, e_group, g_events, g_at, ids, *_rest, types) = arguments([a, b])
     assert streams == ["s1", "s2", "s3"]
     assert w_stream == [1, 2, 2, 3] and w_expected == [0, 0, None, None]
     assert g_writes == [2, 4] and g_events == [2, 5]
     assert e_stream == [1, 2, 2, 3, 2]          # b's local 1,2,1 are the call's 2,3,2
+    assert e_group == [1, 1, 2, 2, 2]
+    assert types == "case.progress_noted"       # each type once: the NOTIFY's payload
     assert g_at == ["at-a", "at-b"] and ids == ["a-0", "a-1", "b-0", "b-1", "b-2"]
 
 
@@ -155,3 +157,17 @@ def test_a_leader_stopped_mid_call_leaves_the_others_groups_for_the_next_leader(
     assert [w.group for w in combiner._queue] == [follower]    # back in line; the leader's own is not
     assert combiner.submit(group("next")).status == "ok"
     assert calls[1] == ["f-0", "next-0"]
+
+
+def test_the_call_sends_each_array_as_one_text_and_refuses_the_separator_where_json_does_not_escape_it():
+    from minqing import ledger_pg
+    a = group("a", 2, ("s1", "s2"))
+    a.w_expected = [None, 3]
+    wired = ledger_pg.wire(arguments([a]))
+    assert wired[0] == "s1\x1fs2" and wired[2] == ",3"          # an empty element is NULL: any version
+    assert wired[8] == "a-0\x1fa-1" and wired[-1] == "case.progress_noted"
+    assert all(isinstance(v, str) for v in wired)
+    bad = group("b")
+    bad.ids = ["b\x1f0"]
+    with pytest.raises(ValueError, match="U\\+001F"):
+        ledger_pg.wire(arguments([bad]))
