@@ -348,10 +348,22 @@ class Ledger:
         return row.position, row.hash
 
     def _read(self, query, conn: Connection | None) -> list[RecordedEvent]:
+        """`query` selects whole rows of ledger_events (select(events_table)), in the table's column
+        order: they are read as plain tuples (a mapping per row cost ~15 % of a replay)."""
         if conn is not None:
-            return [_to_event(r) for r in conn.execute(query).mappings()]
+            return [_row_event(r) for r in conn.execute(query)]
         with read_transaction(self.engine) as own:
-            return [_to_event(r) for r in own.execute(query).mappings()]
+            return [_row_event(r) for r in own.execute(query)]
+
+
+def _row_event(row: Sequence[Any]) -> RecordedEvent:
+    """A RecordedEvent from a ledger_events row as a tuple, in the table's column order."""
+    position, event_id, stream, version, type_, schema_version, data, metadata, recorded_at, hash_ = row
+    schema_version, data = contract.upcast(type_, schema_version, json.loads(data))
+    meta = json.loads(metadata)
+    return RecordedEvent(position, event_id, stream, version, type_, schema_version, data,
+                         Metadata(meta["actor"], meta["county"], meta.get("correlation_id"), meta.get("causation_id")),
+                         recorded_at, hash_)
 
 
 def _to_event(row: Mapping[str, Any]) -> RecordedEvent:
