@@ -22,7 +22,10 @@ Method
   version and nothing conflicts.  A writer appends EVENTS_PER_STREAM events to a stream (the first
   with expected version 0, a new stream), then moves on to a new stream.
 
-    single_1w / single_4w   one event per transaction, 1 or 4 writers; per-append latency kept
+    single_1w / single_4w   one event per append call, 1 or 4 writers; per-append latency kept.
+                            Minqing's appends that wait for the lock together share one
+                            transaction (group commit, minqing.ledger_group), each still decided on
+                            its own; eventsourcing commits each append alone
     batch_1w  / batch_4w    100 events per transaction (10 new streams x 10 events)
     replay                  the store is first topped up with batches (untimed) to REPLAY_MIN
                             events, then read from the start in order, 1,000 per query
@@ -354,17 +357,17 @@ def payload_sizes() -> dict:
 
 NOTES = [
     "Both ledgers serialise appends for a gap-free global order held until commit: Minqing with a "
-    "row lock on ledger_head (SELECT ... FOR UPDATE), eventsourcing with LOCK TABLE ... IN EXCLUSIVE "
-    "MODE. So every append waits until the previous one has committed (WAL flushed), and more writers "
-    "overlap only what happens outside the lock. Throughput is bounded by 1 / (time the lock is held): "
-    "a WAL flush (machine.disk.fdatasync_per_s) plus the round trips and client work done between "
-    "taking the lock and COMMIT - 4 statements + COMMIT for Minqing, one pipelined LOCK/NOTIFY/INSERT "
-    "+ COMMIT for eventsourcing (python -m bench.profile_append shows Minqing's).",
-    "Minqing validates every event against its marshmallow schema and scans every string for raw "
-    "personal data, computes a SHA-256 hash chain, stores event id/type/schema version/timestamp/hash "
-    "columns, checks idempotency (SELECT by event id) and reads each stream's version (SELECT max) "
-    "inside the transaction; it goes through SQLAlchemy Core with pool_pre_ping (one extra round trip "
-    "per transaction). eventsourcing's recorder does none of that: it sends one pipelined "
+    "row lock on ledger_head (SELECT ... FOR UPDATE, inside the stored function minqing_append), "
+    "eventsourcing with LOCK TABLE ... IN EXCLUSIVE MODE. So every commit waits until the previous "
+    "one has committed (WAL flushed). Minqing groups the appends that meet at the lock in one process "
+    "(minqing.ledger_group: group commit): the writer that gets the lock next sends every append "
+    "queued behind it in one call, each decided on its own, under one lock hold and one WAL flush. "
+    "eventsourcing's recorder sends one transaction per append. With 4 writer threads that is the "
+    "main difference in single_4w; with 1 writer there is nothing to group.",
+    "Minqing validates every event against its contract and scans every string for raw personal data, "
+    "computes a SHA-256 hash chain (in the function, under the lock), stores event id/type/schema "
+    "version/timestamp/hash columns, checks idempotency by event id and each stream's version "
+    "against the unique indexes. eventsourcing's recorder does none of that: it sends one pipelined "
     "LOCK + NOTIFY + INSERT ... unnest() per transaction and relies on the (originator_id, version) "
     "primary key for optimistic concurrency.",
     "Real eventsourcing applications also pay for their mapper (domain event -> JSON -> StoredEvent "
