@@ -143,6 +143,7 @@ class Combiner:
         self._leader = threading.Lock()    # one call in flight per process and database
         self._queue_lock = threading.Lock()   # guards _queue only, held for microseconds
         self._queue: list[_Waiting] = []
+        self.calls = 0                         # calls sent (each a transaction): for the bench
 
     def submit(self, group: Group) -> Outcome:
         mine = _Waiting(group)
@@ -182,6 +183,7 @@ class Combiner:
 
     def _send(self, batch: list[_Waiting], mine: _Waiting) -> None:
         groups = [w.group for w in batch]
+        self.calls += 1
         try:
             answers = outcomes(groups, self._call(groups))
         except Exception as exc:           # noqa: BLE001 - handed to its caller below
