@@ -119,51 +119,67 @@ def outcomes(groups: Sequence[Group], row: Sequence[Any]) -> list[Outcome]:
 
 
 class _Waiting:
-    __slots__ = ("group", "outcome", "error", "done")
+    __slots__ = ("group", "outcome", "error", "done", "lead", "woken")
 
     def __init__(self, group: Group):
         self.group = group
         self.outcome: Outcome | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.lead = False                 # handed the lead: send what is queued
+        self.woken = threading.Event()    # answered, or handed the lead
 
 
 class Combiner:
     """Leader/follower group commit for one database (one per append pool).
 
-    `call(groups)` runs one minqing_append call in a transaction of its own and returns its row. Every
-    writer queues its group and then takes the leader's lock; whoever holds it sends everything queued
-    (up to MAX_EVENTS) in one call. A writer whose group a leader already sent finds its answer ready
-    when it gets the lock, and leaves. Under eventlet (monkey-patched) the locks are green, so green
-    threads group the same way.
+    `call(groups)` runs one minqing_append call in a transaction of its own and returns its row. A
+    writer queues its group; if nobody leads, it leads: it sends the front of the queue (up to
+    MAX_EVENTS events, its own group among them) in one call, answers every writer in it, and then
+    hands the lead to the first writer still queued — who sends everything that queued meanwhile — or
+    lays it down. Other writers sleep until answered or handed the lead: one wake-up each, no lock
+    convoy. Under eventlet (monkey-patched) the lock and events are green, so green threads group the
+    same way.
     """
 
     def __init__(self, call: Callable[[Sequence[Group]], Sequence[Any]]):
         self._call = call
-        self._leader = threading.Lock()    # one call in flight per process and database
-        self._queue_lock = threading.Lock()   # guards _queue only, held for microseconds
+        self._lock = threading.Lock()   # guards _queue and _leading; held for microseconds, never over a call
         self._queue: list[_Waiting] = []
-        self.calls = 0                         # calls sent (each a transaction): for the bench
+        self._leading = False
+        self.calls = 0                  # calls sent (each a transaction): for the bench
 
     def submit(self, group: Group) -> Outcome:
         mine = _Waiting(group)
-        with self._queue_lock:
+        with self._lock:
             self._queue.append(mine)
-        while not mine.done:
-            with self._leader:
-                if mine.done:
-                    break
-                self._lead(mine)
+            if not self._leading:
+                self._leading = mine.lead = True
+        if not mine.lead:
+            mine.woken.wait()
+        if mine.lead:
+            self._lead(mine)
         if mine.error is not None:
             raise mine.error
         assert mine.outcome is not None
         return mine.outcome
 
     def _lead(self, mine: _Waiting) -> None:
-        with self._queue_lock:
-            batch = self._take()
-        if batch:
-            self._send(batch, mine)
+        """Send the front of the queue until `mine` is answered; then pass the lead on or lay it down
+        (also when the leader is stopped mid-call, so the others are never left without one)."""
+        try:
+            while not mine.done:
+                with self._lock:
+                    batch = self._take()
+                self._send(batch, mine)
+        finally:
+            with self._lock:
+                if self._queue:
+                    first = self._queue[0]
+                    first.lead = True
+                    first.woken.set()
+                else:
+                    self._leading = False
 
     def _take(self) -> list[_Waiting]:
         """The front of the queue: at most MAX_EVENTS events (at least one group), no two groups
@@ -186,27 +202,28 @@ class Combiner:
         self.calls += 1
         try:
             answers = outcomes(groups, self._call(groups))
+            for waiting, answer in zip(batch, answers):
+                waiting.outcome = answer
         except Exception as exc:           # noqa: BLE001 - handed to its caller below
             if len(batch) == 1:
-                batch[0].error, batch[0].done = exc, True
-                return
-            for waiting in batch:          # each caller gets its own answer or its own exception
-                try:
-                    waiting.outcome = outcomes([waiting.group], self._call([waiting.group]))[0]
-                except Exception as one:   # noqa: BLE001
-                    waiting.error = one
-                waiting.done = True
-            return
+                batch[0].error = exc
+            else:
+                for waiting in batch:      # each caller gets its own answer or its own exception
+                    try:
+                        waiting.outcome = outcomes([waiting.group], self._call([waiting.group]))[0]
+                    except Exception as one:   # noqa: BLE001
+                        waiting.error = one
         except BaseException:
             # The leader itself is being stopped (a killed green thread, KeyboardInterrupt): its call
             # may or may not have committed. The others' groups go back to the front of the queue for
             # the next leader (a group that did commit comes back 'recorded': ids are idempotent); the
             # leader's own group goes with it, unanswered, as a lone append stopped mid-call would.
-            with self._queue_lock:
+            with self._lock:
                 self._queue[:0] = [w for w in batch if w is not mine]
             raise
-        for waiting, answer in zip(batch, answers):
-            waiting.outcome, waiting.done = answer, True
+        for waiting in batch:
+            waiting.done = True
+            waiting.woken.set()
 
 
 # ---- the PostgreSQL side: encoding an append, the autocommit pool, one combiner per database ---------

@@ -136,27 +136,43 @@ def test_one_call_holds_at_most_max_events_and_never_one_event_id_twice(monkeypa
     assert sum(len(c) for c in db.calls) == 5 and len(answers) == 4
 
 
-def test_a_leader_stopped_mid_call_leaves_the_others_groups_for_the_next_leader():
+def test_a_leader_stopped_mid_call_hands_the_others_groups_to_the_next_leader():
     class Stopped(BaseException):
         pass
     calls = []
+    entered, release = threading.Event(), threading.Event()
 
     def call(groups):
         calls.append([g.ids[0] for g in groups])
         if len(calls) == 1:
+            entered.set()
+            release.wait(5)
             raise Stopped()
         n = sum(len(g.ids) for g in groups)
         return (["ok"] * len(groups), [None] * len(groups), [None] * len(groups), [None] * len(groups),
                 list(range(1, n + 1)), [1] * n, ["h"] * n)
     combiner = Combiner(call)
-    follower = group("f")
-    combiner._queue.append(ledger_group._Waiting(follower))   # queued before the leader took it
-    with pytest.raises(Stopped):
-        combiner.submit(group("lead"))
-    assert calls == [["f-0", "lead-0"]]
-    assert [w.group for w in combiner._queue] == [follower]    # back in line; the leader's own is not
-    assert combiner.submit(group("next")).status == "ok"
-    assert calls[1] == ["f-0", "next-0"]
+    stopped, answers = [], {}
+
+    def leader():
+        try:
+            combiner.submit(group("lead"))
+        except Stopped:
+            stopped.append(True)
+    first = threading.Thread(target=leader)
+    first.start()
+    assert entered.wait(5)
+    follower = threading.Thread(target=lambda: answers.setdefault("f", combiner.submit(group("f"))))
+    follower.start()
+    while not combiner._queue:
+        threading.Event().wait(0.001)
+    release.set()
+    first.join(5)
+    follower.join(5)
+    assert stopped == [True]
+    assert calls == [["lead-0"], ["f-0"]]            # the leader's own group is not sent again
+    assert answers["f"].status == "ok"
+    assert combiner.submit(group("next")).status == "ok"   # and the lead was laid down after
 
 
 def test_the_call_sends_each_array_as_one_text_and_refuses_the_separator_where_json_does_not_escape_it():
