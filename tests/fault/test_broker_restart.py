@@ -7,7 +7,7 @@ import time
 from cryptography.fernet import Fernet
 
 from minqing.shell import devstack
-from tests.e2e.conftest import Stack, free_port_block
+from tests.e2e.conftest import Stack, start_on_free_ports
 from tests.e2e.test_case_flow import _wait_case, report
 from tests.support import county_dir, Watcher, doubly_assigned
 
@@ -16,12 +16,11 @@ def test_reports_survive_a_broker_restart(tmp_path, postgres):
     broker = devstack.RabbitMQ(tmp_path / "mq").start()
     db = postgres.create_database("fault_broker_restart")
     counties = county_dir(tmp_path, "deploy/counties/longjiang.yaml")
-    port = free_port_block()
     env = {**os.environ, "MINQING_RUN_DIR": str(tmp_path / "run"), "MINQING_DATABASE_URL": db,
-           "MINQING_AMQP_URI": broker.uri, "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties),
+           "MINQING_AMQP_URI": broker.uri, "MINQING_COUNTIES_DIR": str(counties),
            "MINQING_VAULT_KEY": Fernet.generate_key().decode()}
     (tmp_path / "run").mkdir()
-    stack = Stack(tmp_path / "run", env, port).start()
+    stack = start_on_free_ports(lambda port: Stack(tmp_path / "run", env, port), env)   # another port block if one is taken
     try:
         watcher = Watcher(broker.uri, keys=("longjiang.case.*",), name="test.broker-restart")
         before = stack.request("POST", "/api/v1/cases", report(summary="重启前"))[1]["case_id"]

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 from minqing.shell import devstack
-from tests.e2e.conftest import Stack, free_port_block
+from tests.e2e.conftest import Stack, start_on_free_ports
 from tests.e2e.test_case_flow import _wait_case, report
 from tests.support import county_dir
 
@@ -29,12 +29,11 @@ def _post(stack: Stack, body: dict) -> tuple[int, dict, dict]:
 def test_a_database_outage_is_503_with_retry_after(tmp_path, rabbit):
     pg = devstack.PostgreSQL(tmp_path / "pg").start()
     counties = county_dir(tmp_path, "deploy/counties/longjiang.yaml")
-    port = free_port_block()
     run = tmp_path / "run"
     run.mkdir()
     env = {**os.environ, "MINQING_RUN_DIR": str(run), "MINQING_DATABASE_URL": pg.url, "MINQING_AMQP_URI": rabbit.uri,
-           "MINQING_HTTP_PORT": str(port), "MINQING_COUNTIES_DIR": str(counties)}
-    stack = Stack(run, env, port).start()
+           "MINQING_COUNTIES_DIR": str(counties)}
+    stack = start_on_free_ports(lambda port: Stack(run, env, port), env)   # another port block if one is taken
     try:
         assert _post(stack, report(summary="停库之前"))[0] == 201
         pg.stop()
