@@ -1,0 +1,221 @@
+"""Fast replay of the ledger into one projection, for `consumer.rebuild` on PostgreSQL (issue #16).
+
+A rebuild replays the whole ledger into freshly emptied tables, with the projection's service
+stopped: nothing else writes them, and nothing needs the per-event machinery of a live follower
+(full `RecordedEvent`s, hash and event id, one log line per event). A projection that offers a
+`replayer()` (an object with `apply_batch(conn, events)` that may keep what it learns between
+batches, e.g. its case states) is replayed here:
+
+- a **reader thread** pages through the ledger on its own connection (plain psycopg, keyset pages
+  in position order, only the projection's event types, up to the head read at the start) and
+  decodes each row into a slim `ReplayedEvent` (type, data upcast as the contract says, county,
+  recorded time, position, stream) while the main thread applies the previous page and writes it;
+- the main thread applies `COMMIT_EVENTS` events per transaction, which also stores the checkpoint
+  (locked, as a follower's), so an interrupted rebuild stops at a consistent checkpoint.
+
+Anything that goes wrong (a bad event, the database away) ends the fast replay at the last
+committed checkpoint: `consumer.rebuild` then hands the rest to an ordinary `Follower`, whose
+retry-in-place, parking and holding rules apply unchanged. The fast replay itself never parks.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from typing import Iterable, Iterator
+
+from minqing import checkpoints, contract
+from minqing.db import write_transaction
+
+log = logging.getLogger("minqing.replay")
+
+PAGE = 2500              # events per read (one keyset query)
+COMMIT_EVENTS = 10_000   # events per write transaction (with the checkpoint)
+
+
+class ReplayedEvent:
+    """What a projection's replayer sees of an event: enough for attribution, not the hash chain."""
+    __slots__ = ("position", "stream", "type", "data", "recorded_at", "county")
+
+    def __init__(self, position: int, stream: str, type_: str, data: dict, recorded_at: str, county: str):
+        self.position, self.stream, self.type = position, stream, type_
+        self.data, self.recorded_at, self.county = data, recorded_at, county
+
+
+_QUERY = ("SELECT position, stream, type, schema_version, data, metadata, recorded_at FROM ledger_events "
+          "WHERE position > %s AND position <= %s{types} ORDER BY position LIMIT %s")
+
+
+def county_of(metadata: str) -> str:
+    """The county of an event's stored metadata. The ledger stores it as canonical JSON (keys sorted:
+    `county` last), so the value is the text between `"county":"` and the closing `"}`; anything
+    else (an escape in the value, another layout) is parsed as JSON."""
+    at = metadata.rfind('"county":"')
+    if at >= 0 and metadata.endswith('"}'):
+        value = metadata[at + 10:-2]
+        if '"' not in value and "\\" not in value:
+            return value
+    return json.loads(metadata)["county"]
+
+
+def decode(row: tuple) -> ReplayedEvent:
+    position, stream, type_, schema_version, data, metadata, recorded_at = row
+    _, data = contract.upcast(type_, schema_version, json.loads(data))
+    return ReplayedEvent(position, stream, type_, data, recorded_at, county_of(metadata))
+
+
+def pages(engine, after: int, upto: int, types: Iterable[str] | None, page: int = PAGE) -> Iterator[list[ReplayedEvent]]:
+    """Decoded events after `after` up to `upto`, a page at a time, on a connection of their own."""
+    wanted = sorted(types) if types is not None else None
+    query = _QUERY.format(types=" AND type = ANY(%s)" if wanted is not None else "")
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        conn.autocommit = True        # each page a statement of its own: no snapshot held for the whole replay
+        with conn.cursor() as cur:
+            while after < upto:
+                cur.execute(query, (after, upto, wanted, page) if wanted is not None else (after, upto, page),
+                            prepare=True)
+                rows = cur.fetchall()
+                if not rows:
+                    return
+                yield [decode(r) for r in rows]
+                after = rows[-1][0]
+    finally:
+        raw.close()
+
+
+class _Reader(threading.Thread):
+    """Reads and decodes pages ahead of the writer (a few pages at most, then it waits)."""
+
+    def __init__(self, engine, after: int, upto: int, types):
+        super().__init__(name="replay-reader", daemon=True)
+        self.args = (engine, after, upto, types)
+        self.out: queue.Queue = queue.Queue(maxsize=4)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for page in pages(*self.args):
+                while not self.stopping.is_set():
+                    try:
+                        self.out.put(page, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stopping.is_set():
+                    return
+            self.out.put(None)
+        except BaseException as exc:       # handed to the writer, which ends the fast replay
+            self.out.put(exc)
+
+    def batches(self, size: int) -> Iterator[list[ReplayedEvent]]:
+        """Events in groups of about `size` (whole pages), in position order."""
+        pending: list[ReplayedEvent] = []
+        while True:
+            item = self.out.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                break
+            pending += item
+            if len(pending) >= size:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    def stop(self) -> None:
+        self.stopping.set()
+        try:
+            while True:
+                self.out.get_nowait()
+        except queue.Empty:
+            pass
+        self.join(timeout=5)
+
+
+class _Writer(threading.Thread):
+    """Commits the replayer's prepared batches in order, each with its checkpoint, while the main
+    thread prepares the next one (PostgreSQL takes in a batch while Python attributes the next)."""
+
+    def __init__(self, engine, name: str, replayer, start: int, on_progress):
+        super().__init__(name="replay-writer", daemon=True)
+        self.engine, self.name, self.replayer, self.on_progress = engine, name, replayer, on_progress
+        self.reached = start
+        self.jobs: queue.Queue = queue.Queue(maxsize=1)
+        self.failure: BaseException | None = None
+        self.committed = threading.Condition()
+        self.done_jobs = 0
+
+    def run(self) -> None:
+        while True:
+            item = self.jobs.get()
+            if item is None:
+                return
+            if self.failure is not None:
+                continue                   # drain: nothing after a failed batch is written
+            job, last, count = item
+            try:
+                with write_transaction(self.engine) as conn:
+                    current = checkpoints.load(conn, self.name, lock=True)
+                    if current != self.reached:
+                        raise RuntimeError(f"{self.name}: checkpoint moved to {current} during the rebuild "
+                                           "(is its service running?)")
+                    self.replayer.write(conn, job)
+                    checkpoints.save(conn, self.name, last)
+                self.reached = last
+                committed = getattr(self.replayer, "committed", None)
+                if committed is not None:
+                    committed(job)
+                if self.on_progress is not None:
+                    self.on_progress(last, count)
+            except BaseException as exc:
+                self.failure = exc
+            finally:
+                with self.committed:
+                    self.done_jobs += 1
+                    self.committed.notify_all()
+
+    def submit(self, job, last: int, count: int) -> None:
+        self._check()
+        self.jobs.put((job, last, count))
+
+    def finish(self) -> int:
+        self.jobs.put(None)
+        self.join()
+        self._check()
+        return self.reached
+
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
+def run(ledger, name: str, types, replayer, *, on_progress=None) -> int:
+    """Replay the ledger after `name`'s checkpoint up to the head read now through `replayer`; return
+    the checkpoint reached (the last event applied: a follower takes it on to the head). Raises
+    whatever stopped it; the checkpoint is then the last committed batch's.
+
+    `replayer.prepare(engine, events)` (main thread) turns a batch into a job, reading what it must
+    through its own connection; `replayer.write(conn, job)` (writer thread) writes it in the
+    transaction that also stores the checkpoint. `replayer.committed(job)` is told when it is."""
+    engine = ledger.engine
+    with write_transaction(engine) as conn:
+        start = checkpoints.load(conn, name, lock=True)
+    head = ledger.head()[0]
+    reader = _Reader(engine, start, head, types)
+    writer = _Writer(engine, name, replayer, start, on_progress)
+    reader.start()
+    writer.start()
+    try:
+        try:
+            for events in reader.batches(COMMIT_EVENTS):
+                job = replayer.prepare(engine, events)
+                writer.submit(job, events[-1].position, len(events))
+        finally:
+            reader.stop()
+    finally:
+        reached = writer.finish()      # what was prepared before a failure is still written
+    return reached
