@@ -65,8 +65,10 @@ def decode(row: tuple) -> ReplayedEvent:
     return ReplayedEvent(position, stream, type_, data, recorded_at, county_of(metadata))
 
 
-def pages(engine, after: int, upto: int, types: Iterable[str] | None, page: int = PAGE) -> Iterator[list[ReplayedEvent]]:
+def pages(engine, after: int, upto: int, types: Iterable[str] | None, page: int | None = None
+          ) -> Iterator[list[ReplayedEvent]]:
     """Decoded events after `after` up to `upto`, a page at a time, on a connection of their own."""
+    page = page or PAGE
     wanted = sorted(types) if types is not None else None
     query = _QUERY.format(types=" AND type = ANY(%s)" if wanted is not None else "")
     raw = engine.raw_connection()
