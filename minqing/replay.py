@@ -3,19 +3,24 @@
 A rebuild replays the whole ledger into freshly emptied tables, with the projection's service
 stopped: nothing else writes them, and nothing needs the per-event machinery of a live follower
 (full `RecordedEvent`s, hash and event id, one log line per event). A projection that offers a
-`replayer()` (an object with `apply_batch(conn, events)` that may keep what it learns between
-batches, e.g. its case states) is replayed here:
+`replayer()` — an object that keeps what it learns between batches (e.g. its case states) with
+`prepare(events, read) -> job`, `write(conn, job)` and optionally `begin(conn)` / `end(conn)`, see
+`run` — is replayed here:
 
 - a **reader thread** pages through the ledger on its own connection (plain psycopg, keyset pages
   in position order, only the projection's event types, up to the head read at the start) and
   decodes each row into a slim `ReplayedEvent` (type, data upcast as the contract says, county,
-  recorded time, position, stream) while the main thread applies the previous page and writes it;
-- the main thread applies `COMMIT_EVENTS` events per transaction, which also stores the checkpoint
-  (locked, as a follower's), so an interrupted rebuild stops at a consistent checkpoint.
+  recorded time, position, stream) ahead of the main thread;
+- the main thread has the replayer prepare `BATCH_EVENTS` events at a time (attribution, in
+  memory) while a **writer thread** has PostgreSQL take in the previous batch (`_Writer`): one
+  transaction for the whole replay, a savepoint per batch, the checkpoint (locked, as a
+  follower's) stored with the last one.
 
-Anything that goes wrong (a bad event, the database away) ends the fast replay at the last
-committed checkpoint: `consumer.rebuild` then hands the rest to an ordinary `Follower`, whose
-retry-in-place, parking and holding rules apply unchanged. The fast replay itself never parks.
+Anything that goes wrong (a bad event, the database away) ends the fast replay: what was written
+before the failing batch is committed with its checkpoint (or, if the transaction itself is lost,
+nothing: the projection is at checkpoint 0, emptied), and `consumer.rebuild` hands the rest to an
+ordinary `Follower`, whose retry-in-place, parking and holding rules apply unchanged. The fast
+replay itself never parks.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from minqing.db import write_transaction
 log = logging.getLogger("minqing.replay")
 
 PAGE = 2500              # events per read (one keyset query)
-COMMIT_EVENTS = 10_000   # events per write transaction (with the checkpoint)
+BATCH_EVENTS = 10_000    # events per batch (one savepoint, one COPY)
 
 
 class ReplayedEvent:
@@ -72,8 +77,8 @@ def pages(engine, after: int, upto: int, types: Iterable[str] | None, page: int 
     wanted = sorted(types) if types is not None else None
     query = _QUERY.format(types=" AND type = ANY(%s)" if wanted is not None else "")
     raw = engine.raw_connection()
+    conn = raw.driver_connection
     try:
-        conn = raw.driver_connection
         conn.autocommit = True        # each page a statement of its own: no snapshot held for the whole replay
         with conn.cursor() as cur:
             while after < upto:
@@ -85,6 +90,10 @@ def pages(engine, after: int, upto: int, types: Iterable[str] | None, page: int 
                 yield [decode(r) for r in rows]
                 after = rows[-1][0]
     finally:
+        try:
+            conn.autocommit = False   # back to the pool as it came: transactions are the pool's default
+        except Exception:
+            raw.invalidate()          # not fit for the pool: closed, not returned
         raw.close()
 
 
@@ -138,47 +147,93 @@ class _Reader(threading.Thread):
         self.join(timeout=5)
 
 
+class _Read:
+    def __init__(self, fn):
+        self.fn, self.done, self.result, self.error = fn, threading.Event(), None, None
+
+    def run(self, conn, failure: BaseException | None) -> None:
+        try:
+            if failure is not None:
+                raise failure
+            with conn.begin_nested():
+                self.result = self.fn(conn)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 class _Writer(threading.Thread):
-    """Commits the replayer's prepared batches in order, each with its checkpoint, while the main
-    thread prepares the next one (PostgreSQL takes in a batch while Python attributes the next)."""
+    """Writes the replayer's prepared batches in order, while the main thread prepares the next one
+    (PostgreSQL takes in a batch while Python attributes the next).
+
+    One transaction for the whole replay, holding the checkpoint row locked: `replayer.begin(conn)`
+    may set the tables up for bulk loading (assessment drops its indexes, built again at the end,
+    several times cheaper than keeping them up row by row), each batch is written under a savepoint,
+    and `replayer.end(conn)` and the checkpoint close it. A batch that fails is rolled back to its
+    savepoint and what came before it is committed; a replay that is killed leaves the emptied
+    projection at checkpoint 0, as it started."""
 
     def __init__(self, engine, name: str, replayer, start: int, on_progress):
         super().__init__(name="replay-writer", daemon=True)
         self.engine, self.name, self.replayer, self.on_progress = engine, name, replayer, on_progress
-        self.reached = start
+        self.start_position = self.reached = start
         self.jobs: queue.Queue = queue.Queue(maxsize=1)
         self.failure: BaseException | None = None
-        self.committed = threading.Condition()
-        self.done_jobs = 0
 
     def run(self) -> None:
+        try:
+            with write_transaction(self.engine) as conn:
+                current = checkpoints.load(conn, self.name, lock=True)
+                if current != self.reached:
+                    raise RuntimeError(f"{self.name}: checkpoint moved to {current} before the replay")
+                begin, end = getattr(self.replayer, "begin", None), getattr(self.replayer, "end", None)
+                if begin is not None:
+                    begin(conn)
+                self._write_all(conn)
+                if end is not None:
+                    end(conn)
+                checkpoints.save(conn, self.name, self.reached)
+        except BaseException as exc:        # nothing was committed
+            self.failure = self.failure or exc
+            self.reached = self.start_position
+            while True:                            # let the main thread finish
+                item = self.jobs.get()
+                if item is None:
+                    return
+                if isinstance(item, _Read):
+                    item.run(None, self.failure)
+
+    def _write_all(self, conn) -> None:
         while True:
             item = self.jobs.get()
             if item is None:
                 return
+            if isinstance(item, _Read):
+                item.run(conn, self.failure)
+                continue
             if self.failure is not None:
                 continue                   # drain: nothing after a failed batch is written
             job, last, count = item
             try:
-                with write_transaction(self.engine) as conn:
-                    current = checkpoints.load(conn, self.name, lock=True)
-                    if current != self.reached:
-                        raise RuntimeError(f"{self.name}: checkpoint moved to {current} during the rebuild "
-                                           "(is its service running?)")
+                with conn.begin_nested():
                     self.replayer.write(conn, job)
-                    checkpoints.save(conn, self.name, last)
-                self.reached = last
-                committed = getattr(self.replayer, "committed", None)
-                if committed is not None:
-                    committed(job)
-                if self.on_progress is not None:
-                    self.on_progress(last, count)
-            except BaseException as exc:
+            except Exception as exc:
                 self.failure = exc
-            finally:
-                with self.committed:
-                    self.done_jobs += 1
-                    self.committed.notify_all()
+                continue
+            self.reached = last
+            if self.on_progress is not None:
+                self.on_progress(last, count)
+
+    def read(self, fn):
+        """fn(conn) in the replay's transaction, after every batch submitted so far: its result."""
+        self._check()
+        request = _Read(fn)
+        self.jobs.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
 
     def submit(self, job, last: int, count: int) -> None:
         self._check()
@@ -200,9 +255,11 @@ def run(ledger, name: str, types, replayer, *, on_progress=None) -> int:
     the checkpoint reached (the last event applied: a follower takes it on to the head). Raises
     whatever stopped it; the checkpoint is then the last committed batch's.
 
-    `replayer.prepare(engine, events)` (main thread) turns a batch into a job, reading what it must
-    through its own connection; `replayer.write(conn, job)` (writer thread) writes it in the
-    transaction that also stores the checkpoint. `replayer.committed(job)` is told when it is."""
+    `replayer.prepare(events, read)` (main thread) turns a batch into a job, in memory; when it must
+    read the projection's tables it calls `read(fn)`, which runs `fn(conn)` in the writer's
+    transaction (which alone sees the replay's own writes) after the batches before. `replayer.write
+    (conn, job)` (writer thread) writes a job; `begin(conn)` and `end(conn)`, if the replayer has
+    them, come before the first and after the last (or the failed) batch."""
     engine = ledger.engine
     with write_transaction(engine) as conn:
         start = checkpoints.load(conn, name, lock=True)
@@ -213,8 +270,8 @@ def run(ledger, name: str, types, replayer, *, on_progress=None) -> int:
     writer.start()
     try:
         try:
-            for events in reader.batches(COMMIT_EVENTS):
-                job = replayer.prepare(engine, events)
+            for events in reader.batches(BATCH_EVENTS):
+                job = replayer.prepare(events, writer.read)
                 writer.submit(job, events[-1].position, len(events))
         finally:
             reader.stop()

@@ -16,7 +16,6 @@ PostgreSQL only (consumer.rebuild uses it there; elsewhere the follower rebuilds
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, select
@@ -50,23 +49,19 @@ class AssessmentReplay:
         self.states: dict[str, CaseState] = {}
         self.counties: tuple[dict, dict] | None = None
         self.visit_days: set[tuple[str, str, str]] = set()
-        self.stored = False          # may the table hold a state this replay does not keep? (then read misses)
-        self.pending: list[set[str]] = []     # the cases of batches not committed yet (never forgotten)
-        self._lock = threading.Lock()
+        self.stored = False          # did the table hold states when the replay began? (then read every miss)
+        self.forgotten: set[str] = set()      # cases whose state was let go: read back when they come back
+        self.indexes: list[str] = []          # statements that build the facts' indexes again
 
-    def prepare(self, engine, events: list) -> Job:
+    def prepare(self, events: list, read) -> Job:
         states = self.states
         if self.counties is None:          # what the tables hold when the replay starts (empty after a drop)
-            with engine.connect() as conn:
-                self.counties = load_counties(conn)
-                self.visit_days = {tuple(r) for r in conn.execute(select(
-                    visit_days_table.c.county, visit_days_table.c.cadre, visit_days_table.c.day))}
-                self.stored = conn.execute(select(func.count()).select_from(cases_table)).scalar_one() > 0
-        if self.stored:
-            missing = list({e.data["case_id"] for e in events if e.type in CASE_EVENTS} - states.keys())
-            if missing:
-                with engine.connect() as conn:
-                    load_states(conn, missing, states)
+            self.counties, self.visit_days, self.stored = read(_starting_point)
+        wanted = {e.data["case_id"] for e in events if e.type in CASE_EVENTS} - states.keys()
+        missing = list(wanted if self.stored else wanted & self.forgotten)
+        if missing:
+            states.update(read(lambda conn: _states(conn, missing)))
+            self.forgotten.difference_update(missing)
         job = Job([], [], [])
 
         def first_visit(conn, key: dict) -> bool:
@@ -82,10 +77,29 @@ class AssessmentReplay:
             run.apply(None, event)
         job.rows = run.rows
         job.states = [(c, state_json(states[c])) for c in run.changed]
-        with self._lock:
-            self.pending.append(run.changed)
         self._keep_recent(run.changed)
         return job
+
+    def begin(self, conn: Connection) -> None:
+        """Drop the facts' primary key and indexes for the replay (PostgreSQL builds them again in
+        `end`, from the sorted rows, several times cheaper than keeping them up row by row). In the
+        replay's one transaction: if it is lost, so is the drop."""
+        table = facts_table.name
+        for name, definition in conn.exec_driver_sql(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = %(t)s::regclass AND contype IN ('p', 'u')", {"t": table}).all():
+            conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+            self.indexes.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        for name, definition in conn.exec_driver_sql(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %(t)s "
+                "AND schemaname = current_schema()", {"t": table}).all():
+            conn.exec_driver_sql(f'DROP INDEX "{name}"')
+            self.indexes.append(definition)
+
+    def end(self, conn: Connection) -> None:
+        for statement in self.indexes:
+            conn.exec_driver_sql(statement)
+        self.indexes = []
 
     def write(self, conn: Connection, job: Job) -> None:
         for event in job.configuration:
@@ -104,21 +118,27 @@ class AssessmentReplay:
         finally:
             cursor.close()
 
-    def committed(self, job: Job) -> None:
-        with self._lock:
-            self.pending.pop(0)
-
     def _keep_recent(self, changed: set[str]) -> None:
-        """Move the cases just changed to the young end; forget the oldest beyond STATES_KEPT, except
-        those a batch not yet committed changed (a forgotten state is read back from the table)."""
+        """Move the cases just changed to the young end; let the oldest beyond STATES_KEPT go (their
+        states are written: a batch is read back only after the batches before it are written)."""
         states = self.states
         for case_id in changed:
             states[case_id] = states.pop(case_id)
         excess = len(states) - STATES_KEPT
-        if excess <= 0:
-            return
-        with self._lock:
-            unwritten = set().union(*self.pending)
-        for case_id in [c for c in list(states)[:excess] if c not in unwritten]:
-            del states[case_id]
-        self.stored = True
+        if excess > 0:
+            for case_id in list(states)[:excess]:
+                del states[case_id]
+                self.forgotten.add(case_id)
+
+
+def _starting_point(conn: Connection):
+    visit_days = {tuple(r) for r in conn.execute(select(
+        visit_days_table.c.county, visit_days_table.c.cadre, visit_days_table.c.day))}
+    stored = conn.execute(select(func.count()).select_from(cases_table)).scalar_one() > 0
+    return load_counties(conn), visit_days, stored
+
+
+def _states(conn: Connection, case_ids: list[str]) -> dict[str, CaseState]:
+    out: dict[str, CaseState] = {}
+    load_states(conn, case_ids, out)
+    return out

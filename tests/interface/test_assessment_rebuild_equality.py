@@ -130,17 +130,24 @@ def _second_rules(rules: dict) -> dict:
 
 
 def _projection(engine) -> dict:
+    """Every row of every assessment table, and the facts' keys and indexes (the replay drops and
+    builds them again)."""
     tables = {facts_table: facts_table.primary_key.columns, cases_table: [cases_table.c.case_id],
               visit_days_table: list(visit_days_table.primary_key.columns),
               rules_table: list(rules_table.primary_key.columns), counties_table: [counties_table.c.county]}
     with engine.connect() as conn:
         out = {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*keys))] for t, keys in tables.items()}
+        out["indexes"] = sorted(conn.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'assessment_facts'").all())
+        out["checkpoint"] = conn.exec_driver_sql(
+            "SELECT position FROM checkpoints WHERE name = 'assessment.facts'").scalar()
+    assert len(out["indexes"]) == 3
     return out
 
 
 @pytest.fixture
 def world(pg_url, monkeypatch):
-    monkeypatch.setattr(replay, "COMMIT_EVENTS", 37)      # many transactions, pages cut across them
+    monkeypatch.setattr(replay, "BATCH_EVENTS", 37)       # many batches, pages cut across them
     monkeypatch.setattr(replay, "PAGE", 11)
     monkeypatch.setattr(assessment_replay, "STATES_KEPT", 5)     # forgotten states are read back
     engine = make_engine(pg_url)
@@ -170,6 +177,10 @@ def test_the_rebuild_gives_the_live_projection_row_for_row(world, caplog):
     assert not [r for r in caplog.records if "fast replay stopped" in r.getMessage()]   # the fast path did it all
     assert position == ledger.head()[0]
     assert _projection(ledger.engine) == live
+    pooled = [ledger.engine.raw_connection() for _ in range(ledger.engine.pool.checkedin())]
+    assert pooled and not any(c.driver_connection.autocommit for c in pooled)   # the reader's went back as it came
+    for c in pooled:
+        c.close()
 
 
 def test_an_event_that_fails_is_parked_and_its_stream_held_as_live(world, monkeypatch):
