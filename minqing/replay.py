@@ -49,7 +49,7 @@ class ReplayedEvent:
 
 
 _QUERY = ("SELECT position, stream, type, schema_version, data, metadata, recorded_at FROM ledger_events "
-          "WHERE position > %s AND position <= %s{types} ORDER BY position LIMIT %s")
+          "WHERE position > %s AND position <= %s{types} ORDER BY position")
 
 
 def county_of(metadata: str) -> str:
@@ -72,28 +72,27 @@ def decode(row: tuple) -> ReplayedEvent:
 
 def pages(engine, after: int, upto: int, types: Iterable[str] | None, page: int | None = None
           ) -> Iterator[list[ReplayedEvent]]:
-    """Decoded events after `after` up to `upto`, a page at a time, on a connection of their own."""
+    """Decoded events after `after` up to `upto`, a page at a time, on a connection of their own.
+
+    One query through a server-side cursor (one snapshot, one plan: the primary key's order), not a
+    query per page: with the head as upper bound and the statistics of a fresh table, PostgreSQL
+    planned each page as a scan and sort of everything up to the head."""
     page = page or PAGE
     wanted = sorted(types) if types is not None else None
     query = _QUERY.format(types=" AND type = ANY(%s)" if wanted is not None else "")
     raw = engine.raw_connection()
     conn = raw.driver_connection
     try:
-        conn.autocommit = True        # each page a statement of its own: no snapshot held for the whole replay
-        with conn.cursor() as cur:
-            while after < upto:
-                cur.execute(query, (after, upto, wanted, page) if wanted is not None else (after, upto, page),
-                            prepare=True)
-                rows = cur.fetchall()
+        with conn.cursor(name="minqing_replay") as cur:
+            cur.itersize = page
+            cur.execute(query, (after, upto, wanted) if wanted is not None else (after, upto))
+            while True:
+                rows = cur.fetchmany(page)
                 if not rows:
                     return
                 yield [decode(r) for r in rows]
-                after = rows[-1][0]
     finally:
-        try:
-            conn.autocommit = False   # back to the pool as it came: transactions are the pool's default
-        except Exception:
-            raw.invalidate()          # not fit for the pool: closed, not returned
+        conn.rollback()               # the read's transaction: nothing to keep
         raw.close()
 
 
