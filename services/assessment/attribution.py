@@ -111,11 +111,16 @@ def _case_level(state: CaseState) -> list[tuple[str, str]]:
 
 
 def _facts(metric: str, subjects: list[tuple[str, str]], value: float = 1.0) -> list[Fact]:
-    return [Fact(metric, kind, subject, value) for kind, subject in subjects if subject]
+    new = tuple.__new__         # Fact(...) without its Python-level __new__: a rebuild makes millions
+    return [new(Fact, (metric, kind, subject, value)) for kind, subject in subjects if subject]
 
 
 def _in_time(at: str, due: str | None) -> bool:
-    return due is not None and parse_instant(at) <= parse_instant(due)
+    if due is None:
+        return False
+    if len(at) == len(due) == 27 and at[-1] == due[-1] == "Z":     # both in clock.isoformat's one form:
+        return at <= due                                            # fixed width, UTC, ordered as text
+    return parse_instant(at) <= parse_instant(due)
 
 
 def escalation_required(policy: Mapping | None, category: str | None, from_tier: str) -> bool:

@@ -34,9 +34,13 @@ def policy_view(policy: dict) -> dict:
 FACT_COLUMNS = ("position", "metric", "kind", "subject", "county", "month", "value", "case_id", "event_type")
 
 
+_STATE_ENCODER = json.JSONEncoder(sort_keys=True)      # json.dumps(…, sort_keys=True) makes one per call
+
+
 def state_json(state: CaseState) -> str:
-    """A case state as stored (what json.dumps(dataclasses.asdict(state)) gives, without its deep copy)."""
-    return json.dumps(vars(state), sort_keys=True)
+    """A case state as stored (what json.dumps(dataclasses.asdict(state), sort_keys=True) gives,
+    without its deep copy)."""
+    return _STATE_ENCODER.encode(vars(state))
 
 
 def load_states(conn: Connection, case_ids: list[str], into: dict[str, CaseState]) -> None:
@@ -87,7 +91,8 @@ class Attribution:
 
     def _add(self, event, facts: list[Fact], month: str, case_id: str | None) -> None:
         position, county, type_ = event.position, event.county, event.type
-        self.rows += [(position, f.metric, f.kind, f.subject, county, month, f.value, case_id, type_) for f in facts]
+        self.rows += [(position, metric, kind, subject, county, month, value, case_id, type_)
+                      for metric, kind, subject, value in facts]
 
 
 def _first_visit_recorded(conn: Connection, key: dict) -> bool:
