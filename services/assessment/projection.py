@@ -146,5 +146,11 @@ class AssessmentFacts:
 
     @staticmethod
     def drop(conn: Connection) -> None:
-        for table in (facts_table, cases_table, visit_days_table, rules_table, counties_table):
+        """Empty the projection's tables for a rebuild (its service is stopped). On PostgreSQL by
+        TRUNCATE: a DELETE of every fact left as many dead rows for the replay's writes and vacuum."""
+        tables = (facts_table, cases_table, visit_days_table, rules_table, counties_table)
+        if conn.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(t.name for t in tables)}")
+            return
+        for table in tables:
             conn.execute(table.delete())
