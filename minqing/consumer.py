@@ -344,12 +344,32 @@ class Follower:
 
 
 def rebuild(ledger: Ledger, projection: Projection, drop: Callable[[Connection], None]) -> int:
-    """Drop a projection's rows (via `drop`), reset its checkpoint, replay the whole ledger."""
+    """Drop a projection's rows (via `drop`), reset its checkpoint, replay the whole ledger.
+
+    On PostgreSQL a projection with a `replayer()` is replayed by `minqing.replay` (a reader thread,
+    slim events, large transactions) up to the head; a follower then takes the checkpoint on from
+    wherever that stopped — the head, or the batch before a failure, which the follower retries,
+    parks or holds by its own rules."""
     with write_transaction(ledger.engine) as conn:
         drop(conn)
         checkpoints.load(conn, projection.name)
         checkpoints.reset(conn, projection.name)
         conn.execute(parked_table.delete().where(parked_table.c.consumer == projection.name))
+    make_replayer = getattr(projection, "replayer", None)
+    if make_replayer is not None and is_postgres(ledger.engine):
+        from minqing import replay
+
+        def progress(position: int, applied: int) -> None:
+            POSITION.labels(projection.name).set(position)
+            APPLIED.labels(projection.name).inc(applied)
+            report = getattr(ledger, "replayed", None)     # progress.ReadProgress, in the CLI
+            if report is not None:
+                report(position)
+        try:
+            replay.run(ledger, projection.name, projection.event_types, make_replayer(), on_progress=progress)
+        except Exception as exc:
+            log.warning("%s: the fast replay stopped (%s); a follower goes on from its checkpoint",
+                        projection.name, describe(exc))
     return Follower(ledger, projection, batch=2000).catch_up()
 
 

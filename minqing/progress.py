@@ -62,6 +62,10 @@ class ReadProgress:
         except Exception:
             self._head = None
 
+    def replayed(self, position: int) -> None:
+        """A fast replay (minqing.replay) reached `position`."""
+        self._progress.update(position, self._head)
+
     def read_all(self, *args, **kwargs):
         events = self._ledger.read_all(*args, **kwargs)
         if events:

@@ -9,6 +9,7 @@ injected clock, or an event's recorded time), never from the machine.
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
@@ -34,6 +35,30 @@ def local_date(moment: datetime, tz: str) -> date:
 def local_day(instant: str, tz: str) -> str:
     """The local day (YYYY-MM-DD) of a recorded instant: the day a fact is dated by."""
     return local_date(parse_instant(instant), tz).isoformat()
+
+
+def local_month(instant: str, tz: str) -> str:
+    """The local month (YYYY-MM) of a recorded instant: `local_day(instant, tz)[:7]`, without parsing
+    it when it is in the ledger's one form (clock.isoformat: fixed width, UTC, so ordered as text),
+    by comparing it with where the local months around its UTC month begin. A rebuild dates every
+    fact by it."""
+    if len(instant) != 27 or instant[-1] != "Z":
+        return local_day(instant, tz)[:7]
+    utc_month = instant[:7]
+    previous, this_starts, current, next_starts, following = _month_starts(utc_month, tz)
+    if instant >= next_starts:
+        return following
+    return current if instant >= this_starts else previous
+
+
+@functools.lru_cache(maxsize=1024)
+def _month_starts(utc_month: str, tz: str) -> tuple[str, str, str, str, str]:
+    year, month = int(utc_month[:4]), int(utc_month[5:])
+    prev_m = (year - (month == 1), 12 if month == 1 else month - 1)
+    next_m = (year + (month == 12), month % 12 + 1)
+    start = lambda y, m: isoformat(datetime.combine(date(y, m, 1), time(0), tzinfo=ZoneInfo(tz)))  # noqa: E731
+    return (f"{prev_m[0]}-{prev_m[1]:02d}", start(year, month), utc_month, start(*next_m),
+            f"{next_m[0]}-{next_m[1]:02d}")
 
 
 def current_period(now: datetime, tz: str) -> str:

@@ -59,3 +59,19 @@ def test_a_visit_for_the_local_today_is_accepted_and_tomorrow_refused(now):
 def test_the_visit_window_reaches_back_a_year_from_the_local_day():
     assert visit_day_error(date(2025, 12, 1), MONTH_END, TZ) is None        # 365 days before 1 Dec 2026
     assert visit_day_error(date(2025, 11, 29), MONTH_END, TZ) is not None
+
+
+@pytest.mark.parametrize("instant, tz, month", [
+    ("2026-03-31T15:59:59.999999Z", "Asia/Shanghai", "2026-03"),    # 23:59:59 local, the last of March
+    ("2026-03-31T16:00:00.000000Z", "Asia/Shanghai", "2026-04"),    # local midnight: April
+    ("2026-12-31T16:00:00.000000Z", "Asia/Shanghai", "2027-01"),    # and a new year
+    ("2026-01-01T04:59:59.000000Z", "America/New_York", "2025-12"),  # west of UTC: still last month
+    ("2026-04-01T03:59:59.999999Z", "America/New_York", "2026-03"),  # daylight saving time
+    ("2026-04-01T04:00:00.000000Z", "America/New_York", "2026-04"),
+    ("2026-02-28T18:15:00.000000Z", "Asia/Kathmandu", "2026-03"),   # a quarter-hour zone
+    ("2026-03-31T16:00:00+00:00", "Asia/Shanghai", "2026-04"),      # another form: parsed
+])
+def test_a_facts_month_is_its_local_month_without_parsing_the_instant(instant, tz, month):
+    """local_month (what facts are dated by, fast for rebuilds) says what local_day says."""
+    from services.assessment.periods import local_month
+    assert local_month(instant, tz) == month == local_day(instant, tz)[:7]

@@ -10,6 +10,7 @@ month with 354 lapses reported 承诺期限兑现率 100 % (issue #17's month re
 """
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine
 
 from services.assessment.projection import AssessmentFacts
@@ -69,3 +70,18 @@ def test_a_late_resolution_after_a_lapse_is_one_broken_promise():
     cards, _ = _cards(steps)
     card = cards[("cadre", VILLAGE[0])]
     assert (card["counts"]["resolved"], card["counts"]["resolved_on_time"], card["rates"]["on_time_rate"]) == (1, 0, 0.0)
+
+
+@pytest.mark.parametrize("at, due, in_time", [
+    ("2026-03-02T09:00:00.000000Z", "2026-03-02T09:00:00.000000Z", True),     # at the deadline: in time
+    ("2026-03-02T09:00:00.000001Z", "2026-03-02T09:00:00.000000Z", False),
+    ("2026-03-02T08:59:59.999999Z", "2026-03-02T09:00:00.000000Z", True),
+    ("2026-03-02T09:00:00.000000Z", "2026-03-02T17:00:00+08:00", True),       # another form: parsed
+    ("2026-03-02T09:00:01.000000Z", "2026-03-02T17:00:00+08:00", False),
+    ("2026-03-02T09:00:00.000000Z", None, False),
+])
+def test_in_time_compares_instants_not_their_texts(at, due, in_time):
+    """The ledger's one form (clock.isoformat) is compared as text (a rebuild's shortcut); any other
+    form is parsed: the answer is the instants' order either way."""
+    from services.assessment.attribution import _in_time
+    assert _in_time(at, due) is in_time
