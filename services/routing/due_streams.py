@@ -43,7 +43,7 @@ def read_due_streams(conn: Connection, streams: Iterable[str]) -> dict[str, list
              if conn.dialect.name == "postgresql" else events_table.c.stream.in_(wanted))
     query = select(*_COLUMNS).where(match).order_by(events_table.c.stream, events_table.c.version)
     upcast, loads = contract.upcast, json.loads
-    for stream, event_id, version, type_, schema_version, data, recorded_at in conn.execute(query):
+    for stream, event_id, version, type_, schema_version, data, recorded_at in conn.execute(query).all():
         out[stream].append(DueEvent(event_id, version, type_, upcast(type_, schema_version, loads(data))[1],
                                     recorded_at))
     return out

@@ -88,6 +88,11 @@ def _next_pressure(policy: CountyPolicy, case: CaseFile) -> tuple[dict, datetime
 
 def pending(policy: CountyPolicy, case: CaseFile) -> list[Timer]:
     """Every timer the case has pending now."""
+    return [Timer(kind, due_at) for kind, due_at in _pending(policy, case)]
+
+
+def _pending(policy: CountyPolicy, case: CaseFile) -> list[tuple[str, datetime]]:
+    """pending's (kind, due_at) pairs; fire reads them without building Timer objects (issue #16)."""
     if not case.is_held:
         return []
     warn = policy.escalation["warn_before_hours"]
@@ -96,17 +101,17 @@ def pending(policy: CountyPolicy, case: CaseFile) -> list[Timer]:
         due = _instant(case.response_due)
         if not case.marked("case.overdue", "response", case.response_due):
             if warn["response"] and not case.marked("case.deadline_warned", "response", case.response_due):
-                timers.append(Timer("response_warn", due - timedelta(hours=warn["response"])))
-            timers.append(Timer("response_overdue", due))
+                timers.append(("response_warn", due - timedelta(hours=warn["response"])))
+            timers.append(("response_overdue", due))
     if case.resolution_due:
         due = _instant(case.resolution_due)
         if not case.marked("case.overdue", "resolution", case.resolution_due):
             if warn["resolution"] and not case.marked("case.deadline_warned", "resolution", case.resolution_due):
-                timers.append(Timer("resolution_warn", due - timedelta(hours=warn["resolution"])))
-            timers.append(Timer("resolution_overdue", due))
+                timers.append(("resolution_warn", due - timedelta(hours=warn["resolution"])))
+            timers.append(("resolution_overdue", due))
     nxt = _next_pressure(policy, case)
     if nxt is not None:
-        timers.append(Timer("pressure", nxt[1]))
+        timers.append(("pressure", nxt[1]))
     return timers
 
 
@@ -120,7 +125,7 @@ def fire(policy: CountyPolicy, case: CaseFile, now: datetime, load=None) -> list
     `load` (open cases per cadre, for choosing an escalation's duty cadre) may be a function, called
     only when an escalation is decided."""
     steps: list[Step] = []
-    due = {t.kind for t in pending(policy, case) if t.due_at <= now}
+    due = {kind for kind, due_at in _pending(policy, case) if due_at <= now}
     for deadline in ("response", "resolution"):
         when = case.response_due if deadline == "response" else case.resolution_due
         if f"{deadline}_warn" in due and f"{deadline}_overdue" not in due:
