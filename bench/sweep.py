@@ -537,7 +537,7 @@ def notes(section: dict) -> list[str]:
         "contract's validation, canonical JSON, the hash chain, SQLAlchemy) and the COMMIT.",
         "What the sweep pays for (services/ is measured as it is): one due selection (an index range scan, "
         "~1 ms, not growing with the open cases); one read of every due case's stream (= ANY of one array "
-        "parameter); one policy lookup per county per round; per-case Python (fold, fire, the contract's "
+        "parameter; only the columns deciding needs, services/routing/due_streams.py); one policy lookup per county per round; per-case Python (fold, fire, the contract's "
         "validation, canonical JSON); and one call of the stored append function for the whole round, whose "
         "version checks are one index probe per stream (minqing.ledger_pg) - it used to be one SELECT with one "
         "scalar subquery per stream (235 ms for 1,000 in issue #16). Compare the rounds with 100, 1,000 and "

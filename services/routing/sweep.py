@@ -26,6 +26,7 @@ from minqing.casefile import fold, stream_of
 from minqing.clock import Clock, isoformat
 from minqing.db import read_transaction
 from minqing.ledger import ConcurrencyError, DuplicateEventIdError, Ledger, Metadata, NewEvent, StreamWrite
+from services.routing.due_streams import read_due_streams
 from services.routing.projection import load_for, policy_in_force
 from services.routing.tables import timers_table
 from services.routing.timers import ACTOR, fire
@@ -82,12 +83,12 @@ class Sweeper:
         cannot place (a category or unit gone from a newer version) must not stop every other timer."""
         writes, failed = [], 0
         with read_transaction(self.ledger.engine) as conn:
-            streams = self.ledger.read_streams([stream_of(c) for c in case_ids], conn=conn)
+            streams = read_due_streams(conn, [stream_of(c) for c in case_ids])
             loads: dict[str, dict] = {}
             policies: dict[str, object] = {}      # one policy lookup per county per round, not per case
             for case_id in case_ids:
                 events = streams[stream_of(case_id)]
-                case = fold(case_id, events)
+                case = fold(case_id, events, history=False)     # the timers never read the history
                 if case.county and case.county not in policies:
                     policies[case.county] = policy_in_force(conn, case.county)
                 policy = policies.get(case.county) if case.county else None

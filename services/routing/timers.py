@@ -15,6 +15,8 @@ case version it read, so a cadre acting at the same moment and the timer cannot 
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -27,6 +29,7 @@ from services.routing.assignment import decide_escalation, joint_units_for
 ACTOR = "service:routing"
 LEVELS = ("chase", "supervise", "listed")
 _NS = uuid.UUID("0b8d5c36-95a4-4f57-9a1e-3c1f6f2b8e41")
+_NS_BYTES = _NS.bytes
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,22 @@ class Step:
 
 
 def _step(type_: str, data: dict, *key) -> Step:
-    return Step(type_, data, str(uuid.uuid5(_NS, ":".join([type_, data["case_id"], *map(str, key)]))))
+    return Step(type_, data, step_id(":".join([type_, data["case_id"], *map(str, key)])))
+
+
+def step_id(name: str) -> str:
+    """str(uuid.uuid5(_NS, name)) without building a UUID object (RFC 4122 §4.3: SHA-1 of the
+    namespace and the name, version 5, RFC variant), a tenth of a sweep's deciding (issue #16)."""
+    digest = bytearray(hashlib.sha1(_NS_BYTES + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+# Deadlines repeat across cases (the same end of a working day), and a sweep reads each several
+# times; datetimes are immutable, so parsing each text once is safe.
+_instant = functools.lru_cache(maxsize=4096)(parse_instant)
 
 
 def overdue_action(policy: CountyPolicy, case: CaseFile) -> str:
@@ -62,33 +80,38 @@ def _next_pressure(policy: CountyPolicy, case: CaseFile) -> tuple[dict, datetime
     if not above:
         return None
     step = above[0]
-    at = parse_instant(case.resolution_due) + timedelta(hours=step["after_hours"])
+    at = _instant(case.resolution_due) + timedelta(hours=step["after_hours"])
     if case.reply_due:
-        at = min(at, parse_instant(case.reply_due))
+        at = min(at, _instant(case.reply_due))
     return step, at
 
 
 def pending(policy: CountyPolicy, case: CaseFile) -> list[Timer]:
     """Every timer the case has pending now."""
+    return [Timer(kind, due_at) for kind, due_at in _pending(policy, case)]
+
+
+def _pending(policy: CountyPolicy, case: CaseFile) -> list[tuple[str, datetime]]:
+    """pending's (kind, due_at) pairs; fire reads them without building Timer objects (issue #16)."""
     if not case.is_held:
         return []
     warn = policy.escalation["warn_before_hours"]
     timers = []
     if case.status == "assigned" and case.response_due:
-        due = parse_instant(case.response_due)
+        due = _instant(case.response_due)
         if not case.marked("case.overdue", "response", case.response_due):
             if warn["response"] and not case.marked("case.deadline_warned", "response", case.response_due):
-                timers.append(Timer("response_warn", due - timedelta(hours=warn["response"])))
-            timers.append(Timer("response_overdue", due))
+                timers.append(("response_warn", due - timedelta(hours=warn["response"])))
+            timers.append(("response_overdue", due))
     if case.resolution_due:
-        due = parse_instant(case.resolution_due)
+        due = _instant(case.resolution_due)
         if not case.marked("case.overdue", "resolution", case.resolution_due):
             if warn["resolution"] and not case.marked("case.deadline_warned", "resolution", case.resolution_due):
-                timers.append(Timer("resolution_warn", due - timedelta(hours=warn["resolution"])))
-            timers.append(Timer("resolution_overdue", due))
+                timers.append(("resolution_warn", due - timedelta(hours=warn["resolution"])))
+            timers.append(("resolution_overdue", due))
     nxt = _next_pressure(policy, case)
     if nxt is not None:
-        timers.append(Timer("pressure", nxt[1]))
+        timers.append(("pressure", nxt[1]))
     return timers
 
 
@@ -102,7 +125,7 @@ def fire(policy: CountyPolicy, case: CaseFile, now: datetime, load=None) -> list
     `load` (open cases per cadre, for choosing an escalation's duty cadre) may be a function, called
     only when an escalation is decided."""
     steps: list[Step] = []
-    due = {t.kind for t in pending(policy, case) if t.due_at <= now}
+    due = {kind for kind, due_at in _pending(policy, case) if due_at <= now}
     for deadline in ("response", "resolution"):
         when = case.response_due if deadline == "response" else case.resolution_due
         if f"{deadline}_warn" in due and f"{deadline}_overdue" not in due:
@@ -136,7 +159,7 @@ def _pressure(policy: CountyPolicy, case: CaseFile, now: datetime, overdue_now: 
     if nxt is None or nxt[1] > now:
         return []
     rung, _ = nxt
-    missed_reply = case.reply_due is not None and parse_instant(case.reply_due) <= now
+    missed_reply = case.reply_due is not None and _instant(case.reply_due) <= now
     note = (f"no written reply by {case.reply_due}; pressure rises to {rung['level']}" if missed_reply else
             f"{rung['after_hours']} hours past the resolution deadline {case.resolution_due}")
     data = {"case_id": case.case_id, "level": rung["level"], "by": ACTOR, "note": note}
