@@ -24,20 +24,11 @@ def _get(url, token=None):
 
 
 def test_embedded_stack_runs_and_stops_cleanly(tmp_path):
-    http_port, amqp_port = free_port_block(), devstack.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
-    env.update(MINQING_RUN_DIR=str(tmp_path / "run"), MINQING_HTTP_PORT=str(http_port),
-               MINQING_AMQP_PORT=str(amqp_port))
+    env.update(MINQING_RUN_DIR=str(tmp_path / "run"))
     out = tmp_path / "run.out"
-    with open(out, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "minqing.shell.cli", "run"], env=env, stdout=sink,
-                                stderr=subprocess.STDOUT)
+    proc, http_port, amqp_port = _run_on_free_ports(env, out)
     try:
-        deadline = time.monotonic() + 150
-        while b"Minqing is running" not in out.read_bytes():
-            assert proc.poll() is None, out.read_text()
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.3)
         text = out.read_text()
         assert f"http://127.0.0.1:{http_port}/health" in text and "curl" in text
         tokens = json.loads((tmp_path / "run" / "demo-tokens.json").read_text())
@@ -183,6 +174,23 @@ def _start_run(env, out, nth: int):
     return proc
 
 
+def _run_on_free_ports(env, out, attempts: int = 3):
+    """`minqing run` on a free block of ports; returns (process, HTTP base port, AMQP port). The block
+    is found in the ephemeral range, where another process's outgoing connection may take one of its
+    ports before `minqing run` binds it: then run refuses to start ("are in use") and a new block is
+    tried, as tests.e2e.conftest.start_on_free_ports does for the test stacks."""
+    for attempt in range(attempts):
+        http_port, amqp_port = free_port_block(), devstack.free_port()
+        env.update(MINQING_HTTP_PORT=str(http_port), MINQING_AMQP_PORT=str(amqp_port))
+        start = out.stat().st_size if out.exists() else 0
+        try:
+            return _start_run(env, out, 1), http_port, amqp_port
+        except AssertionError:
+            if "are in use" not in out.read_text()[start:] or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_kill_9_of_run_leaves_nothing_behind_and_a_fresh_run_keeps_the_operators_policy(tmp_path):
     import threading
 
@@ -192,15 +200,13 @@ def test_kill_9_of_run_leaves_nothing_behind_and_a_fresh_run_keeps_the_operators
     from tests.support import county_dir
 
     run_dir = tmp_path / "run"
-    http_port, amqp_port = free_port_block(), devstack.free_port()
     counties = county_dir(tmp_path / "policies", "deploy/counties/longjiang.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
-    env.update(MINQING_RUN_DIR=str(run_dir), MINQING_HTTP_PORT=str(http_port), MINQING_AMQP_PORT=str(amqp_port),
-               MINQING_COUNTIES_DIR=str(counties), MINQING_CLOCK="demo", MINQING_CLOCK_START=NIGHT,
-               MINQING_CLOCK_RATE="1")
+    env.update(MINQING_RUN_DIR=str(run_dir), MINQING_COUNTIES_DIR=str(counties), MINQING_CLOCK="demo",
+               MINQING_CLOCK_START=NIGHT, MINQING_CLOCK_RATE="1")
     out = tmp_path / "run.out"
+    first, http_port, amqp_port = _run_on_free_ports(env, out)
     base = f"http://127.0.0.1:{http_port}"
-    first = _start_run(env, out, 1)
     second = None
     try:
         assert "county longjiang policy: v1 published from longjiang.yaml" in out.read_text()
