@@ -22,6 +22,7 @@ test-unit: deps
 
 bench: debian-deps deps
 	$(PY) -m bench.run
+	$(PY) -m bench.green_appends
 	$(PY) -m bench.assessment
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.statements
