@@ -502,6 +502,9 @@ def previous_report() -> dict:
         return {}
 
 
+OUTSIDE_MAKE_BENCH = ("intake_load", "simulate_month")    # results.json sections of benches run by hand
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description="Ledger throughput and routing's timer sweep; writes bench/results.json.")
     parser.add_argument("--only", choices=("ledger", "sweep"),
@@ -578,6 +581,13 @@ def main(argv: list[str] | None = None) -> int:
             report["design_bars"] += [b for b in old.get("design_bars", [])
                                       if b.get("workload") not in mine and not str(b.get("workload", "")).startswith("sweep")
                                       and b.get("workload") not in ("single_4w", "batch_1w", "batch_4w", "replay")]
+        else:
+            # a whole run starts afresh, which make bench's later modules fill in again; the benches
+            # make bench does not run (python -m bench.intake_load, bench.simulate_month) keep theirs
+            kept = previous_report()
+            for key in OUTSIDE_MAKE_BENCH:
+                if key in kept:
+                    report.setdefault(key, kept[key])
         report["notes"] = NOTES
         tmp_out = RESULTS.with_suffix(".json.tmp")
         tmp_out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
