@@ -24,7 +24,7 @@ from psycopg import pq
 from sqlalchemy import text
 
 from bench.run import BATCH, EVENT_TYPE, METADATA, ROOT, MinqingTarget, event_data, new_case_id
-from minqing import contract
+from minqing import contract, ledger_group
 from minqing.shell.devstack import PostgreSQL
 from minqing.ledger import NewEvent, canonical_json, chain_hash
 from minqing.personal_data import find_raw_personal_data
@@ -80,13 +80,18 @@ def _engine_select(engine) -> None:
 
 
 def round_trips(url: str) -> None:
-    """Trace the wire protocol (libpq trace) of one append; a one-connection pool, warmed up so
-    that psycopg has prepared its statements, makes sure the traced connection is the one used."""
+    """Trace the wire protocol (libpq trace) of one append. An append in a transaction of its own
+    goes through the append pool beside the engine (minqing.ledger_group.append_engine), so that
+    pool's connection is the one traced; a one-connection pool, warmed up so that psycopg has
+    prepared its statements, makes sure the traced connection is the one used."""
     target = MinqingTarget("traced", url, pool_size=1)
     for _ in range(10):
         target.single_writer()()
-    with target.engine.connect() as conn:
-        pgconn = conn.connection.driver_connection.pgconn
+    raw = ledger_group.append_engine(target.engine).raw_connection()
+    try:
+        pgconn = raw.driver_connection.pgconn
+    finally:
+        raw.close()
     trace = Path(tempfile.mkstemp(prefix="pqtrace-", dir=ROOT / ".run" / "bench")[1])
     with open(trace, "w") as f:
         pgconn.trace(f.fileno())

@@ -15,6 +15,7 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
+import gc  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -39,6 +40,20 @@ def nameko_config(name: str, settings: config_mod.Settings, vault_keys: list[byt
         "ACCEPT": ["json", "cloudevents"],
         "HEARTBEAT": 30,
     }
+
+
+def settle_heap() -> int:
+    """Move what start-up built (modules, classes, schemas, the policy caches, nameko's machinery:
+    about 100,000 objects) out of the cyclic collector's sight, and return how many were moved.
+
+    Why: those objects live as long as the process, yet every full (generation 2) collection walks
+    them all — 60–80 ms on the reference machine, landing at random in a worker's request or in a
+    timer sweep's round. Frozen, a full collection costs well under a millisecond. What is collected
+    first is not frozen, so nothing collectable is kept; what start-up's objects later point to is
+    still collected as usual."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def main(argv=None) -> int:
@@ -82,6 +97,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     runner.start()
+    settle_heap()
     logging.getLogger("minqing").info("%s started on %s", name, listen_address(settings, settings.service_ports[name]))
     stopping.wait()
     runner.stop()
