@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import random
 import re
 import shutil
 import socket
@@ -30,22 +31,64 @@ _handed_out_ports: set[int] = set()
 _port_lock = threading.Lock()
 
 
+# Where free_port looks first: from here up to the start of the kernel's ephemeral range.
+PORT_FLOOR = 20000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out as the source ports of outgoing connections (Linux's
+    net.ipv4.ip_local_port_range; its default where that cannot be read)."""
+    try:
+        low, high = map(int, _EPHEMERAL_RANGE.read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """Return a TCP port on `host` (127.0.0.1) that nothing listens on right now.
 
-    The kernel picks it (bind to port 0).  There is an unavoidable window between this call and
-    the server binding the port; this function never returns the same port twice in one
-    process, so instances started from one process (even concurrently) cannot collide.
+    The port is taken from below the kernel's ephemeral range (PORT_FLOOR up to its start, less a
+    margin of 16 so that a block of ports starting here stays below it too). Why: a port in the
+    ephemeral range can be taken at any moment as the source port of any process's outgoing
+    connection — a client of PostgreSQL or RabbitMQ, say — and held for as long as that connection
+    lives. A server restarted on its old port (the private broker after a crash, `minqing run`
+    started again on the same run directory) then found it taken and could not start. Outgoing
+    connections never take a port below the range, so only another listener can. Where the range
+    leaves too little room below it, the kernel picks (bind to port 0), as before.
+
+    There is an unavoidable window between this call and the server binding the port; this
+    function never returns the same port twice in one process, so instances started from one
+    process (even concurrently) cannot collide.
     """
+    low = PORT_FLOOR
+    high = ephemeral_range()[0] - 16
     with _port_lock:
-        for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
+        for _ in range(200):
+            if high - low >= 1000:
+                port = random.randrange(low, high)
+                if port in _handed_out_ports or not _bindable(host, port):
+                    continue
+            else:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((host, 0))
+                    port = s.getsockname()[1]
             if port not in _handed_out_ports:
                 _handed_out_ports.add(port)
                 return port
     raise DevStackError("could not find a free TCP port on 127.0.0.1")
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether nothing holds `port` on `host`: no listener, no connection, no TIME_WAIT (no
+    SO_REUSEADDR, so the check is stricter than the server's own bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _port_is_free(port: int, host: str = LOOPBACK) -> bool:

@@ -149,9 +149,10 @@ def smtp_server():
 
 
 def start_on_free_ports(make, env: dict, attempts: int = 3):
-    """Start the stack `make(port)` builds on a free block of ports. The block is found in the
-    ephemeral range, where another process's outgoing connection may take one of its ports before
-    `minqing run` binds it: then it refuses to start ("are in use"), and a new block is tried."""
+    """Start the stack `make(port)` builds on a free block of ports. The block lies below the
+    kernel's ephemeral range (devstack.free_port), so no outgoing connection takes one of its ports;
+    another test's listener still may before `minqing run` binds it: then it refuses to start ("are
+    in use"), and a new block is tried."""
     for attempt in range(attempts):
         port = free_port_block()
         env["MINQING_HTTP_PORT"] = str(port)

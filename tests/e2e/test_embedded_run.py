@@ -176,9 +176,10 @@ def _start_run(env, out, nth: int):
 
 def _run_on_free_ports(env, out, attempts: int = 3):
     """`minqing run` on a free block of ports; returns (process, HTTP base port, AMQP port). The block
-    is found in the ephemeral range, where another process's outgoing connection may take one of its
-    ports before `minqing run` binds it: then run refuses to start ("are in use") and a new block is
-    tried, as tests.e2e.conftest.start_on_free_ports does for the test stacks."""
+    lies below the kernel's ephemeral range (devstack.free_port), so no outgoing connection takes
+    one of its ports — not before the first start, and not between a kill and the restart on the
+    same ports; another test's listener still may: then run refuses to start ("are in use") and a
+    new block is tried, as tests.e2e.conftest.start_on_free_ports does for the test stacks."""
     for attempt in range(attempts):
         http_port, amqp_port = free_port_block(), devstack.free_port()
         env.update(MINQING_HTTP_PORT=str(http_port), MINQING_AMQP_PORT=str(amqp_port))
