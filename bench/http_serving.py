@@ -73,8 +73,7 @@ def closed_loop(port: int, clients: int, seconds: float, path: str, headers: dic
 
 
 def main() -> None:
-    from minqing.shell.devstack import RabbitMQ, free_port
-    from minqing.shell.devstack_proc import _port_is_free
+    from minqing.shell.devstack import RabbitMQ, free_port_block
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", default="1,8,32")
@@ -88,9 +87,7 @@ def main() -> None:
         mq.start()
         run_dir = tmp / "stack"
         run_dir.mkdir()
-        port = free_port()
-        while not all(_port_is_free(port + k) for k in range(8)):
-            port = free_port()
+        port = free_port_block(8)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
         env.update(MINQING_RUN_DIR=str(run_dir), MINQING_DATABASE_URL=f"sqlite:///{run_dir / 'ledger.db'}",
                    MINQING_AMQP_URI=mq.uri, MINQING_HTTP_PORT=str(port), MINQING_LOG_LEVEL="WARNING")

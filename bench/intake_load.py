@@ -158,7 +158,7 @@ def _start_stack(run_dir: Path, env: dict) -> tuple[subprocess.Popen, dict]:
 def run_backend(backend: str, reports: int, clients: int) -> dict:
     from minqing import access
     from minqing.db import make_engine
-    from minqing.shell.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
+    from minqing.shell.devstack import PostgreSQL, RabbitMQ, free_port_block
     base_dir = ROOT / ".run" / "bench"
     base_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"intake-{backend}-", dir=base_dir))
@@ -170,9 +170,7 @@ def run_backend(backend: str, reports: int, clients: int) -> dict:
         run_dir = tmp / "stack"
         run_dir.mkdir()
         database = pg.start().create_database("intake_load") if pg else f"sqlite:///{run_dir / 'ledger.db'}"
-        port = free_port()
-        while not all(_port_is_free(port + k) for k in range(6)):
-            port = free_port()
+        port = free_port_block(6)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
         env.update(MINQING_RUN_DIR=str(run_dir), MINQING_DATABASE_URL=database, MINQING_AMQP_URI=mq.uri,
                    MINQING_HTTP_PORT=str(port), MINQING_LOG_LEVEL="WARNING",

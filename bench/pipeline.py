@@ -45,7 +45,7 @@ import kombu
 
 from minqing import access, cloudevents  # noqa: F401  (cloudevents registers its serializer)
 from minqing.db import make_engine
-from minqing.shell.devstack import PostgreSQL, RabbitMQ, _port_is_free, free_port
+from minqing.shell.devstack import PostgreSQL, RabbitMQ, free_port_block
 from minqing.relay import declare_topology
 from bench.idle_stack import Probe
 
@@ -147,9 +147,7 @@ def summary(samples_s: list[float]) -> dict:
 
 def start_stack(run_dir: Path, pg: PostgreSQL, mq: RabbitMQ) -> tuple[subprocess.Popen, str, int]:
     database = pg.create_database("pipeline", drop_existing=True)
-    port = free_port()
-    while not all(_port_is_free(port + k) for k in range(6)):
-        port = free_port()
+    port = free_port_block(6)
     env = {**os.environ, "MINQING_RUN_DIR": str(run_dir), "MINQING_DATABASE_URL": database,
            "MINQING_AMQP_URI": mq.uri, "MINQING_HTTP_PORT": str(port), "MINQING_LOG_LEVEL": "WARNING",
            "MINQING_VAULT_KEY": Fernet.generate_key().decode()}

@@ -54,15 +54,13 @@ def _start_stack(run_dir: Path, env: dict) -> subprocess.Popen:
 
 
 def one_run(days: int, seed: int, per_day: float | None) -> dict:
-    from minqing.shell.devstack import _port_is_free, free_port
+    from minqing.shell.devstack import free_port, free_port_block
     base_dir = ROOT / ".run" / "bench"
     base_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="simulate-month-", dir=base_dir))
     proc = None
     try:
-        port = free_port()
-        while not all(_port_is_free(port + k) for k in range(8)):
-            port = free_port()
+        port = free_port_block(8)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINQING_")}
         env.update(MINQING_RUN_DIR=str(tmp), MINQING_CLOCK="demo", MINQING_CLOCK_START="2026-10-31T20:00+08:00",
                    MINQING_CLOCK_RATE="1", MINQING_SWEEP_SECONDS="0.5", MINQING_NOTIFY_SECONDS="0.3", MINQING_FOLLOW_SECONDS="0.25", MINQING_HTTP_PORT=str(port),

@@ -84,7 +84,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from minqing.shell.devstack_proc import APT_PACKAGES, DevStackError, LOOPBACK, _pg_bin_dir, _port_is_free, _rabbitmq_bin_dir, free_port, install_command, missing_binaries  # noqa: F401
+from minqing.shell.devstack_proc import APT_PACKAGES, DevStackError, LOOPBACK, _pg_bin_dir, _port_is_free, _rabbitmq_bin_dir, free_port, free_port_block, install_command, missing_binaries  # noqa: F401
 from minqing.shell.devstack_service import _Service  # noqa: F401
 from minqing.shell.devstack_rabbitmq import RabbitMQ  # noqa: F401
 from minqing.shell.devstack_postgres import PostgreSQL  # noqa: F401
@@ -96,6 +96,7 @@ __all__ = [
     "PostgreSQL",
     "RabbitMQ",
     "free_port",
+    "free_port_block",
     "missing_binaries",
     "install_command",
 ]

@@ -68,7 +68,7 @@ def free_port(host: str = LOOPBACK) -> int:
         for _ in range(200):
             if high - low >= 1000:
                 port = random.randrange(low, high)
-                if port in _handed_out_ports or not _bindable(host, port):
+                if port in _handed_out_ports or not _port_is_free(port, host, reuse_address=False):
                     continue
             else:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -80,20 +80,28 @@ def free_port(host: str = LOOPBACK) -> int:
     raise DevStackError("could not find a free TCP port on 127.0.0.1")
 
 
-def _bindable(host: str, port: int) -> bool:
-    """Whether nothing holds `port` on `host`: no listener, no connection, no TIME_WAIT (no
-    SO_REUSEADDR, so the check is stricter than the server's own bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+def free_port_block(size: int, host: str = LOOPBACK) -> int:
+    """The first of `size` consecutive ports on `host` that are all free right now (a stack's
+    gateway and the ports Settings.PORT_OFFSETS names after it). Like free_port, never hands out a
+    port of the block twice in one process."""
+    for _ in range(100):
+        base = free_port(host)
+        rest = range(base + 1, base + size)
+        with _port_lock:
+            if base + size < 65000 and not _handed_out_ports.intersection(rest) \
+                    and all(_port_is_free(port, host, reuse_address=False) for port in rest):
+                _handed_out_ports.update(rest)
+                return base
+    raise DevStackError(f"could not find {size} consecutive free TCP ports on {host}")
 
 
-def _port_is_free(port: int, host: str = LOOPBACK) -> bool:
+def _port_is_free(port: int, host: str = LOOPBACK, reuse_address: bool = True) -> bool:
+    """Whether `port` can be bound on `host`. With `reuse_address` (as the servers bind), a port
+    some closed connection left in TIME_WAIT counts as free; without it, only a port nothing holds
+    at all does (free_port's stricter choice for ports it hands out)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_address:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

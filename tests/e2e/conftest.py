@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,23 +18,6 @@ from tests.notify_servers import HttpRecorder, SmtpRecorder
 from tests.support import Watcher, county_dir
 
 from minqing.shell import devstack
-
-
-def free_port_block(size: int = 8) -> int:     # the gateway and every port Settings.PORT_OFFSETS names
-    for _ in range(100):
-        base = devstack.free_port()
-        if base + size < 65000 and all(_free(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no block of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def read_pid(path: Path, timeout: float = 10.0) -> int:
@@ -154,7 +136,7 @@ def start_on_free_ports(make, env: dict, attempts: int = 3):
     another test's listener still may before `minqing run` binds it: then it refuses to start ("are
     in use"), and a new block is tried."""
     for attempt in range(attempts):
-        port = free_port_block()
+        port = devstack.free_port_block(8)     # the gateway and every port Settings.PORT_OFFSETS names
         env["MINQING_HTTP_PORT"] = str(port)
         try:
             return make(port).start()

@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 
 from minqing.shell import devstack
-from tests.e2e.conftest import free_port_block
 
 
 def _get(url, token=None):
@@ -181,7 +180,7 @@ def _run_on_free_ports(env, out, attempts: int = 3):
     same ports; another test's listener still may: then run refuses to start ("are in use") and a
     new block is tried, as tests.e2e.conftest.start_on_free_ports does for the test stacks."""
     for attempt in range(attempts):
-        http_port, amqp_port = free_port_block(), devstack.free_port()
+        http_port, amqp_port = devstack.free_port_block(8), devstack.free_port()
         env.update(MINQING_HTTP_PORT=str(http_port), MINQING_AMQP_PORT=str(amqp_port))
         start = out.stat().st_size if out.exists() else 0
         try:

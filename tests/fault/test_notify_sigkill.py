@@ -18,6 +18,7 @@ from minqing import county
 from minqing.db import make_engine, read_transaction, write_transaction
 from minqing.ledger import Ledger, Metadata, NewEvent
 from minqing.service_kit import create_tables
+from minqing.shell.devstack import free_port_block
 from minqing.vault import Vault, metadata_obj as vault_md
 from services.notify.outbox import public_key
 from services.notify.tables import metadata_obj as notify_md, outbox_table
@@ -62,7 +63,7 @@ def test_notify_killed_mid_send_never_sends_twice(pg_url, rabbit, tmp_path):
            "MINQING_RUN_DIR": str(tmp_path), "MINQING_VAULT_KEY": key.decode(), "MINQING_HTTP_PORT": "0",
            "MINQING_SMS_URL": gateway.url + "/sms", "MINQING_NOTIFY_SECONDS": "0.2",
            "MINQING_NOTIFY_LEASE_SECONDS": "3"}
-    env["MINQING_HTTP_PORT"] = str(_free_base())
+    env["MINQING_HTTP_PORT"] = str(free_port_block(8))
     try:
         notify = _start_notify(env)
         deadline = time.monotonic() + 60
@@ -96,8 +97,3 @@ def test_notify_killed_mid_send_never_sends_twice(pg_url, rabbit, tmp_path):
     events = [e for e in ledger.iter_all() if e.type.startswith("notification.")]
     assert sorted(e.data["key"] for e in events) == sorted(statuses)    # each outcome recorded once
     engine.dispose()
-
-
-def _free_base() -> int:
-    from tests.e2e.conftest import free_port_block
-    return free_port_block()

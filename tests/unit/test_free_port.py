@@ -28,7 +28,7 @@ def test_a_port_something_listens_on_is_skipped(monkeypatch):
                 continue
         taken.listen()
         free = next(p for p in range(port + 1, low - 16)
-                    if p not in devstack_proc._handed_out_ports and devstack_proc._bindable("127.0.0.1", p))
+                    if p not in devstack_proc._handed_out_ports and devstack_proc._port_is_free(p, reuse_address=False))
         offered = iter([port, free])
         monkeypatch.setattr(devstack_proc.random, "randrange", lambda _a, _b: next(offered))
         assert devstack_proc.free_port() == free
@@ -41,3 +41,15 @@ def test_the_range_is_read_from_the_kernel(tmp_path, monkeypatch):
     assert devstack_proc.ephemeral_range() == (40000, 50000)
     setting.write_text("nonsense")
     assert devstack_proc.ephemeral_range() == (32768, 60999)
+
+
+def test_a_block_is_free_below_the_range_and_none_of_it_is_handed_out_again():
+    low, _high = devstack_proc.ephemeral_range()
+    base = devstack_proc.free_port_block(8)
+    block = set(range(base, base + 8))
+    assert all(devstack_proc._port_is_free(p, reuse_address=False) for p in block)
+    if low - 16 - devstack_proc.PORT_FLOOR >= 1000:
+        assert base + 8 <= low
+    later = {devstack_proc.free_port() for _ in range(300)}
+    later |= {devstack_proc.free_port_block(8) + k for _ in range(20) for k in range(8)}
+    assert not later & block
